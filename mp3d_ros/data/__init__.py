@@ -1,0 +1,1 @@
+"""Datasets, training targets and synthetic scenes (no ROS)."""

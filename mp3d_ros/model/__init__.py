@@ -1,0 +1,1 @@
+"""The networks: backbones, heads and the real-camera model."""

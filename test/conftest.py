@@ -1,0 +1,21 @@
+"""Shared test settings: deterministic hypothesis profile and the location of ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60)
+settings.load_profile("ci")
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (CI and developers have it; users do not)."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"{SHARED_DIR} is absent: it holds the mocap and COCO fixtures this test reads")
+    return SHARED_DIR

@@ -1,0 +1,69 @@
+"""checkpoint.py: atomic round trip and clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mp3d_ros.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+
+def make_checkpoint(step: int = 3) -> Checkpoint:
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(1, 4)).sum().backward()
+    optimizer.step()
+    return Checkpoint(
+        model_state=model.state_dict(), model_config={"backbone": "mobilenet_fpn", "width": 1.0},
+        joint_set="mupots_17", input_size=(416, 256),
+        normalization={"mean": [123.7, 116.3, 103.5], "std": [58.4, 57.1, 57.4]}, step=step,
+        optimizer_state=optimizer.state_dict(), train_config={"steps": 10},
+        extra={"note": "test"},
+    )
+
+
+def test_round_trip(tmp_path) -> None:
+    path = tmp_path / "run" / "last.pt"
+    original = make_checkpoint()
+    save_checkpoint(path, original)
+    loaded = load_checkpoint(path, joint_set="mupots_17", input_size=(416, 256))
+    assert loaded.step == 3 and loaded.input_size == (416, 256)
+    assert loaded.model_config == original.model_config and loaded.extra == {"note": "test"}
+    for name, tensor in original.model_state.items():
+        assert torch.equal(loaded.model_state[name], tensor)
+    assert loaded.optimizer_state["state"][0]["step"] == original.optimizer_state["state"][0]["step"]
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+def test_overwrite_is_atomic_when_writing_fails(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, make_checkpoint(step=1))
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, make_checkpoint(step=2))
+    monkeypatch.undo()
+    assert load_checkpoint(path).step == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_refusals(tmp_path) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, make_checkpoint())
+    with pytest.raises(ValueError, match="joint set 'mupots_17', expected 'muco_21'"):
+        load_checkpoint(path, joint_set="muco_21")
+    with pytest.raises(ValueError, match="input size 416x256, expected 832x512"):
+        load_checkpoint(path, input_size=(832, 512))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated.pt is corrupt"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not an mp3d_ros checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")

@@ -38,6 +38,7 @@ __all__ = [
     "pad_transform",
     "hflip_transform",
     "rotate_transform",
+    "letterbox_layout",
     "letterbox_transform",
     "transform_intrinsics",
     "transform_points_px",
@@ -393,14 +394,21 @@ def rotate_transform(
     return ImageTransform(A, (int(out_size[0]), int(out_size[1])))
 
 
-def letterbox_transform(src_size: tuple[int, int], dst_size: tuple[int, int]) -> ImageTransform:
-    """Resize keeping the aspect ratio so the image fits ``dst_size``, then pad it centred.
+def letterbox_layout(
+    src_size: tuple[int, int], dst_size: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where a letterboxed image goes: ``((new_w, new_h), (left, top))``.
 
-    The resized image is ``round(w * s) x round(h * s)`` with ``s = min(W'/w, H'/h)``.
+    The resized image is ``round(w * s) x round(h * s)`` with ``s = min(W'/w, H'/h)``, centred.
     """
     scale = min(dst_size[0] / src_size[0], dst_size[1] / src_size[1])
     new_size = (max(1, round(src_size[0] * scale)), max(1, round(src_size[1] * scale)))
-    left, top = (dst_size[0] - new_size[0]) // 2, (dst_size[1] - new_size[1]) // 2
+    return new_size, ((dst_size[0] - new_size[0]) // 2, (dst_size[1] - new_size[1]) // 2)
+
+
+def letterbox_transform(src_size: tuple[int, int], dst_size: tuple[int, int]) -> ImageTransform:
+    """Resize keeping the aspect ratio so the image fits ``dst_size``, then pad it centred."""
+    new_size, (left, top) = letterbox_layout(src_size, dst_size)
     return resize_transform(src_size, new_size).then(pad_transform(left, top, dst_size))
 
 

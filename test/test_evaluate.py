@@ -1,0 +1,241 @@
+"""``mp3d-eval`` end to end on tiny generated datasets, the k-value baseline, and bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+from mp3d_ros import evaluate
+from mp3d_ros.camera import Intrinsics, project
+from mp3d_ros.data.mppe import AnnotatedImage, read_3dmppe_json
+from mp3d_ros.people import People
+from mp3d_ros.predictions import ImagePredictions, load_predictions, save_predictions
+from mp3d_ros.skeleton import MUPOTS_17, convert_joints, get_joint_set
+
+from test_mppe import write_h36m, write_muco_json
+from test_panoptic_coco import SCENES, write_smap_json
+
+MUPOTS_SCENES = [[[0, 0, 3000], [900, 0, 5000]], [[10, 0, 3000], [910, 0, 5000]],
+                 [[-500, 100, 4000]], [[-480, 100, 4000]]]
+MUPOTS_SEQUENCES = ["TS1", "TS1", "TS2", "TS2"]
+
+
+def perfect_people(image: AnnotatedImage, drop: int | None = None) -> People:
+    """The image's ground truth as MuPoTS-17 predictions (person ``drop`` left out)."""
+    source = get_joint_set(image.joint_set)
+    keep = [p for p in range(len(image)) if p != drop]
+    uv, _ = convert_joints(image.keypoints_img_px[keep], source, MUPOTS_17)
+    xyz, _ = convert_joints(image.keypoints_cam_m[keep], source, MUPOTS_17)
+    count = len(keep)
+    return People("mupots_17", uv_px=uv, keypoints_m=xyz, confidence=np.ones((count, 17)),
+                  inferred=np.zeros((count, 17), bool), score=np.linspace(0.9, 0.5, count),
+                  root_sigma_m=np.full(count, 0.1))
+
+
+def save_perfect(path, images, drop_first_person_of=None):
+    save_predictions(path, [ImagePredictions(im.image_id, im.sequence,
+                                             perfect_people(im, 0 if im.image_id == drop_first_person_of
+                                                            else None)) for im in images])
+    return path
+
+
+@pytest.fixture
+def mupots_dir(tmp_path):
+    folder = tmp_path / "MuPoTS"
+    folder.mkdir()
+    write_muco_json(folder / "MuPoTS-3D.json", MUPOTS_SCENES, MUPOTS_SEQUENCES, "mupots_17",
+                    mupots=True)
+    return folder
+
+
+def run(argv, capsys):
+    code = evaluate.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_mupots_predictions_file_end_to_end(mupots_dir, tmp_path, capsys):
+    images = read_3dmppe_json(mupots_dir / "MuPoTS-3D.json", "mupots_17")
+    predictions = save_perfect(tmp_path / "pred.json", images, drop_first_person_of=101)
+    code, out, err = run(["--dataset", "mupots", "--data", mupots_dir, "--predictions", predictions,
+                          "--metrics-out", tmp_path / "m.json"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    # TS1: 4 people, 1 missing -> 3/4 = 75; TS2: 2/2 = 100; mean of sequences 87.5.
+    assert metrics["all"]["pck_rel"] == pytest.approx(87.5)
+    assert metrics["matched"]["pck_abs"] == 100.0 and metrics["matched"]["pcod"] == 100.0
+    assert metrics["per_sequence"]["all"]["TS1"]["pck_rel"] == pytest.approx(75.0)
+    # 5 predictions, all true positives, over 6 ground truths: sum of 1 * 1/6 for steps 2..5.
+    assert metrics["ap_root_25"] == pytest.approx(100 * 4 / 6)
+    for text in ("All people", "Matched people", "AP_root^25 66.7", "TS1", "TS2", "mean",
+                 "PCK by joint group", "shoulder", "40 px", "mpii_mupots_multiperson_eval"):
+        assert text in out
+
+
+def test_synthetic_scenes_use_the_muco_layout_and_their_sequences(tmp_path, capsys):
+    folder = tmp_path / "synthetic"
+    folder.mkdir()
+    write_muco_json(folder / "MuCo-3DHP.json", MUPOTS_SCENES, ["kitchen", "kitchen", "yard", "yard"])
+    images = read_3dmppe_json(folder / "MuCo-3DHP.json", "muco_21")
+    predictions = save_perfect(tmp_path / "pred.json", images)
+    code, out, err = run(["--dataset", "synthetic", "--data", folder, "--predictions", predictions,
+                          "--metrics-out", tmp_path / "m.json"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert sorted(metrics["per_sequence"]["all"]) == ["kitchen", "yard"]
+    assert metrics["all"]["pck_abs"] == 100.0 and metrics["all"]["pck_root"] == 100.0
+    assert "kitchen" in out
+
+
+def test_panoptic_end_to_end_reports_activities(tmp_path, capsys):
+    folder = tmp_path / "panoptic"
+    folder.mkdir()
+    write_smap_json(folder / "test.json", SCENES)
+    images, _ = evaluate.load_dataset("panoptic", folder)
+    predictions = save_perfect(tmp_path / "pred.json", images)
+    code, out, err = run(["--dataset", "panoptic", "--data", folder, "--predictions", predictions,
+                          "--metrics-out", tmp_path / "m.json"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert sorted(metrics["per_group"]) == ["haggling", "pizza"]
+    assert metrics["mean"] == {"mpjpe_mm": pytest.approx(0.0), "rt_error_mm": pytest.approx(0.0),
+                               "recall": 100.0}
+    assert "< 30 px" in out and "RtError" in out
+
+
+def test_h36m_end_to_end_uses_test_subjects_every_64th_frame(tmp_path, capsys):
+    annotations = tmp_path / "h36m" / "annotations"
+    annotations.mkdir(parents=True)
+    for subject in (9, 11):
+        write_h36m(annotations, subject, frames=(0, 5, 64))
+    images, root = evaluate.load_dataset("h36m", tmp_path / "h36m")
+    assert len(images) == 4 and root == tmp_path / "h36m" / "images"  # frame 5 is not tested
+    predictions = save_perfect(tmp_path / "pred.json", images)
+    code, out, err = run(["--dataset", "h36m", "--data", tmp_path / "h36m", "--predictions",
+                          predictions, "--metrics-out", tmp_path / "m.json"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["total"]["mrpe_mm"] == pytest.approx(0.0) and metrics["total"]["matched"] == 4
+    assert "Directions" in out and "MRPE_z" in out
+
+
+# ----------------------------------------------------------------------------- k-value baseline
+
+
+def test_rootnet_box_and_kvalue_depth_by_hand():
+    camera = Intrinsics.pinhole(1000, 1000, 500, 400, 1000, 800)
+    uv = np.full((17, 2), np.nan)
+    uv[0], uv[1], uv[2] = [100, 100], [300, 500], [200, 300]
+    # Tight box 200 x 400; process_bbox: x2 = x1 + (w - 1) -> 199 x 399; square side 399 * 1.25.
+    side = 399 * 1.25
+    assert evaluate.rootnet_box_area_px2(uv, 1000, 800) == pytest.approx(side * side)
+    keypoints = np.full((1, 17, 3), np.nan)
+    keypoints[0, :3, 2] = [3.1, 3.0, 3.2]
+    keypoints[0, MUPOTS_17.root] = [0, 0, 3.0]
+    people = People("mupots_17", uv_px=uv[None], keypoints_m=keypoints, confidence=np.ones((1, 17)),
+                    inferred=np.zeros((1, 17), bool), score=np.ones(1), root_sigma_m=np.ones(1))
+    # Person 1 has no pelvis pixel, so its relative depths are kept and only joints 0-2 exist.
+    out = evaluate.kvalue_baseline(people, camera)
+    k = np.sqrt(1000 * 1000 * 4.0 / (side * side))  # = 2000 / 498.75 = 4.0100 m
+    assert out.keypoints_m[0, :3, 2] == pytest.approx([k + 0.1, k, k + 0.2])
+    assert np.allclose(project(out.keypoints_m[0, :3], camera), uv[:3])  # same pixels
+    assert np.isnan(out.root_sigma_m).all()
+    single = uv.copy()
+    single[1:] = np.nan
+    assert np.isnan(evaluate.rootnet_box_area_px2(single, 1000, 800))
+
+
+def test_kvalue_baseline_end_to_end(mupots_dir, tmp_path, capsys):
+    images = read_3dmppe_json(mupots_dir / "MuPoTS-3D.json", "mupots_17")
+    predictions = save_perfect(tmp_path / "pred.json", images)
+    code, out, err = run(["--dataset", "mupots", "--data", mupots_dir, "--predictions", predictions,
+                          "--baseline", "kvalue", "--metrics-out", tmp_path / "m.json"], capsys)
+    assert code == 0, err
+    assert "k-value" in out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    expected = []
+    for image in images:
+        for p in range(len(image)):
+            area = evaluate.rootnet_box_area_px2(image.keypoints_img_px[p], image.width, image.height)
+            k_m = np.sqrt(image.intrinsics.fx * image.intrinsics.fy * 4.0 / area)
+            expected.append(abs(k_m - image.keypoints_cam_m[p, MUPOTS_17.root, 2]) * 1000)
+    assert metrics["mrpe_mm"]["z"] == pytest.approx(np.mean(expected))
+    assert metrics["matched"]["pck_rel"] > 90.0  # same 2D poses and relative depths
+
+
+# ----------------------------------------------------------------------------- the estimator path
+
+
+def test_estimator_path_writes_predictions_and_scores_them(mupots_dir, tmp_path, capsys, monkeypatch):
+    images = read_3dmppe_json(mupots_dir / "MuPoTS-3D.json", "mupots_17")
+    for n, image in enumerate(images):  # image n is a flat grey of value 40 n
+        path = mupots_dir / "MultiPersonTestSet" / image.file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.full((image.height, image.width, 3), 40 * n, np.uint8))
+    calls = []
+
+    class FakeEstimator:  # the interface evaluate.py codes against; inference.py is not written yet
+        def __init__(self, model, device):
+            calls.append((model, device))
+
+        def estimate(self, rgb, intrinsics):
+            n = int(round(rgb.mean() / 40))
+            assert rgb.shape == (1080, 1920, 3) and intrinsics.fx == images[n].intrinsics.fx
+            return perfect_people(images[n])
+
+    monkeypatch.setitem(sys.modules, "mp3d_ros.inference",
+                        types.SimpleNamespace(Estimator=FakeEstimator))
+    out_path = tmp_path / "written.json"
+    code, out, err = run(["--model", "lite.onnx", "--dataset", "mupots", "--data", mupots_dir,
+                          "--out", out_path, "--device", "cpu", "--batch", "3"], capsys)
+    assert code == 0, err
+    assert calls == [("lite.onnx", "cpu")]
+    saved, metadata = load_predictions(out_path)
+    assert [s.image_id for s in saved] == [im.image_id for im in images]
+    assert metadata["model"] == "lite.onnx"
+    assert "All people       100.0   100.0    100.0" in out
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_predictions_that_do_not_cover_the_dataset_are_refused(mupots_dir, tmp_path, capsys):
+    images = read_3dmppe_json(mupots_dir / "MuPoTS-3D.json", "mupots_17")
+    partial = save_perfect(tmp_path / "partial.json", images[:3])
+    code, _, err = run(["--dataset", "mupots", "--data", mupots_dir, "--predictions", partial], capsys)
+    assert code == 1 and "predictions lack 1 of the dataset's 4 images (image ids [103])" in err
+    foreign = tmp_path / "foreign.json"
+    shifted = [ImagePredictions(im.image_id + 50, "", perfect_people(im)) for im in images]
+    own = [ImagePredictions(im.image_id, "", perfect_people(im)) for im in images]
+    save_predictions(foreign, shifted + own)
+    code, _, err = run(["--dataset", "mupots", "--data", mupots_dir, "--predictions", foreign], capsys)
+    assert code == 1 and "image ids the dataset does not have" in err
+
+
+def test_missing_data_and_bad_arguments(tmp_path, capsys):
+    code, _, err = run(["--dataset", "mupots", "--data", tmp_path / "nowhere", "--predictions",
+                        tmp_path / "p.json"], capsys)
+    assert code == 1 and "nowhere does not exist" in err
+    code, _, err = run(["--dataset", "mupots", "--data", tmp_path, "--predictions",
+                        tmp_path / "p.json"], capsys)
+    assert code == 1 and "MuPoTS-3D annotation file not found" in err
+    with pytest.raises(SystemExit):
+        evaluate.main(["--dataset", "mupots", "--data", str(tmp_path)])  # no model nor predictions
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", "m", "--predictions", "p", "--dataset", "mupots", "--data", "d"])
+
+
+def test_duplicate_image_ids_in_the_dataset_are_refused(tmp_path):
+    path = write_muco_json(tmp_path / "MuCo-3DHP.json", MUPOTS_SCENES[:2])
+    data = json.loads(path.read_text())
+    data["images"][1]["id"] = data["images"][0]["id"]
+    for ann in data["annotations"]:
+        ann["image_id"] = data["images"][0]["id"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="image id 100 appears twice"):
+        evaluate.load_dataset("synthetic", tmp_path)

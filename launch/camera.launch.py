@@ -1,0 +1,61 @@
+"""3D poses of the people a camera sees, with RViz: ``ros2 launch mp3d_ros camera.launch.py``.
+
+Without arguments it plays the shipped sample bag in a loop, so the whole system runs with no
+hardware. Name a camera to use it instead:
+
+    ros2 launch mp3d_ros camera.launch.py camera_driver:=v4l2_camera video_device:=/dev/video0
+    ros2 launch mp3d_ros camera.launch.py image_topic:=/camera/color/image_raw device:=cpu
+    ros2 launch mp3d_ros camera.launch.py image_topic:=/cam/image_raw image_transport:=compressed
+
+All arguments: ``ros2 launch mp3d_ros camera.launch.py --show-args``. The decisions (which source,
+topics, RViz set-up) are made by :mod:`mp3d_ros.ros.launch_support`, tested without ROS.
+"""
+
+import tempfile
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from mp3d_ros.ros.launch_support import CAMERA_ARGUMENTS, plan_camera, render_rviz_config
+
+
+def _setup(context):
+    share_dir = Path(get_package_share_directory("mp3d_ros"))
+    args = {name: LaunchConfiguration(name).perform(context) for name, _, _ in CAMERA_ARGUMENTS}
+    plan = plan_camera(args, share_dir)
+    namespace = args["namespace"].strip("/")
+    actions = [LogInfo(msg=message) for message in plan.messages]
+    if plan.bag_play is not None:
+        actions.append(ExecuteProcess(cmd=plan.bag_play, output="screen", name="sample_bag_play"))
+    if plan.driver is not None:
+        package, executable, parameters = plan.driver
+        actions.append(Node(package=package, executable=executable, namespace=namespace or None,
+                            parameters=[parameters], output="screen"))
+    if plan.view_transform is not None:
+        actions.append(Node(package="tf2_ros", executable="static_transform_publisher",
+                            name="mp3d_view_transform", arguments=plan.view_transform))
+    actions.append(Node(
+        package="mp3d_ros", executable="pose_node", name="pose_node", namespace=namespace or None,
+        parameters=[*plan.node.parameter_files, plan.node.overrides],
+        remappings=plan.node.remappings, output="screen",
+    ))
+    if plan.rviz:
+        template = (share_dir / "config" / "mp3d.rviz").read_text()
+        rendered = render_rviz_config(template, plan.fixed_frame, plan.node_prefix, plan.rviz_image_topic)
+        with tempfile.NamedTemporaryFile("w", suffix=".rviz", prefix="mp3d_", delete=False) as file:
+            file.write(rendered)
+        actions.append(Node(package="rviz2", executable="rviz2", arguments=["-d", file.name],
+                            output="screen"))
+    return actions
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, default, description in CAMERA_ARGUMENTS]
+        + [OpaqueFunction(function=_setup)]
+    )

@@ -1,0 +1,55 @@
+"""Run the pose node on a recorded bag and record its outputs: ``ros2 launch mp3d_ros replay.launch.py
+bag:=/path/to/bag``.
+
+``ros2 bag play --clock`` feeds the node (on the bag's clock, so tf lookups and latency follow the
+recording) and ``ros2 bag record`` writes ``~/poses``, ``~/markers`` and ``/diagnostics`` to
+``out:=`` (default ``<bag>_mp3d``). When the bag ends the launch waits a moment for the last frames
+and shuts down, which closes the recorded bag cleanly. For evaluation against ground truth without
+ROS, use ``mp3d-replay`` instead.
+"""
+
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, LogInfo, OpaqueFunction,
+                            RegisterEventHandler, TimerAction)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from mp3d_ros.ros.launch_support import REPLAY_ARGUMENTS, plan_replay
+
+# Time the node gets after the last message to publish its last poses before everything stops.
+_DRAIN_S = 3.0
+
+
+def _setup(context):
+    share_dir = Path(get_package_share_directory("mp3d_ros"))
+    args = {name: LaunchConfiguration(name).perform(context) for name, _, _ in REPLAY_ARGUMENTS}
+    plan = plan_replay(args, share_dir)
+    record = ExecuteProcess(cmd=plan.bag_record, output="screen", name="record_outputs")
+    node = Node(
+        package="mp3d_ros", executable="pose_node", name="pose_node",
+        namespace=args["namespace"].strip("/") or None,
+        parameters=[*plan.node.parameter_files, plan.node.overrides],
+        remappings=plan.node.remappings, output="screen",
+    )
+    play = ExecuteProcess(cmd=plan.bag_play, output="screen", name="play_input")
+    # Start playing once the recorder and the node had a moment to subscribe.
+    delayed_play = TimerAction(period=2.0, actions=[play])
+    stop_after_play = RegisterEventHandler(OnProcessExit(
+        target_action=play,
+        on_exit=[TimerAction(period=_DRAIN_S, actions=[
+            EmitEvent(event=Shutdown(reason="the input bag has been played"))])],
+    ))
+    return [*(LogInfo(msg=m) for m in plan.messages), record, node, delayed_play, stop_after_play]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, default, description in REPLAY_ARGUMENTS]
+        + [OpaqueFunction(function=_setup)]
+    )

@@ -1,0 +1,466 @@
+"""The node's frame handling without ROS: pairing, the latest-frame buffer, processing, counting.
+
+Data flow (the node only wires ROS callbacks to these objects):
+
+    image callback ----------> FrameBuffer.on_image        (every image, first)
+    CameraInfo callback -----> FrameBuffer.on_camera_info  (latest per frame_id)
+    ApproximateTimeSync -----> FrameBuffer.on_pair         (image + CameraInfo within the slop)
+    FrameWorker thread: FrameBuffer.wait() -> FrameProcessor.process() -> publish
+
+:class:`FrameBuffer` never blocks a callback: it keeps at most one paired frame ready (a newer one
+replaces it) and a few images still waiting for their CameraInfo. An image that finds no CameraInfo
+within ``camera_info_wait_s`` is processed with the latest CameraInfo of its frame_id (the processor
+warns); frames are never processed out of order, and every image is accounted for:
+``received = processed + failed + dropped + waiting``.
+
+:class:`FrameProcessor` turns one frame into messages and counts each kind of bad input
+(:class:`ErrorKind`), logging each kind at most once per ``log_throttle_s``. The worker and the
+diagnostics run in different threads; shared counters are guarded by locks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable
+
+import numpy as np
+
+from mp3d_ros.camera import Intrinsics
+from mp3d_ros.people import People
+from mp3d_ros.ros.conversions import (
+    MessageClasses,
+    RigidTransform,
+    UnsupportedEncodingError,
+    any_image_to_rgb,
+    make_header,
+    people_root_covariance,
+    people_to_pose_array,
+    stamp_to_ns,
+    transform_people,
+)
+from mp3d_ros.ros.markers import MarkerStyle, people_to_markers
+from mp3d_ros.ros.settings import NodeSettings
+from mp3d_ros.tracking import Tracker
+
+__all__ = [
+    "ErrorKind", "Frame", "FrameBuffer", "ThrottledLog", "FrameResult", "FrameProcessor",
+    "FrameWorker", "select_people", "event_rate_hz", "Log",
+]
+
+Log = Callable[[str, str], None]  # (level: "info" | "warn" | "error", message)
+_MAX_WAITING_IMAGES = 16  # images kept while their CameraInfo may still arrive
+_REMEMBERED_KEYS = 256  # recently handled images, so a late duplicate is ignored
+
+
+class ErrorKind(str, Enum):
+    """Kinds of frames that could not be processed (each counted in /diagnostics)."""
+
+    UNSUPPORTED_ENCODING = "unsupported_encoding"
+    BAD_IMAGE = "bad_image"  # empty, truncated or undecodable image data
+    NO_CAMERA_INFO = "no_camera_info"
+    INVALID_INTRINSICS = "invalid_intrinsics"
+    SIZE_MISMATCH = "size_mismatch"
+    ESTIMATOR_FAILURE = "estimator_failure"
+    TRANSFORM_FAILURE = "transform_failure"
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """An image ready for processing with the CameraInfo chosen for it (None when there is none)."""
+
+    image: Any
+    camera_info: Any
+    frame_id: str
+    stamp_ns: int
+    seq: int  # arrival order
+    received_s: float  # monotonic arrival time
+    paired: bool  # True: CameraInfo matched within the slop; False: fallback (or none)
+    camera_info_frames: tuple[str, ...] = ()  # frame_ids that have a CameraInfo (for messages)
+
+
+def _key(msg: Any) -> tuple[str, int]:
+    return str(msg.header.frame_id), stamp_to_ns(msg.header.stamp)
+
+
+class FrameBuffer:
+    """Thread-safe single-slot buffer with CameraInfo pairing and fallback (see module docstring)."""
+
+    def __init__(self, camera_info_wait_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.camera_info_wait_s = float(camera_info_wait_s)
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._ready: Frame | None = None
+        self._waiting: OrderedDict[tuple[str, int], Frame] = OrderedDict()
+        self._infos: dict[str, tuple[Any, float]] = {}
+        self._handled: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._next_seq = 0
+        self._last_taken_seq = -1
+        self._closed = False
+        self.received = 0
+        self.taken = 0
+        self.dropped = 0
+        self._arrivals_s: deque[float] = deque(maxlen=512)
+
+    # ------------------------------------------------------------------ callbacks (never block)
+
+    def on_camera_info(self, msg: Any) -> None:
+        with self._cond:
+            self._infos[str(msg.header.frame_id)] = (msg, self._clock())
+
+    def on_image(self, msg: Any) -> None:
+        with self._cond:
+            self._add_image(msg)
+            self._cond.notify_all()
+
+    def on_pair(self, image: Any, camera_info: Any) -> None:
+        with self._cond:
+            key = _key(image)
+            if key in self._handled or (
+                    self._ready is not None and (self._ready.frame_id, self._ready.stamp_ns) == key):
+                return  # already handled (processed, failed or dropped) or already ready
+            frame = self._waiting.pop(key, None)
+            if frame is None:  # the pair arrived before the image callback
+                frame = self._add_image(image, waiting=False)
+            if frame.seq < self._last_taken_seq:
+                self._drop(frame)  # never process out of order
+                return
+            frame = Frame(image, camera_info, frame.frame_id, frame.stamp_ns, frame.seq,
+                          frame.received_s, paired=True)
+            if self._ready is not None and self._ready.seq > frame.seq:
+                self._drop(frame)
+                return
+            if self._ready is not None:
+                self._drop(self._ready)
+            self._ready = frame
+            self._drop_waiting_before(frame.seq)
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ worker side
+
+    def take(self) -> Frame | None:
+        """The frame to process now, or None (non-blocking)."""
+        with self._cond:
+            return self._take_locked()
+
+    def wait(self, timeout_s: float) -> Frame | None:
+        """Block up to ``timeout_s`` for a frame; None on timeout or after :meth:`close`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not self._closed:
+                frame = self._take_locked()
+                if frame is not None:
+                    return frame
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if self._waiting:  # wake when the oldest waiting image is due for the fallback
+                    oldest = next(iter(self._waiting.values()))
+                    due = oldest.received_s + self.camera_info_wait_s - self._clock()
+                    remaining = min(remaining, max(due, 1e-3))
+                self._cond.wait(remaining)
+        return None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ statistics
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiting) + (self._ready is not None)
+
+    def camera_info_age_s(self) -> float | None:
+        """Seconds since the newest CameraInfo arrived (any frame_id), None before the first."""
+        with self._cond:
+            if not self._infos:
+                return None
+            return self._clock() - max(arrival for _, arrival in self._infos.values())
+
+    def input_rate_hz(self, window_s: float = 5.0) -> float:
+        with self._cond:
+            return event_rate_hz(self._arrivals_s, self._clock(), window_s)
+
+    def last_image_age_s(self) -> float | None:
+        with self._cond:
+            return self._clock() - self._arrivals_s[-1] if self._arrivals_s else None
+
+    # ------------------------------------------------------------------ internals (lock held)
+
+    def _add_image(self, msg: Any, waiting: bool = True) -> Frame | None:
+        """Register a new image (None for a duplicate delivery of a known one)."""
+        key = _key(msg)
+        if key in self._waiting or key in self._handled or (
+                self._ready is not None and (self._ready.frame_id, self._ready.stamp_ns) == key):
+            return None
+        now = self._clock()
+        self.received += 1
+        self._arrivals_s.append(now)
+        frame = Frame(msg, None, key[0], key[1], self._next_seq, now, paired=False)
+        self._next_seq += 1
+        if waiting:
+            self._waiting[key] = frame
+            while len(self._waiting) > _MAX_WAITING_IMAGES:
+                self._drop(self._waiting.popitem(last=False)[1])
+        return frame
+
+    def _take_locked(self) -> Frame | None:
+        frame = self._ready
+        if frame is not None:
+            self._ready = None
+        else:
+            now = self._clock()
+            due = [f for f in self._waiting.values() if now - f.received_s >= self.camera_info_wait_s]
+            if not due:
+                return None
+            newest = due[-1]
+            del self._waiting[(newest.frame_id, newest.stamp_ns)]
+            self._drop_waiting_before(newest.seq)
+            info = self._infos.get(newest.frame_id)
+            frame = Frame(newest.image, info[0] if info else None, newest.frame_id, newest.stamp_ns,
+                          newest.seq, newest.received_s, paired=False,
+                          camera_info_frames=tuple(sorted(self._infos)))
+        self._remember((frame.frame_id, frame.stamp_ns))
+        self._last_taken_seq = frame.seq
+        self.taken += 1
+        return frame
+
+    def _drop(self, frame: Frame) -> None:
+        self.dropped += 1
+        self._remember((frame.frame_id, frame.stamp_ns))
+
+    def _drop_waiting_before(self, seq: int) -> None:
+        for key in [k for k, f in self._waiting.items() if f.seq < seq]:
+            self._drop(self._waiting.pop(key))
+
+    def _remember(self, key: tuple[str, int]) -> None:
+        self._handled[key] = None
+        while len(self._handled) > _REMEMBERED_KEYS:
+            self._handled.popitem(last=False)
+
+
+def event_rate_hz(times_s: deque, now_s: float, window_s: float) -> float:
+    """Events per second over the last ``window_s`` (0 with fewer than two events)."""
+    recent = [t for t in times_s if now_s - t <= window_s]
+    if len(recent) < 2 or recent[-1] <= recent[0]:
+        return 0.0
+    return (len(recent) - 1) / (recent[-1] - recent[0])
+
+
+class ThrottledLog:
+    """Counts every report per kind; logs the first and then at most one per ``throttle_s``."""
+
+    def __init__(self, log: Log, throttle_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._log, self.throttle_s, self._clock = log, float(throttle_s), clock
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self.last_message: dict[str, str] = {}
+        self._last_logged_s: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def report(self, kind: str, level: str, message: str) -> None:
+        with self._lock:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.last_message[kind] = message
+            now = self._clock()
+            last = self._last_logged_s.get(kind)
+            if last is not None and now - last < self.throttle_s:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            suppressed = self._suppressed.pop(kind, 0)
+            self._last_logged_s[kind] = now
+        suffix = f" ({suppressed} more since the last report)" if suppressed else ""
+        self._log(level, f"{message}{suffix}")
+
+
+def select_people(people: People, score_threshold: float, max_people: int) -> People:
+    """The ``max_people`` highest-scoring people with score >= ``score_threshold``, best first."""
+    scores = np.asarray(people.score, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    order = order[scores[order] >= score_threshold][:max_people]
+    return people.select(order)
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """Messages for one processed frame."""
+
+    stamp_ns: int
+    frame_id: str  # of the outputs (target_frame when transformed)
+    people: People
+    poses: Any
+    markers: Any  # None when markers are off
+    processing_s: float
+
+
+@dataclass
+class ProcessingStats:
+    """Counters of the processor (read by the diagnostics thread under ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    processed: int = 0
+    camera_info_fallbacks: int = 0
+    last_people: int = 0
+    processed_s: deque = field(default_factory=lambda: deque(maxlen=512))
+    processing_s: deque = field(default_factory=lambda: deque(maxlen=100))
+    latency_s: deque = field(default_factory=lambda: deque(maxlen=100))
+
+
+class _FrameError(Exception):
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class FrameProcessor:
+    """Runs one frame through decoding, the estimator, tf2, tracking and message building.
+
+    Args:
+        estimate: ``(image_rgb, intrinsics) -> People`` (the Estimator's ``estimate``).
+        settings: validated node settings.
+        classes: message classes to build outputs with.
+        log: throttled log for bad input.
+        lookup_transform: ``(target_frame, source_frame, stamp_ns) -> RigidTransform``, raising on
+            failure; needed when ``settings.target_frame`` is set.
+        ros_now_s: current ROS time in seconds (latency = publish time - image stamp).
+        clock: monotonic clock for processing times and rates.
+    """
+
+    def __init__(
+        self, estimate: Callable[[np.ndarray, Intrinsics], People], settings: NodeSettings,
+        classes: MessageClasses, log: ThrottledLog,
+        lookup_transform: Callable[[str, str, int], RigidTransform] | None = None,
+        ros_now_s: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if settings.target_frame and lookup_transform is None:
+            raise ValueError("target_frame is set but no lookup_transform was given")
+        self._estimate, self.settings, self._classes, self.log = estimate, settings, classes, log
+        self._lookup, self._ros_now_s, self._clock = lookup_transform, ros_now_s, clock
+        self.tracker = Tracker(settings.tracking) if settings.tracking else None
+        self._track_frame: str | None = None
+        self._style = MarkerStyle(lifetime_s=settings.marker_lifetime_s)
+        self.stats = ProcessingStats()
+
+    def process(self, frame: Frame) -> FrameResult | None:
+        """Messages for ``frame``, or None when it was bad input (counted and logged)."""
+        start_s = self._clock()
+        try:
+            people, root_cov, distance_m, frame_id = self._estimate_people(frame)
+        except _FrameError as error:
+            self.log.report(error.kind.value, "warn" if error.kind != ErrorKind.ESTIMATOR_FAILURE
+                            else "error", str(error))
+            return None
+        stamp_s = frame.stamp_ns * 1e-9
+        if self.tracker is not None:
+            if frame_id != self._track_frame:
+                self.tracker.reset()  # tracks in another frame are meaningless here
+                self._track_frame = frame_id
+            people = self.tracker.update(people, stamp_s, root_cov)
+        header = make_header(self._classes, frame.stamp_ns, frame_id)
+        poses = people_to_pose_array(people, header, self._classes, root_cov)
+        markers = None
+        if self.settings.publish_markers:
+            markers = people_to_markers(people, header, self._classes, self._style, distance_m)
+        done_s = self._clock()
+        with self.stats.lock:
+            self.stats.processed += 1
+            self.stats.last_people = len(people)
+            self.stats.processed_s.append(done_s)
+            self.stats.processing_s.append(done_s - start_s)
+            self.stats.latency_s.append(self._ros_now_s() - stamp_s)
+        return FrameResult(frame.stamp_ns, frame_id, people, poses, markers, done_s - start_s)
+
+    def _estimate_people(self, frame: Frame) -> tuple[People, np.ndarray, np.ndarray, str]:
+        if frame.camera_info is None:
+            seen = ", ".join(repr(f) for f in frame.camera_info_frames) or "none"
+            raise _FrameError(ErrorKind.NO_CAMERA_INFO, (
+                f"no CameraInfo for image frame_id {frame.frame_id!r} (CameraInfo frame_ids seen: "
+                f"{seen}); check the camera_info topic"))
+        info_frame = str(frame.camera_info.header.frame_id)
+        if info_frame != frame.frame_id:
+            # The synchronizer pairs by stamp only; a driver may name the two frames differently.
+            self.log.report("camera_info_frame_mismatch", "warn", (
+                f"image frame_id {frame.frame_id!r} was paired with a CameraInfo of frame_id "
+                f"{info_frame!r}; using it (check the camera driver's frame ids)"))
+        if not frame.paired:
+            delta_s = (stamp_to_ns(frame.camera_info.header.stamp) - frame.stamp_ns) * 1e-9
+            self.log.report("camera_info_fallback", "warn", (
+                f"no CameraInfo within {self.settings.sync_slop_s} s of the image stamp; using the "
+                f"latest CameraInfo of frame {frame.frame_id!r} (stamp difference {delta_s:+.3f} s)"))
+            with self.stats.lock:
+                self.stats.camera_info_fallbacks += 1
+        try:
+            intrinsics = Intrinsics.from_camera_info(frame.camera_info, rectified=self.settings.rectified)
+        except ValueError as error:
+            raise _FrameError(ErrorKind.INVALID_INTRINSICS, f"invalid CameraInfo: {error}") from None
+        try:
+            rgb = any_image_to_rgb(frame.image)
+        except UnsupportedEncodingError as error:
+            raise _FrameError(ErrorKind.UNSUPPORTED_ENCODING, str(error)) from None
+        except ValueError as error:
+            raise _FrameError(ErrorKind.BAD_IMAGE, f"bad image: {error}") from None
+        try:
+            intrinsics.check_image_size(rgb.shape[1], rgb.shape[0], "image")
+        except ValueError as error:
+            raise _FrameError(ErrorKind.SIZE_MISMATCH, str(error)) from None
+        try:
+            people = self._estimate(rgb, intrinsics)
+        except Exception as error:  # noqa: BLE001 - any estimator failure must not stop the node
+            raise _FrameError(ErrorKind.ESTIMATOR_FAILURE,
+                              f"estimator failed: {type(error).__name__}: {error}") from None
+        people = select_people(people, self.settings.score_threshold, self.settings.max_people)
+        root_cov = people_root_covariance(people)
+        distance_m = np.linalg.norm(people.root_m, axis=1)
+        frame_id = frame.frame_id
+        target = self.settings.target_frame
+        if target and target != frame_id:
+            try:
+                transform = self._lookup(target, frame_id, frame.stamp_ns)
+            except Exception as error:  # noqa: BLE001 - tf2 raises several unrelated types
+                raise _FrameError(ErrorKind.TRANSFORM_FAILURE, (
+                    f"no transform {frame_id!r} -> {target!r} at the image stamp: "
+                    f"{type(error).__name__}: {error}")) from None
+            people, root_cov = transform_people(people, transform), transform.rotate_covariance(root_cov)
+            frame_id = target
+        return people, root_cov, distance_m, frame_id
+
+
+class FrameWorker:
+    """The inference thread: waits for the newest frame, processes it, publishes the result."""
+
+    def __init__(self, buffer: FrameBuffer, processor: FrameProcessor,
+                 publish: Callable[[FrameResult], None], log: Log, poll_s: float = 0.1) -> None:
+        self._buffer, self._processor, self._publish, self._log = buffer, processor, publish, log
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mp3d_worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._buffer.close()
+        self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            frame = self._buffer.wait(self._poll_s)
+            if frame is None:
+                continue
+            try:
+                result = self._processor.process(frame)
+                if result is not None:
+                    self._publish(result)
+            except Exception as error:  # noqa: BLE001 - keep the worker alive; the cause is logged
+                self._log("error", f"frame processing failed unexpectedly: {type(error).__name__}: {error}")

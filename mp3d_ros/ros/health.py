@@ -1,0 +1,151 @@
+"""Estimator start-up with a CPU fallback, and the node's /diagnostics report. No ROS import.
+
+Start-up: the estimator is built on the requested device and run once on a blank frame, so a missing
+GPU, CUDA out-of-memory or a broken backend shows up at start; then it is built again on the CPU
+(fp32) with an error log. Only when the CPU fails too does the node stop, with both errors.
+
+Diagnostics: one status per period with the frame rates, latency, processing time, drops, every
+error kind, CameraInfo fallbacks and age, and the backend. Its level is ERROR when frames failed and
+none succeeded since the last report, WARN when some failed (or used a fallback CameraInfo, or the
+input stopped), OK otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from mp3d_ros.camera import Intrinsics
+from mp3d_ros.ros.frames import ErrorKind, FrameBuffer, FrameProcessor, Log, event_rate_hz
+from mp3d_ros.ros.settings import NodeSettings
+
+__all__ = ["LoadedEstimator", "load_estimator", "DiagnosticsReport", "DiagnosticsMonitor"]
+
+# Blank frame for the start-up check: small enough to be quick on a CPU, a common camera shape.
+_WARMUP_SIZE = (640, 480)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedEstimator:
+    estimator: Any
+    device: str
+    precision: str
+    backend: str  # the estimator's backend_name
+    fallback_reason: str | None  # why the requested device was not used, None when it was
+
+
+def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log) -> LoadedEstimator:
+    """Build and warm up the estimator; on failure retry on the CPU in fp32.
+
+    Args:
+        factory: ``Estimator``-like callable taking ``model_path, backend, device, precision,
+            input_size`` keywords; the result has ``estimate(image_rgb, intrinsics)`` and
+            ``backend_name``.
+
+    Raises:
+        RuntimeError: naming every attempt and its error when no device works.
+    """
+    attempts = [(settings.device, settings.precision)]
+    if settings.device != "cpu":
+        attempts.append(("cpu", "fp32"))
+    errors: list[str] = []
+    for index, (device, precision) in enumerate(attempts):
+        try:
+            estimator = factory(model_path=settings.model_path or None, backend=settings.backend,
+                                device=device, precision=precision, input_size=settings.input_size)
+            width, height = _WARMUP_SIZE
+            estimator.estimate(np.zeros((height, width, 3), dtype=np.uint8),
+                               Intrinsics.pinhole(500.0, 500.0, width / 2 - 0.5, height / 2 - 0.5,
+                                                  width, height))
+        except Exception as error:  # noqa: BLE001 - CUDA, OOM, import and model errors alike
+            errors.append(f"{device} ({precision}): {type(error).__name__}: {error}")
+            fallback = index + 1 < len(attempts)
+            log("error", f"the estimator could not start on {device} ({precision}): "
+                         f"{type(error).__name__}: {error}"
+                + ("; falling back to the CPU (fp32), which is much slower" if fallback else ""))
+            continue
+        return LoadedEstimator(estimator, device, precision, str(getattr(estimator, "backend_name", "?")),
+                               errors[0] if errors else None)
+    raise RuntimeError("the estimator could not start: " + "; ".join(errors))
+
+
+@dataclass(frozen=True)
+class DiagnosticsReport:
+    level: str  # "OK" | "WARN" | "ERROR"
+    message: str
+    values: dict[str, str]
+
+
+def _fmt(value: float | None, unit_digits: int = 3) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{unit_digits}f}"
+
+
+class DiagnosticsMonitor:
+    """Builds one :class:`DiagnosticsReport` per call from the buffer's and processor's counters."""
+
+    def __init__(self, buffer: FrameBuffer, processor: FrameProcessor, loaded: LoadedEstimator,
+                 stale_after_s: float = 3.0, window_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._buffer, self._processor, self._loaded = buffer, processor, loaded
+        self.stale_after_s, self.window_s, self._clock = stale_after_s, window_s, clock
+        self._previous: dict[str, int] = {}
+
+    def report(self) -> DiagnosticsReport:
+        stats, log = self._processor.stats, self._processor.log
+        with stats.lock:
+            processed, fallbacks, people = stats.processed, stats.camera_info_fallbacks, stats.last_people
+            frame_rate = event_rate_hz(stats.processed_s, self._clock(), self.window_s)
+            processing = float(np.mean(stats.processing_s)) if stats.processing_s else None
+            latency = stats.latency_s[-1] if stats.latency_s else None
+            latency_mean = float(np.mean(stats.latency_s)) if stats.latency_s else None
+        errors = {kind.value: log.counts.get(kind.value, 0) for kind in ErrorKind}
+        counters = {"processed": processed, "fallbacks": fallbacks, **errors}
+        delta = {k: v - self._previous.get(k, 0) for k, v in counters.items()}
+        self._previous = counters
+        info_age = self._buffer.camera_info_age_s()
+        image_age = self._buffer.last_image_age_s()
+        values = {
+            "frame_rate_hz": _fmt(frame_rate, 2),
+            "input_rate_hz": _fmt(self._buffer.input_rate_hz(self.window_s), 2),
+            "latency_s": _fmt(latency),
+            "latency_mean_s": _fmt(latency_mean),
+            "processing_time_mean_s": _fmt(processing),
+            "frames_received": str(self._buffer.received),
+            "frames_processed": str(processed),
+            "frames_dropped": str(self._buffer.dropped),
+            "frames_failed": str(sum(errors.values())),
+            **{f"errors.{kind}": str(count) for kind, count in errors.items()},
+            "camera_info_fallbacks": str(fallbacks),
+            "camera_info_age_s": _fmt(info_age),
+            "people": str(people),
+            "backend": self._loaded.backend,
+            "device": f"{self._loaded.device} ({self._loaded.precision})",
+        }
+        if self._loaded.fallback_reason:
+            values["device_fallback_reason"] = self._loaded.fallback_reason
+        level, message = self._level(delta, errors, image_age, frame_rate, people)
+        return DiagnosticsReport(level, message, values)
+
+    def _level(self, delta: dict[str, int], errors: dict[str, int], image_age_s: float | None,
+               frame_rate_hz: float, people: int) -> tuple[str, str]:
+        failed_now = {kind: delta[kind] for kind in errors if delta[kind]}
+        described = "; ".join(
+            f"{count} {kind} (last: {self._processor.log.last_message.get(kind, '')})"
+            for kind, count in failed_now.items())
+        if image_age_s is None:
+            return "WARN", "waiting for images"
+        if failed_now and not delta["processed"]:
+            # Failures and no success since the last report (a frame still being processed by a slow
+            # estimator is neither).
+            return "ERROR", f"no frame could be processed: {described}"
+        if image_age_s > self.stale_after_s:
+            return "WARN", f"no image for {image_age_s:.1f} s"
+        if failed_now:
+            return "WARN", f"some frames were skipped: {described}"
+        if delta["fallbacks"]:
+            return "WARN", f"{delta['fallbacks']} frames used the latest CameraInfo (no stamp match)"
+        suffix = " on the CPU fallback" if self._loaded.fallback_reason else ""
+        return "OK", f"{frame_rate_hz:.1f} Hz, {people} people{suffix}"

@@ -1,0 +1,353 @@
+"""The ROS edge without ROS: imports and package.xml, the parameter file, launch decisions, RViz config."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+import yaml
+from scipy.spatial.transform import Rotation
+
+from mp3d_ros.ros.launch_support import (
+    VIEW_FRAME,
+    VIEW_TO_OPTICAL_XYZW,
+    bag_topics,
+    camera_info_topic_for,
+    plan_camera,
+    plan_replay,
+    render_rviz_config,
+)
+from mp3d_ros.ros.settings import PARAMETERS
+
+ROOT = Path(__file__).resolve().parents[1]
+# ROS packages node.py imports; package.xml must declare each (exec_depend or depend).
+NODE_ROS_PACKAGES = {
+    "rclpy", "message_filters", "tf2_ros", "rcl_interfaces", "builtin_interfaces", "diagnostic_msgs",
+    "geometry_msgs", "sensor_msgs", "std_msgs", "visualization_msgs",
+}
+# ROS packages the launch files import or start.
+LAUNCH_ROS_PACKAGES = {"launch", "launch_ros", "ament_index_python", "ros2bag", "rviz2", "tf2_ros"}
+_ROS_MODULE_HINTS = ("rclpy", "rcl_interfaces", "message_filters", "tf2_ros", "tf2_py", "cv_bridge",
+                     "builtin_interfaces", "launch", "launch_ros", "ament_index_python")
+
+
+def imported_top_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def third_party(names: set[str]) -> set[str]:
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("mp3d_ros", "__future__")}
+
+
+def is_ros_module(name: str) -> bool:
+    return name in _ROS_MODULE_HINTS or name.endswith("_msgs")
+
+
+def declared_dependencies() -> set[str]:
+    path = ROOT / "package.xml"
+    if not path.is_file():
+        pytest.skip("package.xml is not written yet")
+    root = ElementTree.parse(path).getroot()
+    return {e.text.strip() for e in root if e.tag in ("depend", "exec_depend") and e.text}
+
+
+def test_node_imports_exactly_the_expected_ros_packages() -> None:
+    assert third_party(imported_top_modules(ROOT / "mp3d_ros" / "ros" / "node.py")) == NODE_ROS_PACKAGES
+
+
+def test_only_node_py_imports_ros() -> None:
+    offenders = {}
+    for path in (ROOT / "mp3d_ros").rglob("*.py"):
+        if path == ROOT / "mp3d_ros" / "ros" / "node.py":
+            continue
+        ros = {n for n in imported_top_modules(path) if is_ros_module(n)}
+        if ros:
+            offenders[str(path.relative_to(ROOT))] = ros
+    assert offenders == {}
+
+
+def test_launch_files_import_only_launch_packages() -> None:
+    for path in (ROOT / "launch").glob("*.launch.py"):
+        assert third_party(imported_top_modules(path)) <= LAUNCH_ROS_PACKAGES, path.name
+
+
+def test_package_xml_declares_every_ros_package_used() -> None:
+    missing = (NODE_ROS_PACKAGES | LAUNCH_ROS_PACKAGES) - declared_dependencies()
+    assert not missing, f"package.xml lacks <exec_depend> for {sorted(missing)}"
+
+
+def test_pose_node_script_is_executable_and_runs_main() -> None:
+    script = ROOT / "scripts" / "pose_node"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env python3") and "from mp3d_ros.ros.node import main" in text
+
+
+# ----------------------------------------------------------------------------- parameter file
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_config_yaml_mirrors_the_parameter_table() -> None:
+    text = (ROOT / "config" / "mp3d.yaml").read_text()
+    values = flatten(yaml.safe_load(text)["/**"]["ros__parameters"])
+    table = {spec.name: spec.default for spec in PARAMETERS}
+    assert values == table
+    assert {k: type(v) for k, v in values.items()} == {k: type(v) for k, v in table.items()}
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and ":" in stripped and not stripped.endswith(":"):
+            assert lines[index - 1].strip().startswith("#"), f"no comment above {stripped!r}"
+
+
+# ----------------------------------------------------------------------------- launch decisions
+
+
+def write_bag(folder: Path, compressed: bool = False) -> Path:
+    from rosbags.rosbag2 import Writer
+
+    from mp3d_ros.msgtypes import typestore
+
+    store = typestore()
+    bag = folder / "bag"
+    image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+    with Writer(bag, version=8) as writer:
+        writer.add_connection("/ground_truth", "mp3d_ros/msg/PoseArray3D", typestore=store)
+        writer.add_connection("/cam/image_raw" + ("/compressed" if compressed else ""), image_type,
+                              typestore=store)
+        writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=store)
+    return bag
+
+
+@pytest.fixture
+def share_dir(tmp_path: Path) -> Path:
+    (tmp_path / "share" / "config").mkdir(parents=True)
+    write_bag(tmp_path / "share" / "models").rename(tmp_path / "share" / "models" / "sample_bag")
+    return tmp_path / "share"
+
+
+def test_bag_topics_are_found_by_type(tmp_path: Path) -> None:
+    assert bag_topics(write_bag(tmp_path / "raw")) == ("/cam/image_raw", "sensor_msgs/msg/Image",
+                                                       "/cam/camera_info")
+    assert bag_topics(write_bag(tmp_path / "c", True))[:2] == ("/cam/image_raw/compressed",
+                                                              "sensor_msgs/msg/CompressedImage")
+    assert bag_topics(tmp_path) == (None, None, None)
+
+
+def test_default_launch_plays_the_sample_bag(share_dir: Path) -> None:
+    plan = plan_camera({}, share_dir)
+    assert plan.source == "sample"
+    assert plan.bag_play == ["ros2", "bag", "play", str(share_dir / "models" / "sample_bag"), "--loop"]
+    assert ("image", "/cam/image_raw") in plan.node.remappings
+    assert ("camera_info", "/cam/camera_info") in plan.node.remappings
+    assert plan.node.parameter_files == [str(share_dir / "config" / "mp3d.yaml")]
+    assert plan.rviz and plan.fixed_frame == VIEW_FRAME and plan.view_transform is not None
+    assert plan.driver is None
+
+
+def test_named_camera_driver_or_topic_replaces_the_sample(share_dir: Path) -> None:
+    plan = plan_camera({"camera_driver": "usb_cam", "video_device": "/dev/video2", "namespace": "robot",
+                        "device": "cpu", "rviz": "false"}, share_dir)
+    assert plan.source == "camera" and plan.bag_play is None and not plan.rviz
+    assert plan.driver == ("usb_cam", "usb_cam_node_exe",
+                           {"video_device": "/dev/video2", "frame_id": "camera_optical_frame"})
+    assert plan.node.overrides["device"] == "cpu" and plan.rviz_image_topic == "/robot/image_raw"
+    assert plan.node_prefix == "/robot/pose_node"
+    plan = plan_camera({"image_topic": "/cam/color/image_raw", "image_transport": "compressed",
+                        "model": "/m.onnx"}, share_dir)
+    assert plan.source == "topics" and plan.view_transform is None
+    assert plan.node.remappings == [("image", "/cam/color/image_raw"),
+                                    ("camera_info", "/cam/color/camera_info")]
+    assert plan.node.overrides == {"image_transport": "compressed", "model_path": "/m.onnx"}
+    assert plan.fixed_frame == "camera_optical_frame"
+
+
+@pytest.mark.parametrize("args, match", [
+    ({"source": "webcam"}, "source"), ({"camera_driver": "gstreamer"}, "camera_driver"),
+    ({"source": "topics"}, "image_topic"), ({"rviz": "maybe"}, "rviz"),
+    ({"image_topic": "/x", "image_transport": "theora"}, "image_transport"),
+    ({"sample_bag": "/does/not/exist"}, "does not exist"),
+])
+def test_bad_launch_arguments_are_refused(share_dir: Path, args: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        plan_camera(args, share_dir)
+
+
+def test_replay_plays_on_the_bag_clock_and_records_the_outputs(tmp_path: Path, share_dir: Path) -> None:
+    bag = write_bag(tmp_path / "in", compressed=True)
+    plan = plan_replay({"bag": str(bag), "namespace": "r", "rate": "0.5", "record_inputs": "true"},
+                       share_dir)
+    assert plan.bag_play == ["ros2", "bag", "play", str(bag), "--clock", "--rate", "0.5"]
+    assert plan.node.overrides["use_sim_time"] is True
+    assert plan.node.overrides["image_transport"] == "compressed"
+    assert ("image", "/cam/image_raw") in plan.node.remappings
+    assert plan.bag_record[:4] == ["ros2", "bag", "record", "-o"]
+    assert plan.bag_record[4] == str(bag.resolve()) + "_mp3d"
+    assert plan.bag_record[5:] == ["/r/pose_node/poses", "/r/pose_node/markers", "/diagnostics",
+                                   "/cam/image_raw/compressed", "/cam/camera_info"]
+    with pytest.raises(ValueError, match="required"):
+        plan_replay({}, share_dir)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ValueError, match="already exists"):
+        plan_replay({"bag": str(bag), "out": str(tmp_path / "taken")}, share_dir)
+
+
+def test_camera_info_topic_convention() -> None:
+    assert camera_info_topic_for("/cam/image_raw") == "/cam/camera_info"
+    assert camera_info_topic_for("/image") == "/camera_info"
+    assert camera_info_topic_for("image") == "camera_info"
+
+
+def test_view_frame_puts_the_optical_axis_forward_and_image_down_downwards() -> None:
+    rotation = Rotation.from_quat([float(v) for v in VIEW_TO_OPTICAL_XYZW])
+    np.testing.assert_allclose(rotation.apply([0, 0, 1]), [1, 0, 0], atol=1e-12)  # forward
+    np.testing.assert_allclose(rotation.apply([0, 1, 0]), [0, 0, -1], atol=1e-12)  # image down
+    np.testing.assert_allclose(rotation.apply([1, 0, 0]), [0, -1, 0], atol=1e-12)  # image right
+
+
+def test_rviz_config_is_valid_and_rendered_for_the_launch() -> None:
+    template = (ROOT / "config" / "mp3d.rviz").read_text()
+    rendered = render_rviz_config(template, "camera_optical_frame", "/robot/pose_node", "/robot/image_raw")
+    config = yaml.safe_load(rendered)
+    manager = config["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "camera_optical_frame"
+    topics = {d["Class"]: d.get("Topic", {}).get("Value") for d in manager["Displays"]}
+    assert topics["rviz_default_plugins/MarkerArray"] == "/robot/pose_node/markers"
+    assert topics["rviz_default_plugins/Image"] == "/robot/image_raw"
+    assert "rviz_default_plugins/TF" in topics
+    assert yaml.safe_load(template)["Visualization Manager"]["Global Options"]["Fixed Frame"] == VIEW_FRAME
+
+
+# ----------------------------------------------------------------------------- launch files
+
+
+class Recorded:
+    """A stand-in launch action: keeps its arguments (keyword-only, as in launch / launch_ros)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+def _stub(name: str, **classes) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(classes)
+    return module
+
+
+def _keyword_only(name: str, positional: int = 0):
+    """A Recorded subclass that accepts at most ``positional`` positional arguments."""
+
+    def __init__(self, *args, **kwargs):
+        assert len(args) <= positional, f"{name} takes keyword arguments only"
+        Recorded.__init__(self, *args, **kwargs)
+
+    return type(name, (Recorded,), {"__init__": __init__})
+
+
+@pytest.fixture
+def launch_stubs(monkeypatch, share_dir: Path):
+    values: dict[str, str] = {}
+
+    class LaunchConfiguration:
+        def __init__(self, variable_name, *, default=None) -> None:
+            self.name = variable_name
+
+        def perform(self, context):
+            return context[self.name]
+
+    modules = {
+        "launch": _stub("launch", LaunchDescription=lambda entities: list(entities)),
+        "launch.actions": _stub("launch.actions", **{n: _keyword_only(n, p) for n, p in [
+            ("DeclareLaunchArgument", 1), ("ExecuteProcess", 0), ("LogInfo", 0), ("OpaqueFunction", 0),
+            ("EmitEvent", 0), ("RegisterEventHandler", 1), ("TimerAction", 0)]}),
+        "launch.substitutions": _stub("launch.substitutions", LaunchConfiguration=LaunchConfiguration),
+        "launch.event_handlers": _stub("launch.event_handlers", OnProcessExit=_keyword_only("OnProcessExit")),
+        "launch.events": _stub("launch.events", Shutdown=_keyword_only("Shutdown")),
+        "launch_ros": _stub("launch_ros"),
+        "launch_ros.actions": _stub("launch_ros.actions", Node=_keyword_only("Node")),
+        "ament_index_python": _stub("ament_index_python"),
+        "ament_index_python.packages": _stub("ament_index_python.packages",
+                                             get_package_share_directory=lambda package: str(share_dir)),
+    }
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    (share_dir / "config" / "mp3d.rviz").write_text((ROOT / "config" / "mp3d.rviz").read_text())
+
+    def run(launch_file: str, arguments: dict[str, str]) -> list:
+        spec = importlib.util.spec_from_file_location("launch_under_test", ROOT / "launch" / launch_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        entities = module.generate_launch_description()
+        declared = {e.args[0]: e.kwargs["default_value"] for e in entities
+                    if type(e).__name__ == "DeclareLaunchArgument"}
+        (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
+        values.clear()
+        values.update({**declared, **arguments})
+        return opaque.kwargs["function"](values)
+
+    return run
+
+
+def by_kind(actions: list, kind: str) -> list:
+    return [a for a in actions if type(a).__name__ == kind]
+
+
+def test_camera_launch_starts_bag_node_static_tf_and_rviz(launch_stubs, tmp_path: Path) -> None:
+    actions = launch_stubs("camera.launch.py", {})
+    nodes = {a.kwargs["executable"]: a.kwargs for a in by_kind(actions, "Node")}
+    assert set(nodes) == {"pose_node", "static_transform_publisher", "rviz2"}
+    assert nodes["pose_node"]["remappings"] == [("image", "/cam/image_raw"),
+                                                ("camera_info", "/cam/camera_info")]
+    assert nodes["pose_node"]["parameters"][1] == {"image_transport": "raw"}
+    rviz_file = Path(nodes["rviz2"]["arguments"][1])
+    assert "Value: /pose_node/markers" in rviz_file.read_text()
+    rviz_file.unlink()
+    (play,) = by_kind(actions, "ExecuteProcess")
+    assert play.kwargs["cmd"][:3] == ["ros2", "bag", "play"] and play.kwargs["cmd"][-1] == "--loop"
+
+
+def test_camera_launch_with_a_driver_and_no_rviz(launch_stubs) -> None:
+    actions = launch_stubs("camera.launch.py", {"camera_driver": "v4l2_camera", "rviz": "false",
+                                                "namespace": "front"})
+    nodes = {a.kwargs["executable"]: a.kwargs for a in by_kind(actions, "Node")}
+    assert set(nodes) == {"pose_node", "v4l2_camera_node", "static_transform_publisher"}
+    assert nodes["v4l2_camera_node"]["namespace"] == nodes["pose_node"]["namespace"] == "front"
+    assert nodes["v4l2_camera_node"]["parameters"] == [
+        {"video_device": "/dev/video0", "camera_frame_id": "camera_optical_frame"}]
+    assert not by_kind(actions, "ExecuteProcess")
+
+
+def test_replay_launch_stops_after_the_bag(launch_stubs, tmp_path: Path) -> None:
+    bag = write_bag(tmp_path / "in")
+    actions = launch_stubs("replay.launch.py", {"bag": str(bag)})
+    (record,) = by_kind(actions, "ExecuteProcess")
+    assert record.kwargs["cmd"][:3] == ["ros2", "bag", "record"]
+    (node,) = by_kind(actions, "Node")
+    assert node.kwargs["parameters"][1]["use_sim_time"] is True
+    (delayed,) = by_kind(actions, "TimerAction")
+    (play,) = delayed.kwargs["actions"]
+    (handler,) = by_kind(actions, "RegisterEventHandler")
+    assert handler.args[0].kwargs["target_action"] is play

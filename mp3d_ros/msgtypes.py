@@ -7,9 +7,10 @@ these classes and with rclpy's generated ones.
 
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
 from pathlib import Path
+
+from mp3d_ros.resources import share_candidates
 
 __all__ = ["MESSAGE_NAMES", "find_msg_dir", "message_definitions", "typestore"]
 
@@ -17,20 +18,13 @@ MESSAGE_NAMES = ("Keypoint3D", "Person3D", "PoseArray3D")
 
 
 def find_msg_dir() -> Path:
-    """Folder holding our ``.msg`` files: the source checkout's ``msg/`` or an installed
-    ``share/mp3d_ros/msg`` (pip's data files and colcon's install use the same layout)."""
-    package_dir = Path(__file__).resolve().parent
-    candidates = [
-        package_dir.parent / "msg",
-        Path(sys.prefix) / "share" / "mp3d_ros" / "msg",
-        package_dir.parents[3] / "share" / "mp3d_ros" / "msg" if len(package_dir.parents) > 3 else None,
-    ]
-    for candidate in candidates:
-        if candidate is not None and all((candidate / f"{n}.msg").is_file() for n in MESSAGE_NAMES):
+    """Folder holding our ``.msg`` files (source checkout or installed ``share/mp3d_ros/msg``)."""
+    for candidate in share_candidates("msg"):
+        if all((candidate / f"{n}.msg").is_file() for n in MESSAGE_NAMES):
             return candidate
     raise FileNotFoundError(
         "mp3d_ros message definitions not found; looked in "
-        + ", ".join(str(c) for c in candidates if c is not None)
+        + ", ".join(str(c) for c in share_candidates("msg"))
     )
 
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from mp3d_ros.data.synthetic import SceneConfig, write_dataset
+from mp3d_ros.data.synthetic_bag import write_synthetic_bag
 from mp3d_ros.skeleton import MUCO_21
 
 __all__ = ["main", "parse_args", "contact_sheet"]
@@ -47,8 +48,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Render synthetic multi-person scenes with exact 3D ground truth "
                     "(MuCo-3DHP / 3DMPPE JSON layout).",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--images", required=True, type=int, help="number of images")
+    parser.add_argument("--out", type=Path, help="output folder of the dataset")
+    parser.add_argument("--images", type=int, help="number of images of the dataset")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     parser.add_argument("--size", type=lambda t: _pair(t, int, "--size", "x"), default=None,
                         help="WxH of every image; default: drawn from landscape and portrait sizes")
@@ -71,9 +72,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--contact-sheet", type=Path, default=None,
                         help="write a PNG of the first images with their skeletons")
     parser.add_argument("--sheet-images", type=int, default=12, help="images on the contact sheet")
+    bag = parser.add_argument_group("sequence bag (instead of a dataset)")
+    bag.add_argument("--bag", type=Path, default=None,
+                     help="write one sequence as a rosbag2 bag (Image or CompressedImage, "
+                          "CameraInfo, ground-truth PoseArray3D) to this new folder")
+    bag.add_argument("--frames", type=int, default=90, help="frames of the bag's sequence")
+    bag.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap",
+                     help="rosbag2 storage of the bag")
+    bag.add_argument("--encoding", default="jpeg",
+                     help="jpeg or png (CompressedImage) or an Image encoding such as rgb8, bgr8")
     args = parser.parse_args(argv)
-    if args.images < 0 or args.workers < 1 or args.sequence_frames < 0:
-        parser.error("--images must be >= 0, --workers >= 1 and --sequence-frames >= 0")
+    if args.bag is None and (args.out is None or args.images is None):
+        parser.error("give --out and --images for a dataset, or --bag for a sequence bag")
+    if (args.images or 0) < 0 or args.workers < 1 or args.sequence_frames < 0 or args.frames < 1:
+        parser.error("--images must be >= 0, --workers >= 1, --sequence-frames >= 0, --frames >= 1")
     return args
 
 
@@ -151,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         distortion=args.distortion,
         fps=args.fps,
     )
+    if args.bag is not None:
+        count = write_synthetic_bag(args.bag, config, args.seed, args.frames, args.storage,
+                                    args.encoding, args.mocap)
+        print(f"wrote {count} frames to {args.bag}")
+        return 0
     json_path = write_dataset(args.out, config, args.images, args.seed, workers=args.workers,
                               mocap_dir=args.mocap, sequence_frames=args.sequence_frames)
     print(f"wrote {args.images} images and {json_path}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +21,12 @@ from mp3d_ros.model.mobilenet_fpn import (
     tfjs_weight_map,
 )
 from mp3d_ros.model.network import NetworkOutput, build_network
+from mp3d_ros.camera import letterbox_transform
+from mp3d_ros.data.targets import TargetGenerator, collate_targets
+from mp3d_ros.decode import DecodeConfig, decode
+from mp3d_ros.losses import compute_losses
+from mp3d_ros.skeleton import MUPOTS_17
+from test_targets_decode import ROOT, annotate, place_people, random_camera
 
 
 def test_mobilenet_fpn_pyramid_matches_movenet() -> None:
@@ -187,3 +195,61 @@ def test_pdqm_queries_features_along_the_pose() -> None:
     # Border replication: sampling outside the map reads the edge.
     edge = sample_maps(features[:, :1], torch.tensor([[[-5.0, 2.0], [40.0, 3.0]]]))
     torch.testing.assert_close(edge[0, 0], torch.tensor([0.0, w - 1.0]))
+
+
+def _render(ann, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic image: noise, grey bones and one coloured disc per joint type (sub-pixel, cv2)."""
+    w, h = ann.image_size
+    image = (rng.integers(40, 80, (h, w, 3))).astype(np.uint8)
+    shift = 4  # cv2 fixed-point bits
+    for uv, visible in zip(ann.uv_px, ann.visible):
+        points = np.round(uv * 2**shift).astype(int)
+        for a, b in MUPOTS_17.bones:
+            cv2.line(image, tuple(points[a]), tuple(points[b]), (200, 200, 200), 1, cv2.LINE_AA, shift)
+        for j in range(len(points)):
+            colour = (37 * j % 255, 91 * j % 255, 151 * j % 255)
+            cv2.circle(image, tuple(points[j]), 2 << shift, colour, -1, cv2.LINE_AA, shift)
+    return image
+
+
+def test_lite_network_overfits_synthetic_images() -> None:
+    """Total loss falls >= 10x and decoded 3D roots come within 10 cm on two small images (CPU)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = lite_mobilenet_fpn_config(input_size=(128, 96))
+    generator = TargetGenerator(cfg)
+    scenes = []
+    for count in (1, 2):
+        intr = random_camera(rng, size=(256, 192), focal_range=(230.0, 270.0))
+        transform = letterbox_transform(intr.size, cfg.input_size)
+        people = place_people(rng, intr, count, transform, depth_range=(2.5, 4.0), min_separation_map_px=4.0)
+        ann, _, _ = annotate(people, intr, transform, rng, occlusion=0.0)
+        scenes.append((intr, transform, people, ann, _render(ann, rng)))
+    images = torch.tensor(np.stack([s[4] for s in scenes])).permute(0, 3, 1, 2).float()
+    images = (images / 255 - 0.45) / 0.25
+    targets = collate_targets([generator(s[3]) for s in scenes])
+
+    model = build_network(cfg)
+    steps = 200
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - i / steps)
+    totals = []
+    for _ in range(steps):
+        terms = compute_losses(model(images), targets, cfg)
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+        schedule.step()
+        totals.append(float(terms["total"].detach()))
+    assert totals[0] / np.mean(totals[-10:]) >= 10, (totals[0], totals[-10:])
+
+    model.eval()
+    decode_cfg = DecodeConfig.from_model_config(cfg)
+    with torch.no_grad():
+        outputs = model(images)
+    for i, (intr, transform, people, _, _) in enumerate(scenes):
+        single = NetworkOutput(*(v[i:i + 1] if v is not None else None for v in outputs))
+        found = decode(single, transform, intr, decode_cfg)
+        assert len(found) == len(people)
+        error = np.linalg.norm(found.root_m[:, None] - people[None, :, ROOT], axis=-1).min(1)
+        assert error.max() < 0.10, error

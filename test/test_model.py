@@ -212,6 +212,7 @@ def _render(ann, rng: np.random.Generator) -> np.ndarray:
     return image
 
 
+@pytest.mark.slow
 def test_lite_network_overfits_synthetic_images() -> None:
     """Total loss falls >= 10x and decoded 3D roots come within 10 cm on two small images (CPU)."""
     torch.manual_seed(0)

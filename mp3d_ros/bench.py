@@ -1,0 +1,228 @@
+"""``mp3d-bench``: per-frame latency of every model, backend, input size and batch, by stage.
+
+For each configuration the three stages of :class:`~mp3d_ros.inference.Estimator` are timed over
+``--runs`` runs after ``--warmup`` runs: pre-processing (letterbox + normalisation on the device),
+the network, and decoding (to :class:`~mp3d_ros.people.People` in the source image's pixels and
+the camera's metres). On a GPU the stages are timed with CUDA events; on the CPU with a monotonic
+clock. The median, p90 and p99 of the total and the median of each stage are printed per frame
+(a batch's time divided by its size). Rows with 1, 5 and 20 rendered people show that the cost does
+not grow with the number of people. Networks carry random weights (speed does not depend on them)
+except ``movenet-lift``, which is the shipped model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from mp3d_ros.camera import Intrinsics
+from mp3d_ros.checkpoint import Checkpoint, save_checkpoint
+from mp3d_ros.model.config import lite_mobilenet_fpn_config, mar_hrnet_w32_config
+from mp3d_ros.model.network import build_network
+from mp3d_ros.preprocess import IMAGENET
+
+__all__ = ["BenchCase", "time_case", "main"]
+
+MODELS = ("full", "lite", "movenet-lift")
+BACKENDS = ("torch", "torch-graph", "torch-compile", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One row of the table."""
+
+    model: str
+    backend: str
+    input_size: tuple[int, int]
+    batch: int
+    people: int
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    case: BenchCase
+    total_ms: list[float]
+    stages_ms: dict[str, list[float]]
+    people_found: float
+
+
+def _checkpoint_for(model: str, input_size: tuple[int, int], folder: Path) -> str:
+    """A checkpoint of random weights for the papers' network (``full``: HRNet-W32, ``lite``)."""
+    if model == "movenet-lift":
+        return model
+    make_config = mar_hrnet_w32_config if model == "full" else lite_mobilenet_fpn_config
+    config = make_config(input_size=input_size)
+    torch.manual_seed(0)
+    network = build_network(config)
+    path = folder / f"{model}_{input_size[0]}x{input_size[1]}.pt"
+    save_checkpoint(path, Checkpoint(network.state_dict(), config.to_dict(), config.joint_set,
+                                     input_size, IMAGENET.to_dict()))
+    return str(path)
+
+
+def scene_images(people: int, size: tuple[int, int], count: int) -> tuple[list[np.ndarray], list[Intrinsics]]:
+    """``count`` rendered scenes of ``size`` with exactly ``people`` people each, and their cameras."""
+    from mp3d_ros.data.synthetic import SceneConfig, generate_image
+
+    config = SceneConfig(size=size, people=(people, people), depth_range_m=(2.0, 12.0))
+    frames = [generate_image(config, 0, index) for index in range(count)]
+    return [f.image for f in frames], [f.intrinsics for f in frames]
+
+
+def _stage_timer(device: torch.device) -> Callable[[], Callable[[], float]]:
+    """A clock factory: ``mark = start(); ...; elapsed_ms = mark()`` (CUDA events on GPU)."""
+    if device.type == "cuda":
+        def start() -> Callable[[], float]:
+            begin = torch.cuda.Event(enable_timing=True)
+            begin.record()
+
+            def stop() -> float:
+                end = torch.cuda.Event(enable_timing=True)
+                end.record()
+                end.synchronize()
+                return begin.elapsed_time(end)
+            return stop
+        return start
+
+    def start_cpu() -> Callable[[], float]:
+        begin = time.perf_counter()
+        return lambda: 1e3 * (time.perf_counter() - begin)
+    return start_cpu
+
+
+def time_case(case: BenchCase, device: torch.device, runs: int, warmup: int, folder: Path) -> BenchResult:
+    """Time one configuration; returns per-frame totals and stages of every timed run."""
+    from mp3d_ros.export import export_onnx
+    from mp3d_ros.inference import Estimator
+    from mp3d_ros.pipelines import load_pipeline
+    from mp3d_ros.preprocess import letterbox_batch
+
+    model = _checkpoint_for(case.model, case.input_size, folder)
+    if case.backend == "onnxruntime":
+        onnx_path = folder / f"{case.model}_{case.input_size[0]}x{case.input_size[1]}.onnx"
+        if not onnx_path.exists():
+            export_onnx(load_pipeline(model, input_size=case.input_size), onnx_path)
+        model = str(onnx_path)
+    estimator = Estimator(model, device=str(device), input_size=None if model.endswith(".onnx")
+                          else case.input_size, cuda_graph=case.backend == "torch-graph",
+                          compile_network=case.backend == "torch-compile")
+    images, cameras = scene_images(case.people, (640, 480), case.batch)
+    pipeline, runner = estimator.pipeline, estimator.runner
+    start = _stage_timer(device)
+    totals, stages, found = [], {"preprocess": [], "network": [], "decode": []}, []
+    for run in range(warmup + runs):
+        clock = start()
+        batch, transforms = letterbox_batch(images, pipeline.input_size, pipeline.normalization,
+                                            runner.device)
+        preprocess = clock()
+        clock = start()
+        outputs = runner(batch)
+        network = clock()
+        clock = start()
+        people = pipeline.decode(outputs, transforms, cameras)
+        decode = clock()
+        if run >= warmup:
+            for name, value in (("preprocess", preprocess), ("network", network), ("decode", decode)):
+                stages[name].append(value / case.batch)
+            totals.append((preprocess + network + decode) / case.batch)
+            found.append(float(np.mean([len(p) for p in people])))
+    return BenchResult(case, totals, stages, float(np.mean(found)))
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def format_results(results: Sequence[BenchResult], device_name: str) -> str:
+    """The printed table: one row per case, milliseconds per frame."""
+    header = (f"{'model':<13}{'backend':<15}{'input':>9}{'batch':>6}{'people':>7}{'found':>7}"
+              f"{'median':>9}{'p90':>8}{'p99':>8}{'pre':>8}{'net':>8}{'decode':>8}{'fps':>8}")
+    lines = [f"mp3d-bench on {device_name} (ms per frame)", header, "-" * len(header)]
+    for r in results:
+        c = r.case
+        median = statistics.median(r.total_ms)
+        lines.append(
+            f"{c.model:<13}{c.backend:<15}{c.input_size[0]:>5}x{c.input_size[1]:<3}{c.batch:>6}"
+            f"{c.people:>7}{r.people_found:>7.1f}{median:>9.2f}{_percentile(r.total_ms, 90):>8.2f}"
+            f"{_percentile(r.total_ms, 99):>8.2f}"
+            + "".join(f"{statistics.median(r.stages_ms[s]):>8.2f}" for s in ("preprocess", "network", "decode"))
+            + f"{1000.0 / median:>8.1f}")
+    return "\n".join(lines)
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mp3d-bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    parser.add_argument("--models", default="full,lite,movenet-lift",
+                        help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--backends", default=None,
+                        help=f"comma-separated, of {', '.join(BACKENDS)} (default: all that apply)")
+    parser.add_argument("--sizes", type=_sizes, default=_sizes("832x512,416x256"),
+                        help="network input sizes WxH, comma-separated")
+    parser.add_argument("--batches", default="1,8", help="batch sizes, comma-separated")
+    parser.add_argument("--people", default="1,5,20",
+                        help="people per image of the people rows (each model, first backend and "
+                             "size, batch 1)")
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: Estimator's)")
+    return parser
+
+
+def _cases(args: argparse.Namespace, device: torch.device) -> list[BenchCase]:
+    models = args.models.split(",")
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        raise SystemExit(f"unknown models {sorted(unknown)}; known: {MODELS}")
+    default = BACKENDS if device.type == "cuda" else ("torch", "onnxruntime")
+    backends = args.backends.split(",") if args.backends else list(default)
+    batches = [int(b) for b in args.batches.split(",")]
+    cases = []
+    for model in models:
+        # movenet-lift runs at its own 256-pixel input and the 416x256 / 832x512 sizes alike
+        for size in args.sizes:
+            for backend in backends:
+                for batch in batches:
+                    cases.append(BenchCase(model, backend, tuple(size), batch, 5))
+    for model in models:
+        for people in (int(p) for p in args.people.split(",")):
+            cases.append(BenchCase(model, backends[0], tuple(args.sizes[0]), 1, people))
+    return cases
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for case in _cases(args, device):
+            try:
+                results.append(time_case(case, device, args.runs, args.warmup, Path(folder)))
+            except Exception as error:  # one failing backend must not hide the other rows
+                print(f"skipped {case}: {type(error).__name__}: {error}", file=sys.stderr)
+                continue
+            print(format_results(results[-1:], "").splitlines()[-1], file=sys.stderr, flush=True)
+    # Named after the runs: the Estimator picks the CPU thread count.
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU ({torch.get_num_threads()} threads)"
+    print(format_results(results, name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -41,7 +41,7 @@ from mp3d_ros.model.network import NetworkOutput
 from mp3d_ros.people import People
 from mp3d_ros.skeleton import get_joint_set
 
-__all__ = ["DecodeConfig", "DecodedPoses", "decode_batch", "snap_to_heatmaps", "to_people", "decode"]
+__all__ = ["DecodeConfig", "DecodedPoses", "decode", "decode_batch", "snap_to_heatmaps", "to_people"]
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,13 @@ class DecodeConfig:
     pose_nms_depth: float = 0.1
 
     @classmethod
-    def from_model_config(cls, cfg: ModelConfig, **overrides) -> "DecodeConfig":
-        values = dict(
-            joint_set=cfg.joint_set, stride=cfg.output_stride, heatmap_refinement=cfg.heatmap_refinement,
-            use_offsets=cfg.use_offsets, adaptive_fusion=cfg.adaptive_fusion,
-            torso_length_m=cfg.torso_length_m, depth_scale_px=cfg.depth_scale_px,
-            focal_normalised_depth=cfg.focal_normalised_depth,
-        )
+    def from_model_config(cls, cfg: ModelConfig, **overrides) -> DecodeConfig:
+        values = {
+            "joint_set": cfg.joint_set, "stride": cfg.output_stride,
+            "heatmap_refinement": cfg.heatmap_refinement, "use_offsets": cfg.use_offsets,
+            "adaptive_fusion": cfg.adaptive_fusion, "torso_length_m": cfg.torso_length_m,
+            "depth_scale_px": cfg.depth_scale_px, "focal_normalised_depth": cfg.focal_normalised_depth,
+        }
         return cls(**{**values, **overrides})
 
 
@@ -151,7 +151,7 @@ def snap_to_heatmaps(
         ``(xy, confidence, snapped)``: positions (B, K, J, 2) (sub-pixel peak where snapped, the
         input elsewhere), the heatmap value there (B, K, J), and the bool mask of snapped joints.
     """
-    b, j, h, w = heatmaps.shape
+    h, w = heatmaps.shape[-2:]
     is_peak = (heatmaps == F.max_pool2d(heatmaps, 3, 1, 1)) & (heatmaps >= max(threshold, 1e-6))
     steps = torch.arange(-radius, radius + 1, device=xy.device)
     dy, dx = torch.meshgrid(steps, steps, indexing="ij")
@@ -167,8 +167,10 @@ def snap_to_heatmaps(
     px, py = cx.gather(-1, best).squeeze(-1), cy.gather(-1, best).squeeze(-1)
 
     # Sub-pixel: vertex of the parabola through the log-heatmap at the peak and its 4 neighbours.
-    nx = px.unsqueeze(-1) + torch.tensor([0, -1, 1, 0, 0], device=xy.device)
-    ny = py.unsqueeze(-1) + torch.tensor([0, 0, 0, -1, 1], device=xy.device)
+    # Centre, left, right, up, down; built by arithmetic because a tensor literal would be a
+    # host-to-device copy, which CUDA graph capture forbids.
+    nx = torch.stack([px, px - 1, px + 1, px, px], dim=-1)
+    ny = torch.stack([py, py, py, py - 1, py + 1], dim=-1)
     values = _gather_joint_pixels(heatmaps, nx, ny)
     logv = torch.log(values.clamp_min(1e-12))
 
@@ -284,7 +286,10 @@ def to_people(
         skeleton: joint set name of the network.
     """
     valid = decoded.valid[index].cpu().numpy()
-    pick = lambda t: t[index].detach().cpu().double().numpy()[valid]  # noqa: E731
+
+    def pick(values: torch.Tensor) -> np.ndarray:
+        return values[index].detach().cpu().double().numpy()[valid]
+
     uv_input = pick(decoded.uv_px)
     inverse = ImageTransform(np.linalg.inv(transform.A), (intrinsics.width, intrinsics.height))
     uv_src = transform_points_px(uv_input, inverse)

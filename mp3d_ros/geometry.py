@@ -34,9 +34,16 @@ ROOTNET_AREA_M2 = 4.0
 
 
 def _rays(uv_px: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """(*, 3) rays ``K^-1 [u, v, 1]^T`` for (*, 2) pixels."""
-    homogeneous = torch.cat([uv_px, torch.ones_like(uv_px[..., :1])], dim=-1)
-    return torch.linalg.solve(K, homogeneous.unsqueeze(-1)).squeeze(-1)
+    """(*, 3) rays ``K^-1 [u, v, 1]^T`` for (*, 2) pixels and upper-triangular camera matrices.
+
+    Back-substitution instead of a general solve: a handful of elementwise kernels that CUDA graphs
+    capture, where ``linalg.solve`` launches a factorisation per call.
+    """
+    fx, skew, cx = K[..., 0, 0], K[..., 0, 1], K[..., 0, 2]
+    fy, cy = K[..., 1, 1], K[..., 1, 2]
+    y = (uv_px[..., 1] - cy) / fy
+    x = (uv_px[..., 0] - cx - skew * y) / fx
+    return torch.stack([x, y, torch.ones_like(x)], dim=-1)
 
 
 def geometric_root_depth(
@@ -60,7 +67,7 @@ def geometric_root_depth(
             with ``K`` = identity.
         uv_neck_px: (*, 2) undistorted pixel position of the neck.
         rel_depth_neck_m: (*) neck depth minus root depth, ``Z^r_m``, metres.
-        K: (*, 3, 3) camera matrix of the image the pixels are in.
+        K: (*, 3, 3) upper-triangular camera matrix of the image the pixels are in.
         torso_length_m: root-neck distance ``Omega`` in metres, scalar or (*).
         min_a: ``a`` below this (root and neck on one ray) makes the result invalid.
 
@@ -72,7 +79,8 @@ def geometric_root_depth(
     q = _rays(uv_neck_px, K)
     d = q - _rays(uv_root_px, K)
     rel = rel_depth_neck_m
-    omega = torch.as_tensor(torso_length_m, dtype=q.dtype, device=q.device)
+    # A float stays a float: a tensor made from it on the GPU is a copy CUDA graphs cannot capture.
+    omega = torso_length_m.to(q) if isinstance(torso_length_m, torch.Tensor) else float(torso_length_m)
     a = (d * d).sum(-1)
     b = 2 * rel * (d * q).sum(-1)
     c = rel * rel * (q * q).sum(-1) - omega * omega

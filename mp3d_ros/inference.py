@@ -27,7 +27,7 @@ import torch
 
 from mp3d_ros.camera import Intrinsics
 from mp3d_ros.people import People
-from mp3d_ros.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
+from mp3d_ros.pipelines import Pipeline, input_camera_matrices, load_pipeline, pipeline_from_onnx_metadata
 from mp3d_ros.preprocess import check_rgb_image, letterbox_batch
 
 __all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner"]
@@ -38,29 +38,35 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-class _GraphedForward:
-    """One CUDA graph of ``module`` for a fixed input shape: replaying skips kernel launches."""
+class _Graphed:
+    """One CUDA graph of ``function(*inputs)`` for fixed input shapes: replay skips kernel launches."""
 
-    def __init__(self, module: torch.nn.Module, example: torch.Tensor) -> None:
-        self.static_input = example.clone()
+    def __init__(self, function, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.static_inputs = tuple(t.clone() for t in inputs)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(3):  # warm-up outside the graph (cuDNN autotuning, allocator)
-                module(self.static_input)
+                function(*self.static_inputs)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.static_output = module(self.static_input)
+            self.static_outputs = function(*self.static_inputs)
 
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        self.static_input.copy_(batch)
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        for static, value in zip(self.static_inputs, inputs):
+            static.copy_(value)
         self.graph.replay()
-        return self.static_output
+        return self.static_outputs
 
 
 class TorchRunner:
-    """Runs a pipeline's network in torch on ``device`` at ``dtype``."""
+    """Runs a pipeline's network in torch on ``device`` at ``dtype``.
+
+    With ``cuda_graph`` the network *and* the pipeline's device-side decoding are captured as one
+    CUDA graph per input shape, and :meth:`__call__` returns the decoded tensors
+    (``fused_decode``); otherwise it returns the network's maps.
+    """
 
     def __init__(self, pipeline: Pipeline, device: torch.device, dtype: torch.dtype,
                  cuda_graph: bool = False, compile_network: bool = False) -> None:
@@ -72,22 +78,25 @@ class TorchRunner:
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True  # folds batch norms into convolutions
-            module = torch.compile(module, mode="max-autotune-no-cudagraphs")
-        self.module, self.device, self.dtype = module, device, dtype
-        self.cuda_graph = cuda_graph
-        self._graphs: dict[tuple[int, ...], _GraphedForward] = {}
+            module = torch.compile(module)
+        self.module, self.pipeline, self.device, self.dtype = module, pipeline, device, dtype
+        self.fused_decode = cuda_graph
+        self._graphs: dict[tuple[tuple[int, ...], ...], _Graphed] = {}
         self.name = f"torch:{device.type}:{_dtype_name(dtype)}" + (":cuda-graph" if cuda_graph else "") \
             + (":compiled" if compile_network else "")
 
+    def _network_and_decode(self, batch: torch.Tensor, K_input: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.pipeline.device_decode(self.module(batch), K_input)
+
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def __call__(self, batch: torch.Tensor, K_input: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         batch = batch.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        if not self.cuda_graph:
+        if not self.fused_decode:
             return self.module(batch)
-        shape = tuple(batch.shape)
-        if shape not in self._graphs:
-            self._graphs[shape] = _GraphedForward(self.module, batch)
-        return self._graphs[shape](batch)
+        key = (tuple(batch.shape), tuple(K_input.shape))
+        if key not in self._graphs:
+            self._graphs[key] = _Graphed(self._network_and_decode, (batch, K_input))
+        return self._graphs[key](batch, K_input)
 
 
 class OnnxRunner:
@@ -99,6 +108,7 @@ class OnnxRunner:
         self.input_name = session.get_inputs()[0].name
         self.device = torch.device("cpu")
         self.dtype = torch.float32
+        self.fused_decode = False
         self.name = f"onnxruntime:{session.get_providers()[0]}"
 
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -144,7 +154,8 @@ class Estimator:
             ONNX model refuses another size.
         joint_set: refuse a model predicting another joint set (default: accept any).
         max_people: most people reported per image.
-        cuda_graph: replay the network as a CUDA graph (fixed input size; CUDA only).
+        cuda_graph: replay the network and the device-side decoding as one CUDA graph per input
+            shape (CUDA only); ``last_timings_ms["network"]`` then includes that decoding.
         compile_network: ``torch.compile`` the network (batch norms folded).
         threads: CPU threads for torch / onnxruntime. Default on CPU: half the cores (at least
             one), because OpenMP threads that spin-wait collapse (20x slower measured on 2 cores)
@@ -231,20 +242,47 @@ class Estimator:
         for index, (image, intr) in enumerate(zip(images, intrinsics)):
             check_rgb_image(image, f"image {index}")
             intr.check_image_size(image.shape[1], image.shape[0], f"image {index}")
-        synchronize = self.device.type == "cuda"
-        start = time.perf_counter()
+        clock = _StageClock(self.device)
         batch, transforms = letterbox_batch(list(images), self.pipeline.input_size,
                                             self.pipeline.normalization, self.runner.device)
-        if synchronize:
-            torch.cuda.synchronize()
-        prepared = time.perf_counter()
-        outputs = self.runner(batch)
-        if synchronize:
-            torch.cuda.synchronize()
-        ran = time.perf_counter()
-        people = self.pipeline.decode(outputs, transforms, list(intrinsics))
-        done = time.perf_counter()
-        self.last_timings_ms = {"preprocess": 1e3 * (prepared - start),
-                                "network": 1e3 * (ran - prepared), "decode": 1e3 * (done - ran)}
+        K_input = input_camera_matrices(transforms, intrinsics, self.runner.device)
+        clock.mark("preprocess")
+        if self.runner.fused_decode:
+            decoded = self.runner(batch, K_input)
+            clock.mark("network")
+        else:
+            outputs = self.runner(batch)
+            clock.mark("network")
+            decoded = self.pipeline.device_decode(outputs, K_input)
+        people = self.pipeline.finish(decoded, transforms, list(intrinsics))
+        clock.mark("decode")
+        self.last_timings_ms = clock.elapsed_ms()
         return people
 
+
+class _StageClock:
+    """Stage durations in ms: CUDA events on a GPU (one synchronisation at the end), else a clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.names: list[str] = []
+        self.marks: list = [self._now()]
+
+    def _now(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        self.names.append(name)
+        self.marks.append(self._now())
+
+    def elapsed_ms(self) -> dict[str, float]:
+        if self.cuda:
+            self.marks[-1].synchronize()
+            spans = [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
+        else:
+            spans = [1e3 * (b - a) for a, b in zip(self.marks, self.marks[1:])]
+        return dict(zip(self.names, spans))

@@ -109,7 +109,7 @@ def _dense_terms(out: NetworkOutput, t: TargetMaps, model_cfg: ModelConfig, cfg:
     }
     offset_err = F.smooth_l1_loss(out.offsets, t.offsets, reduction="none", beta=cfg.offset_beta_px).sum(2)
     terms["offset"] = cfg.offset * _image_sum(offset_err / t.center_size, t.offset_weight)
-    b, n = t.size_px.shape
+    b = t.size_px.shape[0]
     root_size = t.size_px.gather(1, t.root_owner.clamp_min(0).reshape(b, -1)).reshape(t.root_owner.shape)
     r2c_err = F.smooth_l1_loss(out.root_to_center, t.root_to_center, reduction="none", beta=cfg.offset_beta_px).sum(1)
     terms["root_to_center"] = cfg.root_to_center * _image_sum(r2c_err / root_size, t.root_to_center_weight[:, 0])
@@ -170,9 +170,11 @@ def torso_depth_argmin(
     covers both and is continuous, so training cannot escape the loss by making the discriminant
     negative. Invalid where ``a ~ 0`` or the depth is not positive (then 0, zero gradient).
     """
-    homogeneous = lambda uv: torch.cat([uv, torch.ones_like(uv[..., :1])], -1).unsqueeze(-1)  # noqa: E731
-    q = torch.linalg.solve(K, homogeneous(uv_neck_px)).squeeze(-1)
-    d = q - torch.linalg.solve(K, homogeneous(uv_root_px)).squeeze(-1)
+    def ray(uv: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.solve(K, torch.cat([uv, torch.ones_like(uv[..., :1])], -1).unsqueeze(-1)).squeeze(-1)
+
+    q = ray(uv_neck_px)
+    d = q - ray(uv_root_px)
     a = (d * d).sum(-1)
     b = 2 * rel_depth_neck_m * (d * q).sum(-1)
     c = rel_depth_neck_m**2 * (q * q).sum(-1) - torso_length_m**2

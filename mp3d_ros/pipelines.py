@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,9 +20,9 @@ from torch import nn
 
 from mp3d_ros.camera import ImageTransform, Intrinsics, transform_intrinsics
 from mp3d_ros.checkpoint import load_checkpoint
-from mp3d_ros.decode import DecodeConfig, decode_batch, to_people
+from mp3d_ros.decode import DecodeConfig, DecodedPoses, decode_batch, to_people
 from mp3d_ros.model.config import ModelConfig
-from mp3d_ros.model.movenet import MoveNetMaps
+from mp3d_ros.model.movenet import MoveNetMaps, MoveNetPeople
 from mp3d_ros.model.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
 from mp3d_ros.model.network import NetworkOutput, build_network
 from mp3d_ros.people import People
@@ -30,7 +30,8 @@ from mp3d_ros.preprocess import Normalization
 from mp3d_ros.resources import find_share_path
 
 __all__ = ["MODEL_KINDS", "Pipeline", "PaperPipeline", "MoveNetLiftPipeline", "load_pipeline",
-           "pipeline_from_onnx_metadata", "MOVENET_WEIGHTS", "LIFTER_WEIGHTS"]
+           "pipeline_from_onnx_metadata", "input_camera_matrices", "MOVENET_WEIGHTS",
+           "LIFTER_WEIGHTS"]
 
 MODEL_KINDS = ("movenet-lift", "paper")
 MOVENET_WEIGHTS = "models/movenet_multipose.safetensors"
@@ -65,9 +66,23 @@ class Pipeline(ABC):
         """(B, 3, H, W) normalised batch -> tuple of tensors in ``output_names`` order."""
 
     @abstractmethod
+    def device_decode(self, outputs: Sequence[torch.Tensor], K_input: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The network's outputs -> fixed-size per-person tensors, on their device.
+
+        Only tensor operations of static shapes, so a CUDA graph can capture it with the network.
+        ``K_input`` is (B, 3, 3), the camera matrices of the network-input images.
+        """
+
+    @abstractmethod
+    def finish(self, decoded: Sequence[torch.Tensor], transforms: Sequence[ImageTransform],
+               intrinsics: Sequence[Intrinsics]) -> list[People]:
+        """:meth:`device_decode`'s tensors -> people of each source image (pixels and metres)."""
+
     def decode(self, outputs: Sequence[torch.Tensor], transforms: Sequence[ImageTransform],
                intrinsics: Sequence[Intrinsics]) -> list[People]:
         """The network's outputs for a batch -> people of each source image."""
+        K_input = input_camera_matrices(transforms, intrinsics, outputs[0].device)
+        return self.finish(self.device_decode(outputs, K_input), transforms, intrinsics)
 
     def onnx_metadata(self) -> dict[str, str]:
         """What an exported ONNX file must carry to be decoded again (checked on load)."""
@@ -106,12 +121,13 @@ class PaperPipeline(Pipeline):
         network.load_state_dict(self.state_dict, strict=True)
         return _TupleOutputs(network, self.output_names)
 
-    def decode(self, outputs, transforms, intrinsics) -> list[People]:
+    def device_decode(self, outputs, K_input) -> tuple[torch.Tensor, ...]:
         maps = NetworkOutput(**{name: t.float() for name, t in zip(self.output_names, outputs)})
-        K_input = np.stack([transform_intrinsics(intr, t)[0].K for intr, t in zip(intrinsics, transforms)])
-        decoded = decode_batch(maps, torch.as_tensor(K_input, dtype=torch.float32, device=maps.center.device),
-                               self.decode_config)
-        return [to_people(decoded, t, intr, self.joint_set, index)
+        return tuple(decode_batch(maps, K_input.float(), self.decode_config))
+
+    def finish(self, decoded, transforms, intrinsics) -> list[People]:
+        poses = DecodedPoses(*(t.cpu() for t in decoded))
+        return [to_people(poses, t, intr, self.joint_set, index)
                 for index, (t, intr) in enumerate(zip(transforms, intrinsics))]
 
     def onnx_metadata(self) -> dict[str, str]:
@@ -134,12 +150,24 @@ class MoveNetLiftPipeline(Pipeline):
         return _TupleOutputs(self.model.movenet, self.output_names)
 
     @torch.no_grad()
-    def decode(self, outputs, transforms, intrinsics) -> list[People]:
-        device = self.model.device
-        maps = MoveNetMaps(*(t.to(device=device, dtype=torch.float32) for t in outputs))
+    def device_decode(self, outputs, K_input) -> tuple[torch.Tensor, ...]:
+        maps = MoveNetMaps(*(t.float() for t in outputs))
         detections = self.model.decode(maps)
+        return tuple(getattr(detections, f.name) for f in fields(detections))
+
+    @torch.no_grad()
+    def finish(self, decoded, transforms, intrinsics) -> list[People]:
+        device = self.model.device
+        detections = MoveNetPeople(*(t.to(device) for t in decoded))
         return [self.model.to_people(detections, index, t, intr)
                 for index, (t, intr) in enumerate(zip(transforms, intrinsics))]
+
+
+def input_camera_matrices(transforms: Sequence[ImageTransform], intrinsics: Sequence[Intrinsics],
+                          device: torch.device) -> torch.Tensor:
+    """(B, 3, 3) float32 camera matrices of the network inputs (source camera through transform)."""
+    K = np.stack([transform_intrinsics(intr, t)[0].K for intr, t in zip(intrinsics, transforms)])
+    return torch.from_numpy(K.astype(np.float32)).to(device)
 
 
 def load_pipeline(model: str, input_size: tuple[int, int] | None = None,

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
+from test_targets_decode import annotate, place_people, random_camera
 
 from mp3d_ros.camera import letterbox_transform
-from mp3d_ros.data.targets import SceneAnnotation, TargetGenerator, collate_targets, targets_as_outputs
+from mp3d_ros.data.targets import TargetGenerator, collate_targets, targets_as_outputs
 from mp3d_ros.geometry import geometric_root_depth
 from mp3d_ros.losses import LossConfig, compute_losses, hmor_loss, torso_depth_argmin
 from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.model.network import NetworkOutput
 from mp3d_ros.skeleton import MUPOTS_17
-from test_targets_decode import ROOT, annotate, place_people, random_camera
 
 CFG = ModelConfig(input_size=(128, 96))
 ALL_ON = LossConfig(hmor=1.0)
@@ -97,7 +97,7 @@ def test_geometric_loss_trains_offsets_and_relative_depths() -> None:
         "center", "heatmap", "offset", "root_to_center", "root_depth", "rel_depth", "dapl", "depth_bins")})
     out = leaf_outputs(noisy(targets_as_outputs(targets), scale=0.05))
     terms = compute_losses(out, targets, CFG, only_geo)
-    assert set(k for k, v in terms.items() if float(v) != 0) == {"geometric", "total"}
+    assert {k for k, v in terms.items() if float(v.detach()) != 0} == {"geometric", "total"}
     terms["total"].backward()
     root, neck = MUPOTS_17.root, MUPOTS_17.neck
     center_grad = out.offsets.grad.flatten(3)[0, :, :, targets.center_index[0, :2]]  # (J, 2, P)
@@ -153,7 +153,9 @@ def test_torso_depth_argmin_is_eq_7() -> None:
         Ki = torch.linalg.inv(K).numpy()
         q = Ki @ np.append(uv_neck.numpy(), 1.0)
         r = Ki @ np.append(uv_root.numpy(), 1.0)
-        cost = lambda z: (np.linalg.norm((z + float(rel)) * q - z * r) - omega) ** 2  # noqa: E731
+        def cost(z: float, q=q, r=r, rel=float(rel), omega=omega) -> float:
+            return (np.linalg.norm((z + rel) * q - z * r) - omega) ** 2
+
         best = minimize_scalar(cost, bounds=(0.01, 100.0), method="bounded", options={"xatol": 1e-10})
         if valid:
             assert cost(float(depth)) <= best.fun + 1e-9

@@ -19,7 +19,7 @@ from mp3d_ros.camera import (
     transform_intrinsics,
     transform_points_px,
 )
-from mp3d_ros.data.targets import SceneAnnotation, TargetConfig, TargetGenerator, collate_targets, targets_as_outputs
+from mp3d_ros.data.targets import SceneAnnotation, TargetGenerator, collate_targets, targets_as_outputs
 from mp3d_ros.decode import DecodeConfig, decode, decode_batch, snap_to_heatmaps
 from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.skeleton import MUPOTS_17
@@ -145,12 +145,12 @@ def match(decoded_uv: np.ndarray, truth_uv: np.ndarray) -> np.ndarray:
 
 
 CASES = {
-    "empty": dict(count=0),
-    "one": dict(count=1),
-    "twenty": dict(count=20, depth_range=(4.0, 12.0)),
-    "overlapping": dict(count=6, overlap=True),
-    "partly-outside": dict(count=3, outside=True),
-    "distorted": dict(count=4, distorted=True),
+    "empty": {"count": 0},
+    "one": {"count": 1},
+    "twenty": {"count": 20, "depth_range": (4.0, 12.0)},
+    "overlapping": {"count": 6, "overlap": True},
+    "partly-outside": {"count": 3, "outside": True},
+    "distorted": {"count": 4, "distorted": True},
 }
 
 
@@ -170,7 +170,7 @@ def _decode_targets(case: str, seed: int, joint_separation_map_px: float = 0.0, 
 def test_targets_decode_to_ground_truth_without_snapping(case: str) -> None:
     """Offsets carry the sub-pixel part: 2D within 0.01 px, root depth and 3D within 1 mm."""
     fusion = case != "distorted"  # the geometric depth treats the network input as a pinhole
-    found, intr, people, uv_src, visible = _decode_targets(
+    found, _, people, uv_src, visible = _decode_targets(
         case, seed=11, heatmap_refinement=False, adaptive_fusion=fusion)
     expected = np.flatnonzero(visible.any(1))
     assert len(found) == len(expected)
@@ -184,7 +184,7 @@ def test_targets_decode_to_ground_truth_without_snapping(case: str) -> None:
     # Seen joints are the visible ones; joints outside the image are always inferred.
     agreement = (found.inferred == ~visible[gt]).mean()
     assert agreement >= (1.0 if case in ("one", "partly-outside") else 0.97)
-    assert np.all(found.inferred[~(visible[gt] | found.inferred)] == False)  # noqa: E712
+    assert np.all(found.inferred[~(visible[gt] | found.inferred)] == False)
     assert np.all(found.score > 0.9) and np.all(found.root_sigma_m > 0)
 
 
@@ -261,3 +261,5 @@ def test_decode_batch_is_fixed_size_and_device_side() -> None:
     decoded = decode_batch(targets_as_outputs(targets), targets.K, DecodeConfig.from_model_config(cfg))
     assert decoded.uv_px.shape == (2, 20, 17, 2) and decoded.valid.shape == (2, 20)
     assert decoded.valid.sum(1).tolist() == [0, 2]
+    with pytest.raises(ValueError, match="one image"):
+        decode(targets_as_outputs(targets), transform, intr, DecodeConfig.from_model_config(cfg))

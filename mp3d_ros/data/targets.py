@@ -24,8 +24,8 @@ level (MAR's geometric depth, DAPL, HMOR).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,8 +34,14 @@ from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.model.network import NetworkOutput
 from mp3d_ros.skeleton import get_joint_set
 
-__all__ = ["TargetConfig", "SceneAnnotation", "TargetMaps", "TargetGenerator", "collate_targets",
-           "targets_as_outputs"]
+__all__ = [
+    "SceneAnnotation",
+    "TargetConfig",
+    "TargetGenerator",
+    "TargetMaps",
+    "collate_targets",
+    "targets_as_outputs",
+]
 
 
 @dataclass(frozen=True)

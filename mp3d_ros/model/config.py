@@ -12,7 +12,7 @@ from typing import Any
 
 from mp3d_ros.skeleton import get_joint_set
 
-__all__ = ["BACKBONES", "DEPTH_HEADS", "ModelConfig", "mar_hrnet_w32_config", "lite_mobilenet_fpn_config"]
+__all__ = ["BACKBONES", "DEPTH_HEADS", "ModelConfig", "lite_mobilenet_fpn_config", "mar_hrnet_w32_config"]
 
 BACKBONES = ("hrnet_w32", "mobilenet_fpn")
 DEPTH_HEADS = ("regression", "log_bins")
@@ -121,7 +121,7 @@ class ModelConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -137,6 +137,6 @@ def mar_hrnet_w32_config(**overrides: Any) -> ModelConfig:
 
 def lite_mobilenet_fpn_config(**overrides: Any) -> ModelConfig:
     """The lite configuration: MobileNetV2-FPN with MoveNet-style separable 96-wide heads."""
-    defaults = dict(backbone="mobilenet_fpn", neck_channels=0, head_width=96, separable_heads=True,
-                    joint_branch_channels=8)
+    defaults = {"backbone": "mobilenet_fpn", "neck_channels": 0, "head_width": 96, "separable_heads": True,
+                "joint_branch_channels": 8}
     return ModelConfig(**{**defaults, **overrides})

@@ -15,13 +15,13 @@ Map coordinates: pixel centres of the (h, w) output map sit at integer (x, y); x
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvHead", "DisentangledHead", "PoseGuidedDepthQuery", "sample_maps", "pixel_grid"]
+__all__ = ["ConvHead", "DisentangledHead", "PoseGuidedDepthQuery", "pixel_grid", "sample_maps"]
 
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
@@ -103,8 +103,11 @@ def sample_maps(maps: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     n, _, h, w = maps.shape
     batch_shape = xy.shape[1:-1]
     # grid_sample with align_corners=True puts -1 / +1 on the centres of the corner pixels.
-    scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], dtype=xy.dtype, device=xy.device)
-    grid = (xy.reshape(n, 1, -1, 2) * scale - 1).to(maps.dtype)
+    # Python-float scales: a tensor built from a list would be a host-to-device copy, which CUDA
+    # graph capture forbids.
+    xy = xy.reshape(n, 1, -1, 2)
+    grid = torch.stack([xy[..., 0] * (2.0 / max(w - 1, 1)), xy[..., 1] * (2.0 / max(h - 1, 1))], dim=-1)
+    grid = (grid - 1).to(maps.dtype)
     out = F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.reshape(n, maps.shape[1], *batch_shape)
 

@@ -14,8 +14,8 @@ Parameter names follow the official repository (``conv1``, ``layer1``, ``transit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from torch import nn
 
 from mp3d_ros.model.mobilenet_fpn import FeatureInfo
 
-__all__ = ["HRNetConfig", "BasicBlock", "Bottleneck", "HighResolutionModule", "HRNet", "hrnet_w32"]
+__all__ = ["BasicBlock", "Bottleneck", "HRNet", "HRNetConfig", "HighResolutionModule", "hrnet_w32"]
 
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]

@@ -43,26 +43,26 @@ shift): load a folded weight into ``conv.weight`` and the shift into ``bn.bias``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "MobileNetFPNConfig",
-    "FeatureInfo",
     "ConvNormAct",
+    "FeatureInfo",
     "InvertedResidual",
-    "SeparableConvNormAct",
+    "MobileNetFPN",
+    "MobileNetFPNConfig",
     "MobileNetV2Encoder",
     "MoveNetFPN",
-    "MobileNetFPN",
+    "SeparableConvNormAct",
     "make_divisible",
-    "tfjs_weight_map",
-    "tfjs_to_torch",
     "mobilenet_fpn_movenet",
+    "tfjs_to_torch",
+    "tfjs_weight_map",
 ]
 
 # MobileNetV2 Table 2 after the stem: (expansion t, output channels c at width 1, repeats n, stride s).

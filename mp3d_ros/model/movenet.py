@@ -242,10 +242,12 @@ def _boxes(maps: MoveNetMaps, cell: torch.Tensor, cy: torch.Tensor, cx: torch.Te
     height, width = maps.center.shape[-2:]
     box_center = cell + _gather_cells(maps.box_offset, cy, cx)
     half = _gather_cells(maps.box_scale, cy, cx).clamp_min(0) * 0.5
-    limit = cell.new_tensor([height, width])
-    lower = torch.minimum(box_center - half, limit).clamp_min(0)
-    upper = torch.minimum(box_center + half, limit).clamp_min(0)
-    return lower, upper
+    # Clip (y, x) to (height, width) per column: a tensor literal here would be a host-to-device
+    # copy, which CUDA graph capture forbids.
+    def clip(corner: torch.Tensor) -> torch.Tensor:
+        return torch.stack([corner[..., 0].clamp(0, height), corner[..., 1].clamp(0, width)], dim=-1)
+
+    return clip(box_center - half), clip(box_center + half)
 
 
 def _snap(maps: MoveNetMaps, regressed: torch.Tensor, lower, upper, cfg: MoveNetDecodeConfig):

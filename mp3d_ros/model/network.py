@@ -15,7 +15,8 @@ the pixel that holds them *to* the target: ``target = (x, y) + offset``.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from mp3d_ros.model.hrnet import hrnet_w32
 from mp3d_ros.model.mobilenet_fpn import FeatureInfo, mobilenet_fpn_movenet
 from mp3d_ros.skeleton import get_joint_set
 
-__all__ = ["NetworkOutput", "PoseNetwork", "build_network", "mar_hrnet_w32", "lite_mobilenet_fpn"]
+__all__ = ["NetworkOutput", "PoseNetwork", "build_network", "lite_mobilenet_fpn", "mar_hrnet_w32"]
 
 
 class NetworkOutput(NamedTuple):
@@ -59,7 +60,7 @@ class NetworkOutput(NamedTuple):
     root_sigma: torch.Tensor
     geo_sigma: torch.Tensor
     rel_depth: torch.Tensor
-    root_depth_logits: Optional[torch.Tensor] = None
+    root_depth_logits: torch.Tensor | None = None
 
 
 def _build_backbone(cfg: ModelConfig, norm_layer: Callable[[int], nn.Module]) -> nn.Module:

@@ -1,0 +1,62 @@
+"""Optimiser and learning-rate schedule of a run (DRM §4.1: Adam, warm-up, linear decay to 0).
+
+The schedule multiplies the peak learning rate by :class:`WarmupLinearDecay`: ``(s + 1) / W`` for
+the first ``W`` steps (warm-up), then ``(T - s) / (T - W)`` down to 0 after step ``T - 1``. It is a
+callable object, not a function, so ``LambdaLR.state_dict`` saves its lengths and a resumed run
+keeps the schedule it started with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["WarmupLinearDecay", "build_optimizer", "build_scheduler", "schedule_lengths"]
+
+
+@dataclass
+class WarmupLinearDecay:
+    """Learning-rate factor of step ``s`` (0-based): linear warm-up, then linear decay to 0."""
+
+    # Steps of warm-up (0: start at the peak).
+    warmup_steps: int
+    # Steps of the whole run.
+    total_steps: int
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
+
+
+def schedule_lengths(schedule, sizes: Sequence[int], counts: Sequence[int], world_size: int) -> tuple[int, int]:
+    """``(total_steps, warmup_steps)`` of a :class:`~mp3d_ros.training.config.ScheduleConfig`.
+
+    An epoch is one pass over dataset ``schedule.epoch_dataset``, which gives ``counts[d]`` images
+    per process per step.
+    """
+    d = schedule.epoch_dataset
+    steps_per_epoch = math.ceil(sizes[d] / (counts[d] * world_size))
+    total = schedule.steps or math.ceil(schedule.epochs * steps_per_epoch)
+    warmup = schedule.warmup_steps or round(schedule.warmup_epochs * steps_per_epoch)
+    if warmup >= total:
+        raise ValueError(f"schedule: warm-up of {warmup} steps is not shorter than the run "
+                         f"({total} steps, {steps_per_epoch} steps per epoch)")
+    return total, warmup
+
+
+def build_optimizer(model: nn.Module, optim) -> torch.optim.Optimizer:
+    """Adam (L2 weight decay, as the papers) or AdamW (decoupled) over every parameter."""
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    return kinds[optim.name](model.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
+                             weight_decay=optim.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
+                    warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """``LambdaLR`` with :class:`WarmupLinearDecay`, stepped once per optimisation step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupLinearDecay(warmup_steps, total_steps))

@@ -42,8 +42,8 @@ class ParameterSpec:
 
 _TRACKER = TrackerConfig()
 PARAMETERS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("model_path", "", "Model file (checkpoint .pt / .safetensors or .onnx); empty = the "
-                  "shipped default model."),
+    ParameterSpec("model_path", "", "Model: \"movenet-lift\", a checkpoint (.pt) of the papers' "
+                  "network or an ONNX export (.onnx); empty = the shipped default (movenet-lift)."),
     ParameterSpec("backend", "auto", "Inference backend.", choices=("auto", "torch", "onnxruntime")),
     ParameterSpec("device", "cuda", "Device: 'cuda', 'cuda:N' or 'cpu'. If the GPU or backend fails at "
                   "start the node falls back to 'cpu' (fp32) with an error log."),

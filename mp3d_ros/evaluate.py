@@ -6,8 +6,9 @@
 Datasets and where ``--data`` points (a directory, or the annotation file itself):
 
 - ``mupots``: ``MuPoTS-3D.json`` (3DMPPE layout), images under ``MultiPersonTestSet/`` beside it;
-- ``synthetic``: our generated scenes, ``MuCo-3DHP.json`` layout (joint set ``muco_21``), images
-  beside it; each ``sequence`` value is one sequence of the per-sequence table;
+- ``synthetic``: our generated scenes (``mp3d-synth --out DIR``'s ``annotations.json``, or a
+  ``MuCo-3DHP.json``), MuCo-3DHP layout (joint set ``muco_21``), images beside it; each
+  ``sequence`` value is one sequence of the per-sequence table;
 - ``panoptic``: one SMAP-layout JSON file (the only ``*.json`` in the directory), images beside it;
 - ``h36m``: ``annotations/Human36M_subject<S>_data.json`` (+ ``_camera.json``, ``_joint_3d.json``)
   for the protocol-2 test subjects 9 and 11, every 64th frame, images under ``images/``.
@@ -31,6 +32,7 @@ import numpy as np
 from mp3d_ros.camera import Intrinsics, back_project
 from mp3d_ros.data.mppe import AnnotatedImage, h36m_action_name, read_3dmppe_json
 from mp3d_ros.data.panoptic import panoptic_activity, read_panoptic_smap_json
+from mp3d_ros.data.synthetic import ANNOTATION_FILE
 from mp3d_ros.metrics import (
     H36M_CONVENTIONS, JOINT_GROUPS, MUPOTS_CONVENTIONS, PANOPTIC_CONVENTIONS, FrameGroundTruth,
     FramePrediction, evaluate_h36m, evaluate_mupots, evaluate_panoptic,
@@ -87,7 +89,8 @@ def _load_images(name: str, data: Path) -> tuple[list[AnnotatedImage], Path]:
         root = path.parent / "MultiPersonTestSet"
         return read_3dmppe_json(path, "mupots_17"), root if root.is_dir() else path.parent
     if name == "synthetic":
-        path = _annotation_file(data, ["MuCo-3DHP.json"], "synthetic (MuCo-3DHP layout)")
+        path = _annotation_file(data, [ANNOTATION_FILE, "MuCo-3DHP.json"],
+                                "synthetic (MuCo-3DHP layout)")
         return read_3dmppe_json(path, "muco_21"), path.parent
     if name == "panoptic":
         candidates = [data] if data.is_file() else sorted(data.glob("*.json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60)
@@ -19,3 +20,12 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"{SHARED_DIR} is absent: it holds the mocap and COCO fixtures this test reads")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors on a shared CPU: one intra-op thread is faster than several."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

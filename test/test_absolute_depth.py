@@ -36,13 +36,7 @@ REST = {
 HEIGHT_M = 1.70  # the canonical height the poses below are treated as
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared CPU: one intra-op thread is faster than several."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rotation(axis: np.ndarray, angle: float) -> np.ndarray:

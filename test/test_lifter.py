@@ -43,13 +43,7 @@ NO_ERRORS = LiftingDataConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared CPU: one intra-op thread is faster than several."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_rays(generator: torch.Generator, batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

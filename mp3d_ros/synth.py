@@ -5,6 +5,9 @@ Example (20 images of 832x512, two workers, with a contact sheet to look at)::
     mp3d-synth --out /tmp/synth --images 20 --seed 0 --size 832x512 --workers 2 \\
         --contact-sheet /tmp/synth/sheet.png
 
+A recipe file (``--recipe config/synth/train.yaml``) fixes the image count, the seed and every
+scene setting, so the benchmark's train / validation / test splits are reproducible by name.
+
 Output: ``OUT/images/000000.jpg``... and ``OUT/annotations.json`` (see
 :func:`mp3d_ros.data.synthetic.write_dataset`). The contact sheet draws each image with its
 projected skeletons: visible joints as filled dots joined by solid bones, hidden or outside ones
@@ -15,17 +18,28 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from mp3d_ros.config import load_config
 from mp3d_ros.data.synthetic import SceneConfig, write_dataset
 from mp3d_ros.data.synthetic_bag import write_synthetic_bag
 from mp3d_ros.skeleton import MUCO_21
 
-__all__ = ["main", "parse_args", "contact_sheet"]
+__all__ = ["SynthRecipe", "main", "parse_args", "contact_sheet"]
+
+
+@dataclass(frozen=True)
+class SynthRecipe:
+    """A named dataset: how many images, which seed, which scenes (a YAML file in config/synth/)."""
+
+    images: int
+    seed: int
+    scene: SceneConfig = field(default_factory=SceneConfig)
 
 _COLORS_BGR = [(60, 220, 60), (60, 160, 255), (255, 120, 60), (220, 60, 220), (60, 230, 230),
                (230, 230, 60), (140, 90, 255), (255, 255, 255)]
@@ -50,17 +64,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, help="output folder of the dataset")
     parser.add_argument("--images", type=int, help="number of images of the dataset")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed (same seed, same bytes); default 0, or the recipe's")
+    parser.add_argument("--recipe", type=Path, default=None,
+                        help="YAML recipe (images, seed, scene settings), e.g. config/synth/train.yaml; "
+                             "--images and --seed override it, scene options cannot be combined with it")
     parser.add_argument("--size", type=lambda t: _pair(t, int, "--size", "x"), default=None,
                         help="WxH of every image; default: drawn from landscape and portrait sizes")
     parser.add_argument("--focal-range", type=lambda t: _pair(t, float, "--focal-range"),
                         default=None,
                         help="F0,F1 focal length range in pixels; default: 45-100 deg horizontal "
                              "field of view")
-    parser.add_argument("--people", type=lambda t: _pair(t, int, "--people"), default=(2, 8),
+    parser.add_argument("--people", type=lambda t: _pair(t, int, "--people"), default=None,
                         help="P0,P1 people per scene (default 2,8)")
     parser.add_argument("--distortion", choices=["none", "plumb_bob", "equidistant"],
-                        default="none",
+                        default=None,
                         help="lens distortion rendered into the images and recorded")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--mocap", type=Path, default=None,
@@ -68,7 +86,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sequence-frames", type=int, default=0,
                         help="frames per sequence (people move, ids persist); 0: independent "
                              "images")
-    parser.add_argument("--fps", type=float, default=30.0, help="frame rate of sequences")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of sequences (default 30)")
     parser.add_argument("--contact-sheet", type=Path, default=None,
                         help="write a PNG of the first images with their skeletons")
     parser.add_argument("--sheet-images", type=int, default=12, help="images on the contact sheet")
@@ -82,8 +100,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     bag.add_argument("--encoding", default="jpeg",
                      help="jpeg or png (CompressedImage) or an Image encoding such as rgb8, bgr8")
     args = parser.parse_args(argv)
-    if args.bag is None and (args.out is None or args.images is None):
-        parser.error("give --out and --images for a dataset, or --bag for a sequence bag")
+    scene_options = (args.size, args.focal_range, args.people, args.distortion, args.fps)
+    if args.recipe is not None and any(option is not None for option in scene_options):
+        parser.error("--recipe fixes the scene settings: drop --size, --focal-range, --people, "
+                     "--distortion and --fps, or edit a copy of the recipe")
+    if args.bag is None and (args.out is None or (args.images is None and args.recipe is None)):
+        parser.error("give --out and --images (or --recipe) for a dataset, or --bag for a sequence bag")
     if (args.images or 0) < 0 or args.workers < 1 or args.sequence_frames < 0 or args.frames < 1:
         parser.error("--images must be >= 0, --workers >= 1, --sequence-frames >= 0, --frames >= 1")
     return args
@@ -154,23 +176,33 @@ def contact_sheet(
     return np.concatenate(rows, axis=0)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def scene_from_args(args: argparse.Namespace) -> tuple[SceneConfig, int | None, int]:
+    """The scene config, image count and seed the command line (and its recipe) ask for."""
+    if args.recipe is not None:
+        recipe = load_config(SynthRecipe, args.recipe)
+        images = args.images if args.images is not None else recipe.images
+        return recipe.scene, images, args.seed if args.seed is not None else recipe.seed
     config = SceneConfig(
         size=args.size,
         focal_range_px=args.focal_range,
-        people=args.people,
-        distortion=args.distortion,
-        fps=args.fps,
+        people=args.people or (2, 8),
+        distortion=args.distortion or "none",
+        fps=args.fps or 30.0,
     )
+    return config, args.images, args.seed or 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    config, images, seed = scene_from_args(args)
     if args.bag is not None:
-        count = write_synthetic_bag(args.bag, config, args.seed, args.frames, args.storage,
+        count = write_synthetic_bag(args.bag, config, seed, args.frames, args.storage,
                                     args.encoding, args.mocap)
         print(f"wrote {count} frames to {args.bag}")
         return 0
-    json_path = write_dataset(args.out, config, args.images, args.seed, workers=args.workers,
+    json_path = write_dataset(args.out, config, images, seed, workers=args.workers,
                               mocap_dir=args.mocap, sequence_frames=args.sequence_frames)
-    print(f"wrote {args.images} images and {json_path}")
+    print(f"wrote {images} images and {json_path}")
     if args.contact_sheet is not None:
         args.contact_sheet.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(args.contact_sheet), contact_sheet(json_path, args.sheet_images))

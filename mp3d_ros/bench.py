@@ -26,6 +26,7 @@ import torch
 
 from mp3d_ros.camera import Intrinsics
 from mp3d_ros.checkpoint import Checkpoint, save_checkpoint
+from mp3d_ros.config import size_wxh
 from mp3d_ros.model.config import lite_mobilenet_fpn_config, mar_hrnet_w32_config
 from mp3d_ros.model.network import build_network
 from mp3d_ros.preprocess import IMAGENET
@@ -128,7 +129,7 @@ def format_results(results: Sequence[BenchResult], device_name: str) -> str:
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
-    return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+    return [size_wxh(item) for item in text.split(",")]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["load_config", "config_from_dict", "config_to_dict", "apply_overrides"]
+__all__ = ["load_config", "config_from_dict", "config_to_dict", "apply_overrides", "size_wxh"]
 
 T = TypeVar("T")
 
@@ -122,3 +122,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ValueError(f"{path}: the top level must be a mapping")
         where = str(path)
     return config_from_dict(cls, apply_overrides(data, list(overrides)), where)
+
+
+def size_wxh(text: str) -> tuple[int, int]:
+    """``"832x512"`` -> ``(832, 512)``: an image size as the command lines write it."""
+    width, separator, height = text.lower().partition("x")
+    try:
+        size = int(width), int(height)
+    except ValueError:
+        size = (0, 0)
+    if not separator or min(size) <= 0:
+        raise ValueError(f"expected a size WxH of positive integers, got {text!r}")
+    return size

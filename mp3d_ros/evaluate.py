@@ -358,11 +358,16 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, width=100)
 
 
-def _json_safe(value: object) -> object:
+def json_safe(value: object) -> object:
+    """Plain JSON data of nested metrics: NaN and infinities become ``null``, numpy scalars Python."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
     return value
 
 
@@ -394,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"mp3d-eval: {args.dataset}, {len(images)} images, depth from {depth}\n")
     print(text)
     if args.metrics_out is not None:
-        args.metrics_out.write_text(json.dumps(_json_safe(result), indent=1))
+        args.metrics_out.write_text(json.dumps(json_safe(result), indent=1))
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from mp3d_ros.config import size_wxh
 from mp3d_ros.pipelines import Pipeline, load_pipeline
 from mp3d_ros.preprocess import letterbox_batch
 
@@ -118,21 +119,13 @@ def export_onnx(pipeline: Pipeline, out: str | Path, opset: int = DEFAULT_OPSET,
     return check
 
 
-def _size(text: str) -> tuple[int, int]:
-    width, _, height = text.lower().partition("x")
-    try:
-        return int(width), int(height)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, got {text!r}") from None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mp3d-export", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="checkpoint (.pt) of the papers' network")
     source.add_argument("--model", help="model name, e.g. movenet-lift")
     parser.add_argument("--out", required=True, help="ONNX file to write")
-    parser.add_argument("--input-size", type=_size, default=None, help="WxH (default: the model's)")
+    parser.add_argument("--input-size", type=size_wxh, default=None, help="WxH (default: the model's)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest relative difference to torch that is accepted")

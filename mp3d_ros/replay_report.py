@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 import numpy as np
 
-from mp3d_ros.evaluate import mupots_summary_table, prediction_frames
+from mp3d_ros.evaluate import json_safe, mupots_summary_table, prediction_frames
 from mp3d_ros.metrics import (
     AUC_THRESHOLDS_MM,
     FrameGroundTruth,
@@ -124,18 +124,6 @@ def _plot(path: Path, draw) -> None:
     plt.close(figure)
 
 
-def _json_safe(value: object) -> object:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dict:
     """Write ``summary.md``, ``metrics.json`` and the PNG plots; returns the metrics JSON content."""
     folder = Path(folder)
@@ -147,7 +135,7 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
         "skip_examples": result.skip_examples, "interrupted": result.interrupted,
         "latency_ms": latency_summary_ms(result), "metrics": metrics,
     }
-    (folder / "metrics.json").write_text(json.dumps(_json_safe(content), indent=2))
+    (folder / "metrics.json").write_text(json.dumps(json_safe(content), indent=2))
     plots: list[tuple[str, str]] = []
     latency = np.array([f.latency_ms for f in result.frames])
     if latency.size:

@@ -25,7 +25,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from mp3d_ros.config import load_config
+from mp3d_ros.config import load_config, size_wxh
 from mp3d_ros.data.synthetic import SceneConfig, write_dataset
 from mp3d_ros.data.synthetic_bag import write_synthetic_bag
 from mp3d_ros.skeleton import MUCO_21
@@ -45,14 +45,14 @@ _COLORS_BGR = [(60, 220, 60), (60, 160, 255), (255, 120, 60), (220, 60, 220), (6
                (230, 230, 60), (140, 90, 255), (255, 255, 255)]
 
 
-def _pair(text: str, kind: type, name: str, sep: str = ",") -> tuple:
-    parts = text.lower().split(sep)
+def _pair(text: str, kind: type, name: str) -> tuple:
+    parts = text.split(",")
     try:
         values = tuple(kind(p) for p in parts)
     except ValueError:
         values = ()
     if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"{name} must be two numbers as A{sep}B, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{name} must be two numbers as A,B, got {text!r}")
     return values
 
 
@@ -69,7 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recipe", type=Path, default=None,
                         help="YAML recipe (images, seed, scene settings), e.g. config/synth/train.yaml; "
                              "--images and --seed override it, scene options cannot be combined with it")
-    parser.add_argument("--size", type=lambda t: _pair(t, int, "--size", "x"), default=None,
+    parser.add_argument("--size", type=size_wxh, default=None,
                         help="WxH of every image; default: drawn from landscape and portrait sizes")
     parser.add_argument("--focal-range", type=lambda t: _pair(t, float, "--focal-range"),
                         default=None,

@@ -62,9 +62,9 @@ def test_image_content_moves_with_the_joints() -> None:
                                  np.random.default_rng(4))
     out = apply_transform(sample, transform)
     ys, xs = np.nonzero(out.image[..., 0] > 127)
-    root = out.keypoints_img_px[0, MUCO_21.root] if out.keypoints_vis[0, MUCO_21.root] else None
-    if root is not None:
-        assert abs(xs.mean() - root[0]) < 1.0 and abs(ys.mean() - root[1]) < 1.0
+    assert out.keypoints_vis[0, MUCO_21.root], "the seed must keep the marked pelvis in view"
+    root = out.keypoints_img_px[0, MUCO_21.root]
+    assert abs(xs.mean() - root[0]) < 1.0 and abs(ys.mean() - root[1]) < 1.0
 
 
 def test_out_of_image_joints_become_hidden() -> None:

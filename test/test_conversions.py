@@ -15,24 +15,26 @@ from scipy.spatial.transform import Rotation
 from mp3d_ros.msgtypes import typestore
 from mp3d_ros.people import People
 from mp3d_ros.ros.conversions import (
-    SUPPORTED_ENCODINGS,
     MessageClasses,
     RigidTransform,
-    UnsupportedEncodingError,
-    any_image_to_rgb,
     camera_info_to_intrinsics,
-    compressed_image_to_rgb,
-    image_to_rgb,
     make_camera_info,
     make_diagnostic_array,
     make_header,
     people_root_covariance,
     people_to_pose_array,
     pose_array_to_people,
-    rgb_to_compressed_image,
-    rgb_to_image,
     stamp_to_ns,
     transform_people,
+)
+from mp3d_ros.ros.images import (
+    any_image_to_rgb,
+    compressed_image_to_rgb,
+    image_to_rgb,
+    rgb_to_compressed_image,
+    rgb_to_image,
+    SUPPORTED_ENCODINGS,
+    UnsupportedEncodingError,
 )
 from mp3d_ros.skeleton import get_joint_set
 

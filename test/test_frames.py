@@ -18,10 +18,9 @@ from mp3d_ros.ros.conversions import (
     make_camera_info,
     make_header,
     pose_array_to_people,
-    rgb_to_compressed_image,
-    rgb_to_image,
     stamp_to_ns,
 )
+from mp3d_ros.ros.images import rgb_to_compressed_image, rgb_to_image
 from mp3d_ros.ros.frames import (
     ErrorKind,
     FrameBuffer,

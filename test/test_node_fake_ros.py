@@ -22,7 +22,8 @@ from rclpy_like import RclpyLikeTypes
 from test_frames import FakeEstimator
 
 from mp3d_ros.msgtypes import typestore
-from mp3d_ros.ros.conversions import MessageClasses, make_camera_info, make_header, rgb_to_image, stamp_to_ns
+from mp3d_ros.ros.conversions import MessageClasses, make_camera_info, make_header, stamp_to_ns
+from mp3d_ros.ros.images import rgb_to_image
 
 TYPES = RclpyLikeTypes(typestore())
 WIDTH, HEIGHT = 64, 48

@@ -45,6 +45,13 @@ class HRNetConfig:
     blocks_per_branch: int = 4
 
 
+def _projection(in_ch: int, out_ch: int, norm_layer: NormLayer) -> nn.Module | None:
+    """1x1 conv + norm matching a residual block's skip to its output channels (None if equal)."""
+    if in_ch == out_ch:
+        return None
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), norm_layer(out_ch))
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block: two 3x3 conv-BN with a skip connection."""
 
@@ -57,10 +64,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
         self.bn2 = norm_layer(out_ch)
         self.act = act_layer()
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), norm_layer(out_ch))
-            if in_ch != out_ch else None
-        )
+        self.downsample = _projection(in_ch, out_ch, norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = x if self.downsample is None else self.downsample(x)
@@ -83,10 +87,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
         self.bn3 = norm_layer(out_ch)
         self.act = act_layer()
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), norm_layer(out_ch))
-            if in_ch != out_ch else None
-        )
+        self.downsample = _projection(in_ch, out_ch, norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = x if self.downsample is None else self.downsample(x)

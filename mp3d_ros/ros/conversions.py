@@ -23,29 +23,12 @@ import numpy as np
 from mp3d_ros.camera import Intrinsics
 from mp3d_ros.people import People
 from mp3d_ros.ros.images import (
-    SUPPORTED_ENCODINGS,
-    UnsupportedEncodingError,
-    any_image_to_rgb,
-    compressed_image_to_rgb,
-    image_to_rgb,
-    rgb_to_compressed_image,
-    rgb_to_image,
     float64_field,
-    uint8_field,
 )
 from mp3d_ros.skeleton import get_joint_set
 from mp3d_ros.tracking import root_covariance_cam
 
 __all__ = [
-    "SUPPORTED_ENCODINGS",
-    "UnsupportedEncodingError",
-    "image_to_rgb",
-    "compressed_image_to_rgb",
-    "any_image_to_rgb",
-    "rgb_to_image",
-    "rgb_to_compressed_image",
-    "uint8_field",
-    "float64_field",
     "MessageClasses",
     "RigidTransform",
     "stamp_to_ns",

@@ -34,14 +34,13 @@ from mp3d_ros.people import People
 from mp3d_ros.ros.conversions import (
     MessageClasses,
     RigidTransform,
-    UnsupportedEncodingError,
-    any_image_to_rgb,
     make_header,
     people_root_covariance,
     people_to_pose_array,
     stamp_to_ns,
     transform_people,
 )
+from mp3d_ros.ros.images import any_image_to_rgb, UnsupportedEncodingError
 from mp3d_ros.ros.markers import MarkerStyle, people_to_markers
 from mp3d_ros.ros.settings import NodeSettings
 from mp3d_ros.tracking import Tracker

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from mp3d_ros.people import People
-from mp3d_ros.ros.conversions import MessageClasses, make_time, stamp_to_ns, uint8_field
+from mp3d_ros.ros.conversions import MessageClasses, make_time, stamp_to_ns
+from mp3d_ros.ros.images import uint8_field
 
 __all__ = ["MarkerStyle", "track_colour", "people_to_markers"]
 

@@ -27,7 +27,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from mp3d_ros.msg import PoseArray3D  # noqa: E402
-from mp3d_ros.ros.conversions import make_camera_info, make_header, rgb_to_image, stamp_to_ns  # noqa: E402
+from mp3d_ros.ros.conversions import make_camera_info, make_header, stamp_to_ns  # noqa: E402
+from mp3d_ros.ros.images import rgb_to_image  # noqa: E402
 from mp3d_ros.ros.node import message_classes  # noqa: E402
 
 pytestmark = pytest.mark.ros

@@ -25,13 +25,8 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 from mp3d_ros.camera import Intrinsics  # noqa: E402
 from mp3d_ros.msg import PoseArray3D  # noqa: E402
 from mp3d_ros.people import People  # noqa: E402
-from mp3d_ros.ros.conversions import (  # noqa: E402
-    make_camera_info,
-    make_header,
-    rgb_to_compressed_image,
-    rgb_to_image,
-    stamp_to_ns,
-)
+from mp3d_ros.ros.conversions import make_camera_info, make_header, stamp_to_ns  # noqa: E402
+from mp3d_ros.ros.images import rgb_to_compressed_image, rgb_to_image  # noqa: E402
 from mp3d_ros.ros.node import PoseNode, message_classes  # noqa: E402
 from mp3d_ros.ros.settings import SettingsError  # noqa: E402
 from mp3d_ros.skeleton import get_joint_set  # noqa: E402

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT_VERSION", "Checkpoint", "load_checkpoint", "release_checkpoint", "save_checkpoint"]
 
 FORMAT_VERSION = 1
 _REQUIRED = ("format_version", "model_state", "model_config", "joint_set", "input_size",
@@ -83,6 +83,16 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def release_checkpoint(checkpoint: Checkpoint, half: bool = True) -> Checkpoint:
+    """The part of a training checkpoint that inference needs: weights (floating-point ones in
+    float16 when ``half``, which halves the file and is what the GPU runs anyway), the model config,
+    normalisation, step and training config (provenance); no optimiser, scheduler or RNG state."""
+    state = {name: value.half() if half and value.is_floating_point() else value
+             for name, value in checkpoint.model_state.items()}
+    return replace(checkpoint, model_state=state, optimizer_state=None, scheduler_state=None,
+                   extra={"validation": checkpoint.extra.get("validation", {})})
 
 
 def load_checkpoint(

@@ -25,7 +25,7 @@ level (MAR's geometric depth, DAPL, HMOR).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ __all__ = [
     "TargetGenerator",
     "TargetMaps",
     "collate_targets",
+    "in_depth_units",
     "targets_as_outputs",
 ]
 
@@ -285,6 +286,19 @@ def collate_targets(items: Sequence[TargetMaps], device: torch.device | str | No
         f.name: torch.as_tensor(np.stack([getattr(t, f.name) for t in items]), device=device)
         for f in fields(TargetMaps)
     })
+
+
+def in_depth_units(targets: TargetMaps, model_cfg: ModelConfig) -> TargetMaps:
+    """Batched targets re-expressed in ``model_cfg``'s root-depth units.
+
+    Only ``root_depth`` and ``depth_factor`` depend on the depth units
+    (:meth:`ModelConfig.depth_factor`, from each image's K), so targets drawn for one config serve
+    another that differs in ``focal_normalised_depth`` or ``depth_scale_px``: what the
+    ablation study needs to train such variants on the very same batches.
+    """
+    factor = model_cfg.depth_factor(targets.K[:, 0, 0], targets.K[:, 1, 1]).to(targets.depth_factor.dtype)
+    scale = (factor / targets.depth_factor).view(-1, 1, 1, 1)
+    return replace(targets, root_depth=targets.root_depth * scale, depth_factor=factor)
 
 
 def targets_as_outputs(targets: TargetMaps, sigma: float = 1.0, geo_sigma: float = 1.0) -> NetworkOutput:

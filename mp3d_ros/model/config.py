@@ -12,10 +12,14 @@ from typing import Any
 
 from mp3d_ros.skeleton import get_joint_set
 
-__all__ = ["BACKBONES", "DEPTH_HEADS", "ModelConfig", "lite_mobilenet_fpn_config", "mar_hrnet_w32_config"]
+__all__ = ["BACKBONES", "DECODE_SWITCHES", "DEPTH_HEADS", "ModelConfig", "lite_mobilenet_fpn_config",
+           "mar_hrnet_w32_config"]
 
 BACKBONES = ("hrnet_w32", "mobilenet_fpn")
 DEPTH_HEADS = ("regression", "log_bins")
+# Ablation switches that only the decoder reads (no loss, no parameter): a trained network can be
+# decoded with any setting of them.
+DECODE_SWITCHES = ("use_offsets", "heatmap_refinement", "adaptive_fusion")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from mp3d_ros.training.distributed import (
 from mp3d_ros.training.optim import build_optimizer, build_scheduler, schedule_lengths
 from mp3d_ros.training.validation import load_validation_set, normalize_images, validate
 
-__all__ = ["TrainResult", "Trainer", "train"]
+__all__ = ["RunProgress", "TrainResult", "Trainer", "train"]
 
 LOG = logging.getLogger("mp3d_ros.train")
 
@@ -66,6 +66,19 @@ class TrainResult:
     losses: dict[str, float] = field(default_factory=dict)
     # The last validation metrics.
     validation: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunProgress:
+    """What a run accumulates between steps: its logger, its result so far, and the loss terms,
+    gradient norm and non-finite flag summed over the current logging interval."""
+
+    logger: _RunLogger
+    result: TrainResult
+    sums: torch.Tensor | None = None
+    interval_steps: int = 0
+    interval_s: float = 0.0
+    skipped: int = 0
 
 
 def _amp(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -206,35 +219,45 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train from the current step to the end; returns what the run ended with."""
-        logger = _RunLogger(self.config, self.context, self.total_steps, self.step)
-        result = TrainResult(self.step, None, validation=self.last_validation)
-        sums: torch.Tensor | None = None  # loss terms, grad norm, non-finite flag over the interval
-        interval_steps, interval_s, skipped = 0, 0.0, 0
-        tick = time.perf_counter()
+        progress = self.start_progress()
         try:
+            tick = time.perf_counter()
             for batch in self.loader():
-                lr = self.optimizer.param_groups[0]["lr"]
-                terms, grad_norm = self.train_step(batch)
-                self.step += 1
-                values = torch.stack([*terms.values(), grad_norm, (~torch.isfinite(grad_norm)).float()])
-                sums = values if sums is None else sums + values
-                interval_steps += 1
-                interval_s += time.perf_counter() - tick  # loading + training, not validation or saving
-                logger.advance()
-                if self.step % self.config.log_every == 0 or self.step == self.total_steps:
-                    means = mean_over_processes(self.context, sums).cpu() / interval_steps
-                    images = interval_steps * self.config.batch_size * self.context.world_size
-                    skipped += round(float(means[-1]) * interval_steps)
-                    result.losses = {name: float(v) for name, v in zip(terms, means)}
-                    logger.log_train(self.step, result.losses, lr, float(means[-2]), images / interval_s,
-                                     skipped)
-                    sums, interval_steps, interval_s = None, 0, 0.0
-                self._periodic(result, logger)
+                self.advance(batch, progress, tick)
                 tick = time.perf_counter()
         finally:
-            logger.close()
-        result.step = self.step
-        return result
+            progress.logger.close()
+        progress.result.step = self.step
+        return progress.result
+
+    def start_progress(self) -> RunProgress:
+        """The logger and running totals of a run starting at the current step."""
+        logger = _RunLogger(self.config, self.context, self.total_steps, self.step)
+        return RunProgress(logger, TrainResult(self.step, None, validation=self.last_validation))
+
+    def advance(self, batch, progress: RunProgress, started_s: float) -> None:
+        """One training step on ``batch``, then logging, validation and checkpoints when due.
+
+        ``started_s`` (``time.perf_counter``) is when fetching this batch began, so the logged
+        images/s counts loading as well as training.
+        """
+        lr = self.optimizer.param_groups[0]["lr"]
+        terms, grad_norm = self.train_step(batch)
+        self.step += 1
+        values = torch.stack([*terms.values(), grad_norm, (~torch.isfinite(grad_norm)).float()])
+        progress.sums = values if progress.sums is None else progress.sums + values
+        progress.interval_steps += 1
+        progress.interval_s += time.perf_counter() - started_s  # not validation or saving
+        progress.logger.advance()
+        if self.step % self.config.log_every == 0 or self.step == self.total_steps:
+            means = mean_over_processes(self.context, progress.sums).cpu() / progress.interval_steps
+            images = progress.interval_steps * self.config.batch_size * self.context.world_size
+            progress.skipped += round(float(means[-1]) * progress.interval_steps)
+            progress.result.losses = {name: float(v) for name, v in zip(terms, means)}
+            progress.logger.log_train(self.step, progress.result.losses, lr, float(means[-2]),
+                                      images / progress.interval_s, progress.skipped)
+            progress.sums, progress.interval_steps, progress.interval_s = None, 0, 0.0
+        self._periodic(progress.result, progress.logger)
 
     def _periodic(self, result: TrainResult, logger: _RunLogger) -> None:
         """Validation and checkpoint when due."""

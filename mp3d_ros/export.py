@@ -26,7 +26,7 @@ from mp3d_ros.config import size_wxh
 from mp3d_ros.pipelines import Pipeline, load_pipeline
 from mp3d_ros.preprocess import letterbox_batch
 
-__all__ = ["ExportCheck", "export_onnx", "synthetic_test_image", "main"]
+__all__ = ["ExportCheck", "export_onnx", "main", "store_weights_in_float16", "synthetic_test_image"]
 
 DEFAULT_OPSET = 17
 
@@ -83,9 +83,32 @@ def _check_with_onnxruntime(path: Path, network: torch.nn.Module, inputs: Sequen
     return worst
 
 
+def store_weights_in_float16(model) -> None:
+    """Turn ``model``'s float32 initializers into float16 ones, each read through a Cast back to
+    float32: half the file, the same float32 arithmetic when the weights came from float16 (a
+    released checkpoint) and batch norms were not folded into convolutions."""
+    import onnx
+    from onnx import numpy_helper
+
+    casts = []
+    for initializer in model.graph.initializer:
+        if initializer.data_type != onnx.TensorProto.FLOAT:
+            continue
+        name = initializer.name
+        half = numpy_helper.from_array(numpy_helper.to_array(initializer).astype(np.float16), f"{name}__fp16")
+        initializer.CopyFrom(half)
+        casts.append(onnx.helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT,
+                                           name=f"{name}__to_fp32"))
+    # Casts first: nodes must come after the values they read (topological order).
+    nodes = casts + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
 def export_onnx(pipeline: Pipeline, out: str | Path, opset: int = DEFAULT_OPSET,
-                tolerance: float = 1e-3, seed: int = 0) -> ExportCheck:
-    """Export ``pipeline``'s network to ``out`` (atomically, only if verification passes)."""
+                tolerance: float = 1e-3, seed: int = 0, float16_weights: bool = False) -> ExportCheck:
+    """Export ``pipeline``'s network to ``out`` (atomically, only if verification passes);
+    ``float16_weights`` stores the weights in half precision (:func:`store_weights_in_float16`)."""
     import onnx
 
     out = Path(out)
@@ -105,10 +128,14 @@ def export_onnx(pipeline: Pipeline, out: str | Path, opset: int = DEFAULT_OPSET,
         torch.onnx.export(
             network, (random_batch[:1],), temporary, input_names=["images"], output_names=names,
             opset_version=opset, dynamo=False,
+            # Folding batch norms into convolutions makes weights that float16 cannot hold.
+            do_constant_folding=not float16_weights,
             dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
         )
         model = onnx.load(temporary)
         onnx.helper.set_model_props(model, pipeline.onnx_metadata())
+        if float16_weights:
+            store_weights_in_float16(model)
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, temporary)
         check = _check_with_onnxruntime(Path(temporary), network,
@@ -127,11 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--input-size", type=size_wxh, default=None, help="WxH (default: the model's)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--float16-weights", action="store_true",
+                        help="store the weights as float16 (half the file; still computed in float32)")
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest relative difference to torch that is accepted")
     args = parser.parse_args(argv)
     pipeline = load_pipeline(args.checkpoint or args.model, input_size=args.input_size)
-    check = export_onnx(pipeline, args.out, args.opset, args.tolerance)
+    check = export_onnx(pipeline, args.out, args.opset, args.tolerance, float16_weights=args.float16_weights)
     size_mb = Path(args.out).stat().st_size / 2**20
     print(f"wrote {args.out} ({size_mb:.1f} MiB, {pipeline.kind}, {pipeline.joint_set}, "
           f"{pipeline.input_size[0]}x{pipeline.input_size[1]}, opset {args.opset})")

@@ -9,7 +9,8 @@ again would reproduce the same weights).
 :func:`train_study` builds one :class:`~mp3d_ros.training.loop.Trainer` per trained variant and
 feeds every batch of one data loader to each in turn, so all variants see identical images,
 augmentations and targets in the same order: the same budget by construction, at the cost of one
-data pipeline. Targets are drawn once and re-expressed in each variant's depth units
+data pipeline (a variant's logged images/s counts the loading and the variants stepped before it
+in each step, so the last variant's is the study's rate). Targets are drawn once and re-expressed in each variant's depth units
 (:func:`~mp3d_ros.data.targets.in_depth_units`). Each variant writes its own run folder
 (``<out_dir>/<name>/``: checkpoints, metrics.jsonl, TensorBoard), and :func:`release_models`
 writes the final weights of every variant, decode variants included, as inference checkpoints
@@ -129,7 +130,6 @@ def train_study(configs: dict[str, TrainConfig]) -> dict[str, TrainResult]:
                         batch_in_units = replace(batch, targets=in_depth_units(batch.targets, trainer.model_cfg))
                     else:
                         batch_in_units = batch  # bit for bit the batch of a run of its own
-                    # Images/s of each variant count the whole lockstep step (loading + all variants).
                     trainer.advance(batch_in_units, progress[name], tick)
                 tick = time.perf_counter()
         finally:

@@ -1,6 +1,7 @@
 """Synthetic scene generation speed: images per second at 832x512, CPU and CUDA.
 
     python benchmarks/bench_synthetic.py [--images 20] [--runs 5] [--batch 64] [--people 2,8]
+        [--gpu-images 1024] [--workers N]
 
 Rows (median over ``--runs`` runs of ``--images`` images each, after a warm-up run):
 
@@ -8,9 +9,16 @@ Rows (median over ``--runs`` runs of ``--images`` images each, after a warm-up r
   visibility, annotation) with ``torch.set_num_threads(2)``;
 - ``cpu, 2 processes x 1 thread``: the same in two worker processes, as ``mp3d-synth --workers 2``
   runs (one image per process at a time);
-- ``cuda, end to end``: :func:`generate_image` with ``device="cuda"``, one image at a time;
-- ``cuda, batched render``: :func:`render_batch` of ``--batch`` scenes sampled beforehand (the
-  renderer alone);
+- ``cuda, generate_image one at a time``: :func:`generate_image` with ``device="cuda"`` (scene
+  sampling, rendering, visibility, annotation; no files);
+- ``cuda, batched render``: :func:`render_frames` of ``--batch`` frames prepared beforehand (the
+  renderer alone, images copied to the host);
+- ``cuda, mp3d-synth --batch B --workers N``: :func:`write_dataset` exactly as ``mp3d-synth
+  --device cuda --batch B --workers N`` runs it, writing ``--gpu-images`` JPEGs and the JSON to a
+  temporary folder: N processes sample scenes and ground truth, the GPU renders, N threads write.
+  ``(whole run)`` divides by the wall time of the call, worker start-up included; ``(steady
+  state)`` is the rate of a second call of twice the images beyond the first
+  (``--gpu-images / (t(2 n) - t(n))``), start-up excluded;
 - ``cpu, scene sampling only``: :func:`sample_scene` per image, the CPU-side work that feeds a GPU.
 
 Images/s is images divided by wall time. The target is >= 5 images/s on 2 CPU cores and >= 200 on
@@ -23,13 +31,20 @@ import argparse
 import multiprocessing
 import os
 import statistics
+import tempfile
 import time
 from typing import Callable
 
 import torch
 
-from mp3d_ros.data.render import render_batch
-from mp3d_ros.data.synthetic import SceneConfig, generate_image, sample_scene
+from mp3d_ros.data.synthetic import (
+    SceneConfig,
+    generate_image,
+    prepare_image,
+    render_frames,
+    sample_scene,
+    write_dataset,
+)
 
 SIZE = (832, 512)
 
@@ -53,6 +68,16 @@ def _cpu_worker(task: tuple[SceneConfig, int, int]) -> int:
     return count
 
 
+def _write_seconds(config: SceneConfig, images: int, workers: int, batch: int) -> float:
+    """Wall time of :func:`write_dataset` of ``images`` images on the GPU into a temporary
+    folder."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        write_dataset(out, config, images, seed=0, workers=workers, progress=False,
+                      device="cuda", batch=batch)
+        return time.perf_counter() - start
+
+
 def _rows(args: argparse.Namespace) -> list[tuple[str, float]]:
     config = SceneConfig(size=SIZE, people=args.people)
     rows = []
@@ -73,20 +98,26 @@ def _rows(args: argparse.Namespace) -> list[tuple[str, float]]:
     if torch.cuda.is_available():
         device = torch.device("cuda")
 
-        def end_to_end(first: int) -> None:
+        def one_at_a_time(first: int) -> None:
             for i in range(args.images):
                 generate_image(config, 0, first + i, device=device)
             torch.cuda.synchronize()
 
-        rows.append(("cuda, end to end", _median_rate(end_to_end, args.images, args.runs)))
-        scenes = [sample_scene(config, 0, i) for i in range(args.batch)]
+        rows.append(("cuda, generate_image one at a time",
+                     _median_rate(one_at_a_time, args.images, args.runs)))
+        prepared = [prepare_image(config, 0, i) for i in range(args.batch)]
 
         def batched(_: int) -> None:
-            render_batch(scenes, device).image.cpu()
-            torch.cuda.synchronize()
+            render_frames(prepared, device)
 
         rate = _median_rate(batched, args.batch, args.runs)
         rows.append((f"cuda, batched render (batch {args.batch})", rate))
+        name = f"cuda, mp3d-synth --batch {args.batch} --workers {args.workers}"
+        _write_seconds(config, args.batch, args.workers, args.batch)  # warm-up
+        once = _write_seconds(config, args.gpu_images, args.workers, args.batch)
+        twice = _write_seconds(config, 2 * args.gpu_images, args.workers, args.batch)
+        rows.append((f"{name} (whole run)", args.gpu_images / once))
+        rows.append((f"{name} (steady state)", args.gpu_images / (twice - once)))
     return rows
 
 
@@ -97,6 +128,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="scenes per batched CUDA render")
     parser.add_argument("--people", type=lambda t: tuple(int(v) for v in t.split(",")),
                         default=(2, 8), help="P0,P1 people per scene")
+    parser.add_argument("--gpu-images", type=int, default=1024,
+                        help="images of the end-to-end mp3d-synth rows on the GPU")
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1) - 2),
+                        help="mp3d-synth --workers of the end-to-end GPU rows (default: CPUs - 2)")
     args = parser.parse_args()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
     print(f"synthetic scenes {SIZE[0]}x{SIZE[1]}, people {args.people[0]}-{args.people[1]}; "

@@ -273,6 +273,44 @@ def test_dataset_is_identical_for_one_and_two_workers(datasets: tuple[Path, Path
         ).read_bytes()
 
 
+def _dataset_bytes(json_path: Path) -> dict[str, bytes]:
+    """The annotation file and every image of a dataset, by name."""
+    files = {p.name: p.read_bytes() for p in (json_path.parent / "images").iterdir()}
+    return {json_path.name: json_path.read_bytes(), **files}
+
+
+def test_batched_path_writes_the_per_image_dataset(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Scenes sampled ahead, rendered in batches (here on the CPU) and written by threads: the
+    same bytes as the per-image path, for any batch size and number of workers."""
+    config = SceneConfig(size=(160, 120), people=(2, 4), distortion="plumb_bob")
+    expected = _dataset_bytes(datasets[0])
+    for batch, workers in ((2, 1), (4, 2)):
+        path = write_dataset(tmp_path / f"b{batch}w{workers}", config, 5, seed=4, workers=workers,
+                             sequence_frames=3, progress=False, device="cpu", batch=batch)
+        assert _dataset_bytes(path) == expected, (batch, workers)
+
+
+def test_batched_path_renders_mixed_image_sizes_in_order(tmp_path: Path) -> None:
+    config = SceneConfig(people=(1, 2), focal_range_px=(150.0, 300.0))  # sizes drawn per image
+    one = write_dataset(tmp_path / "one", config, 4, seed=6, progress=False)
+    batched = write_dataset(tmp_path / "batched", config, 4, seed=6, progress=False, batch=3)
+    sizes = {(im["width"], im["height"]) for im in json.loads(one.read_text())["images"]}
+    assert len(sizes) > 1
+    assert _dataset_bytes(batched) == _dataset_bytes(one)
+
+
+def test_dataset_arguments_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs batch >= 1"):
+        write_dataset(tmp_path, SMALL, 1, seed=0, device="meta")
+    with pytest.raises(ValueError, match="batch >= 0"):
+        write_dataset(tmp_path, SMALL, 1, seed=0, batch=-1)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            write_dataset(tmp_path, SMALL, 1, seed=0, device="cuda", batch=4)
+
+
 def test_dataset_json_layout_and_projection(datasets: tuple[Path, Path]) -> None:
     path, _ = datasets
     data = json.loads(path.read_text())
@@ -360,3 +398,17 @@ def test_command_line_writes_images_and_a_contact_sheet(tmp_path: Path) -> None:
     assert picture is not None and picture.shape[1] >= 2 * 128
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--images", "1", "--size", "12by5"])
+
+
+def test_command_line_batched_rendering(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from mp3d_ros.synth import main
+
+    common = ["--images", "3", "--seed", "2", "--size", "96x64", "--people", "1,2"]
+    assert main(["--out", str(tmp_path / "one"), *common]) == 0
+    assert main(["--out", str(tmp_path / "two"), "--device", "cpu", "--batch", "2", *common]) == 0
+    assert _dataset_bytes(tmp_path / "two" / "annotations.json") == _dataset_bytes(
+        tmp_path / "one" / "annotations.json")
+    for bad in (["--batch", "-1"], ["--device", "nonsense"], ["--device", "meta", "--batch", "0"]):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "bad"), *common, *bad])
+    assert "--batch must be" in capsys.readouterr().err

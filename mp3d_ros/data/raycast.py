@@ -35,6 +35,8 @@ __all__ = [
     "ray_capsule_depth",
     "ray_ellipsoid_depth",
     "image_rays",
+    "image_rays_batch",
+    "ray_grid",
     "RAY_GRID_PX",
     "PackedPrimitives",
     "pack_primitives",
@@ -142,30 +144,65 @@ def _cubic_axis(values: torch.Tensor, positions: torch.Tensor, dim: int) -> torc
     return sum(w * values.index_select(dim, base + k - 1) for k, w in enumerate(weights))
 
 
-def image_rays(
-    intr: Intrinsics, height_p: int, width_p: int, device: torch.device | str
-) -> torch.Tensor:
-    """(height_p, width_p, 2) float32 undistorted normalised coordinates ``(x, y)`` of the pixels of
-    a padded image: the ray of a pixel is ``(x, y, 1)``. Padding pixels (beyond the image) repeat
-    the rays of the border.
+def _distorted(intr: Intrinsics) -> bool:
+    return intr.distortion_model != "none" and bool(np.any(intr.D))
+
+
+def ray_grid(intr: Intrinsics) -> np.ndarray | None:
+    """(Gv, Gu, 2) float64 undistorted normalised coordinates of the pixels every
+    :data:`RAY_GRID_PX` pixels (from one step before the image to two after it, for the cubic's
+    outer samples), which :func:`image_rays` interpolates; None for a camera without distortion.
+
+    Exact (:func:`mp3d_ros.camera.pixel_rays`) and the slow part of a distorted camera's rays
+    (milliseconds), so a scene computes it once, where it is sampled.
     """
-    v = torch.arange(height_p, device=device, dtype=torch.float64).clamp_max(intr.height - 1)
-    u = torch.arange(width_p, device=device, dtype=torch.float64).clamp_max(intr.width - 1)
-    if intr.distortion_model == "none" or not np.any(intr.D):
-        fx, skew, cx = intr.K[0]
-        y = ((v - intr.cy) / intr.fy)[:, None].expand(height_p, width_p)
-        x = (u[None, :] - cx - skew * y) / fx
-        return torch.stack([x, y], dim=-1).to(torch.float32)
+    if not _distorted(intr):
+        return None
     step = RAY_GRID_PX
-    # One grid step beyond every border, for the cubic's outer samples.
     grid_v = np.arange(-step, intr.height - 1 + 3 * step, step, dtype=np.float64)
     grid_u = np.arange(-step, intr.width - 1 + 3 * step, step, dtype=np.float64)
     gv, gu = np.meshgrid(grid_v, grid_u, indexing="ij")
-    grid = pixel_rays(np.stack([gu, gv], axis=-1), intr)[..., :2]
-    rays = torch.as_tensor(grid, dtype=torch.float64, device=device)
-    rays = _cubic_axis(rays, v / step + 1, 0)
-    rays = _cubic_axis(rays, u / step + 1, 1)
+    return pixel_rays(np.stack([gu, gv], axis=-1), intr)[..., :2]
+
+
+def image_rays_batch(
+    intrinsics: Sequence[Intrinsics], height_p: int, width_p: int, device: torch.device | str,
+    grids: Sequence[np.ndarray | None] | None = None,
+) -> torch.Tensor:
+    """(B, height_p, width_p, 2) float32 undistorted normalised coordinates ``(x, y)`` of the pixels
+    of B padded images of one size: the ray of a pixel is ``(x, y, 1)``. Padding pixels (beyond the
+    image) repeat the rays of the border.
+
+    Pinhole rays are exact; a distorted camera's are interpolated from its :func:`ray_grid`
+    (``grids[b]``, computed here when absent). Every value is computed alone, so a batch gives the
+    rays of its cameras one by one.
+    """
+    width, height = intrinsics[0].size
+    v = torch.arange(height_p, device=device, dtype=torch.float64).clamp_max(height - 1)
+    u = torch.arange(width_p, device=device, dtype=torch.float64).clamp_max(width - 1)
+    K = torch.as_tensor(np.stack([intr.K for intr in intrinsics]), device=device)
+    fx, skew, cx = (K[:, 0, i, None, None] for i in range(3))
+    fy, cy = K[:, 1, 1, None], K[:, 1, 2, None]
+    y = ((v - cy) / fy)[:, :, None].expand(-1, height_p, width_p)
+    x = (u - cx - skew * y) / fx
+    rays = torch.stack([x, y], dim=-1)
+    grids = [None] * len(intrinsics) if grids is None else list(grids)
+    distorted = [b for b, intr in enumerate(intrinsics) if _distorted(intr)]
+    if distorted:
+        step = RAY_GRID_PX
+        grid = np.stack([ray_grid(intrinsics[b]) if grids[b] is None else grids[b]
+                         for b in distorted])
+        grid = torch.as_tensor(grid, dtype=torch.float64, device=device)
+        grid = _cubic_axis(grid, v / step + 1, 1)
+        rays[distorted] = _cubic_axis(grid, u / step + 1, 2)
     return rays.to(torch.float32)
+
+
+def image_rays(
+    intr: Intrinsics, height_p: int, width_p: int, device: torch.device | str
+) -> torch.Tensor:
+    """(height_p, width_p, 2) float32 rays of one camera (:func:`image_rays_batch`)."""
+    return image_rays_batch([intr], height_p, width_p, device)[0]
 
 
 def _sphere_bounds(center: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
@@ -283,9 +320,11 @@ def depth_buffer(rays_tiles: torch.Tensor, tile_bounds: torch.Tensor, packed: Pa
     """
     device = rays_tiles.device
     num_pixels = rays_tiles.shape[0] * rays_tiles.shape[1]
-    depth = torch.full((num_pixels,), math.inf, device=device)
     lanes = torch.arange(rays_tiles.shape[1], device=device)
-    candidates = []
+    # One scatter of 64-bit keys (depth bits, then the complement of the primitive index) finds the
+    # nearest depth and, among equal depths, the higher primitive: the bits of floats >= 0 sort
+    # like the floats, and an integer minimum does not depend on the order of the pairs.
+    keys = torch.full((num_pixels,), _MISS_KEY, dtype=torch.int64, device=device)
     num_capsules = packed.num_capsules
     if num_capsules:
         bounds_a = _sphere_bounds(packed.cap_a, packed.cap_r)
@@ -298,7 +337,7 @@ def depth_buffer(rays_tiles: torch.Tensor, tile_bounds: torch.Tensor, packed: Pa
             rays_tiles[tile, :, 0], rays_tiles[tile, :, 1], packed.cap_a[prim, None],
             packed.cap_b[prim, None], packed.cap_r[prim, None],
         )
-        candidates.append((tile, prim, t))
+        _scatter_nearest(keys, tile[:, None] * lanes.numel() + lanes, t, prim)
     if packed.ell_c.shape[0]:
         bounds = _sphere_bounds(packed.ell_c, packed.ell_radius)
         tile, prim = _tile_pairs(tile_bounds, bounds, packed.ell_image)
@@ -306,19 +345,25 @@ def depth_buffer(rays_tiles: torch.Tensor, tile_bounds: torch.Tensor, packed: Pa
             rays_tiles[tile, :, 0], rays_tiles[tile, :, 1], packed.ell_c[prim, None],
             packed.ell_inv[prim, None],
         )
-        candidates.append((tile, prim + num_capsules, t))
-    pixel_of = [(tile[:, None] * lanes.numel() + lanes).reshape(-1) for tile, _, _ in candidates]
-    for pixels, (_, _, t) in zip(pixel_of, candidates):
-        depth.scatter_reduce_(0, pixels, t.reshape(-1), reduce="amin")
-    winner = torch.full((num_pixels,), -1, dtype=torch.int64, device=device)
-    for pixels, (_, prim, t) in zip(pixel_of, candidates):
-        t = t.reshape(-1)
-        ids = prim[:, None].expand(-1, rays_tiles.shape[1]).reshape(-1)
-        best = (t == depth[pixels]) & torch.isfinite(t)
-        winner.scatter_reduce_(
-            0, pixels, torch.where(best, ids, torch.full_like(ids, -1)), reduce="amax"
-        )
+        _scatter_nearest(keys, tile[:, None] * lanes.numel() + lanes, t, prim + num_capsules)
+    depth = (keys >> 32).to(torch.int32).view(torch.float32)
+    winner = torch.where(torch.isfinite(depth), _PRIM_MASK - (keys & _PRIM_MASK),
+                         torch.full_like(keys, -1))
     return depth, winner
+
+
+_PRIM_MASK = 0xFFFFFFFF
+_MISS_KEY = (0x7F800000 << 32) | _PRIM_MASK  # +inf, below every primitive
+
+
+def _scatter_nearest(
+    keys: torch.Tensor, pixels: torch.Tensor, t: torch.Tensor, prim: torch.Tensor
+) -> None:
+    """Lower ``keys`` (see :func:`depth_buffer`) at (K, L) ``pixels`` by the (K, L) depths ``t``
+    (float32, >= 0 or inf) of the (K,) primitives ``prim``."""
+    bits = t.view(torch.int32).to(torch.int64) << 32
+    key = bits | (_PRIM_MASK - prim)[:, None]
+    keys.scatter_reduce_(0, pixels.reshape(-1), key.reshape(-1), reduce="amin")
 
 
 # ----------------------------------------------------------------------------- visibility

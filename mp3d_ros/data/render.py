@@ -12,7 +12,14 @@ head is hair except for the face (front, lower part). The ground plane ``y = 0``
 texture period (no aliasing far away), darkened under each person (blob shadow), and fogged into
 the horizon colour. Above it: a vertical gradient with value noise and rectangles. Then the sensor:
 white balance gains and noise. All randomness inside the renderer is an integer hash of
-(position, seed), so an image depends only on its inputs, on any device.
+(position, seed) (:mod:`mp3d_ros.data.noise`), so an image depends only on its inputs.
+
+A batch is rendered with one set of tensor operations, about a thousand however many images it
+holds: on a GPU the cost is then memory traffic, not kernel launches. Every pixel is computed on
+its own with plain arithmetic (no exp: a CPU's vector and scalar code round it differently; no
+fused multiply-adds; no sums across pixels), so a scene renders to the same image in any batch.
+A GPU's arithmetic differs from the CPU's in places (a division by a constant is a multiplication
+by its reciprocal there), which moves a pixel of a GPU image by a level now and then.
 """
 
 from __future__ import annotations
@@ -26,7 +33,22 @@ import torch
 
 from mp3d_ros.camera import Intrinsics
 from mp3d_ros.data.body import PART_HAIR, PART_SKIN, Primitives
-from mp3d_ros.data.raycast import TILE, PackedPrimitives, depth_buffer, image_rays, pack_primitives
+from mp3d_ros.data.noise import (
+    TABLE_SIDE,
+    bilinear,
+    hash_tables,
+    hash_uniform,
+    lattice_noise,
+    lookup,
+    value_noise,
+)
+from mp3d_ros.data.raycast import (
+    TILE,
+    PackedPrimitives,
+    depth_buffer,
+    image_rays_batch,
+    pack_primitives,
+)
 
 __all__ = [
     "Appearance",
@@ -115,6 +137,8 @@ class Scene:
         appearance: colours of the P people.
         anchors_cam_m: (P, 3) a point of each person (the pelvis) that textures move with.
         environment: ground, background, light and sensor.
+        ray_grid: the distorted camera's :func:`mp3d_ros.data.raycast.ray_grid`, computed where the
+            scene is sampled (in a worker process, say); None: computed when rendering.
     """
 
     intrinsics: Intrinsics
@@ -122,6 +146,7 @@ class Scene:
     appearance: Appearance
     anchors_cam_m: np.ndarray
     environment: Environment
+    ray_grid: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,65 +164,6 @@ class Rendered:
     person: torch.Tensor
 
 
-# ----------------------------------------------------------------------------- noise
-
-
-def _hash(seed: torch.Tensor, *keys: torch.Tensor) -> torch.Tensor:
-    """Uniform [0, 1) float32 from integer keys (32-bit PCG-style mixing in int64, exact)."""
-    x = seed.to(torch.int64) & 0xFFFFFFFF
-    for key in keys:
-        x = (x ^ (key.to(torch.int64) & 0xFFFFFFFF)) * 747796405 + 2891336453
-        x = x & 0xFFFFFFFF
-        x = ((x >> ((x >> 28) + 4)) ^ x) * 277803737 & 0xFFFFFFFF
-        x = (x >> 22) ^ x
-    return (x & 0xFFFFFF).to(torch.float32) / float(1 << 24)
-
-
-_TABLE = 64  # side of the hashed value tables that textures read (they repeat every 64 cells)
-
-
-def _table(
-    seed: int | torch.Tensor, side: int, device: torch.device, channels: int = 1
-) -> torch.Tensor:
-    """(side, side, channels) hashed values in [0, 1): noise read by index instead of hashing."""
-    iy, ix = torch.meshgrid(torch.arange(side, device=device), torch.arange(side, device=device),
-                            indexing="ij")
-    seed = torch.as_tensor(seed, device=device)
-    return torch.stack([_hash(seed + 7919 * c, ix, iy) for c in range(channels)], dim=-1)
-
-
-def _lookup(table: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
-    """``table[iy mod side, ix mod side, 0]`` for integer-valued float tensors."""
-    side = table.shape[0]
-    row = torch.remainder(iy.to(torch.int64), side)
-    flat = row * side + torch.remainder(ix.to(torch.int64), side)
-    return table[..., 0].reshape(-1)[flat]
-
-
-def _value_noise(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Smooth value noise in [0, 1) at continuous lattice coordinates ``x``, ``y``."""
-    x0, y0 = torch.floor(x), torch.floor(y)
-    fx, fy = x - x0, y - y0
-    fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
-    v00, v10 = _lookup(table, x0, y0), _lookup(table, x0 + 1, y0)
-    v01, v11 = _lookup(table, x0, y0 + 1), _lookup(table, x0 + 1, y0 + 1)
-    return (v00 * (1 - fx) + v10 * fx) * (1 - fy) + (v01 * (1 - fx) + v11 * fx) * fy
-
-
-def _lattice_noise(
-    seed: int, height: int, width: int, cell_px: float, device: torch.device
-) -> torch.Tensor:
-    """(height, width) smooth noise in [0, 1): hashed lattice values upsampled bilinearly."""
-    rows, cols = int(height / cell_px) + 2, int(width / cell_px) + 2
-    iy, ix = torch.meshgrid(
-        torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij"
-    )
-    lattice = _hash(torch.tensor(seed, device=device), ix, iy)
-    return torch.nn.functional.interpolate(
-        lattice[None, None], size=(height, width), mode="bilinear", align_corners=False
-    )[0, 0]
-
-
 # ----------------------------------------------------------------------------- shading
 
 
@@ -205,9 +171,18 @@ def _t(x, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Ten
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
+def _padded(rows: Sequence[np.ndarray], width: int) -> np.ndarray:
+    """(B, N, width) of B (n_b, width) arrays padded with zeros to the longest (N)."""
+    count = max((len(r) for r in rows), default=0)
+    out = np.zeros((len(rows), count, width))
+    for b, r in enumerate(rows):
+        out[b, :len(r)] = np.reshape(r, (-1, width))
+    return out
+
+
 @dataclass(frozen=True)
 class _SceneTensors:
-    """Per-image and per-person render parameters of a batch, on the render device."""
+    """Per-image and per-person render parameters of a batch of B images, on the render device."""
 
     up: torch.Tensor  # (B, 3) world up in the camera frame
     east: torch.Tensor  # (B, 3) world X in the camera frame
@@ -215,6 +190,22 @@ class _SceneTensors:
     light: torch.Tensor  # (B, 3) toward the light, camera frame
     ambient: torch.Tensor  # (B,)
     seed: torch.Tensor  # (B,) int64
+    focal_px: torch.Tensor  # (B,) sqrt(fx fy)
+    camera_height_m: torch.Tensor  # (B,)
+    ground_pattern: torch.Tensor  # (B,) int64
+    ground_rgb: torch.Tensor  # (B, 2, 3)
+    ground_period_m: torch.Tensor  # (B,)
+    fog_m: torch.Tensor  # (B,)
+    ground_patterns: frozenset[int]  # the ground patterns of the batch
+    shadow_anchors: torch.Tensor  # (B, P_max, 3) each image's people, padded with zeros
+    shadow: torch.Tensor  # (B, P_max) darkening under each of them; 0 for the padding
+    sky_rgb: torch.Tensor  # (B, 2, 3)
+    background_noise: torch.Tensor  # (B,)
+    background_cell_px: torch.Tensor  # (B,)
+    rects_px: torch.Tensor  # (B, R_max, 4) int64; padding is empty
+    rects_rgb: torch.Tensor  # (B, R_max, 3)
+    gain_rgb: torch.Tensor  # (B, 3)
+    noise_sigma: torch.Tensor  # (B,)
     part_rgb: torch.Tensor  # (P, NUM_PARTS, 3), P people of the whole batch
     pattern: torch.Tensor  # (P, NUM_PARTS)
     pattern_rgb: torch.Tensor  # (P, NUM_PARTS, 3)
@@ -223,13 +214,34 @@ class _SceneTensors:
 
 
 def _scene_tensors(scenes: Sequence[Scene], device: torch.device) -> _SceneTensors:
-    R = np.stack([s.environment.R_cam_world for s in scenes])
+    envs = [s.environment for s in scenes]
+    R = np.stack([e.R_cam_world for e in envs])
     cat = lambda name: np.concatenate([getattr(s.appearance, name) for s in scenes])  # noqa: E731
+    per_image = lambda name, dtype=torch.float32: _t(  # noqa: E731
+        [getattr(e, name) for e in envs], device, dtype)
+    anchors = _padded([s.anchors_cam_m for s in scenes], 3)
+    shadow = _padded([np.full((len(s.anchors_cam_m), 1), s.environment.shadow) for s in scenes], 1)
     return _SceneTensors(
         up=_t(R[:, :, 1], device), east=_t(R[:, :, 0], device), north=_t(R[:, :, 2], device),
-        light=_t(np.einsum("bij,bj->bi", R, [s.environment.light_world for s in scenes]), device),
-        ambient=_t([s.environment.ambient for s in scenes], device),
-        seed=_t([s.environment.seed for s in scenes], device, torch.int64),
+        light=_t(np.einsum("bij,bj->bi", R, [e.light_world for e in envs]), device),
+        ambient=per_image("ambient"),
+        seed=per_image("seed", torch.int64),
+        focal_px=_t([math.sqrt(s.intrinsics.fx * s.intrinsics.fy) for s in scenes], device),
+        camera_height_m=per_image("camera_height_m"),
+        ground_pattern=per_image("ground_pattern", torch.int64),
+        ground_rgb=per_image("ground_rgb"),
+        ground_period_m=per_image("ground_period_m"),
+        fog_m=per_image("fog_m"),
+        ground_patterns=frozenset(int(e.ground_pattern) for e in envs),
+        shadow_anchors=_t(anchors, device),
+        shadow=_t(shadow[..., 0], device),
+        sky_rgb=per_image("sky_rgb"),
+        background_noise=per_image("background_noise"),
+        background_cell_px=_t([max(float(e.background_scale_px), 2.0) for e in envs], device),
+        rects_px=_t(_padded([e.rects_px for e in envs], 4), device, torch.int64),
+        rects_rgb=_t(_padded([e.rects_rgb for e in envs], 3), device),
+        gain_rgb=per_image("gain_rgb"),
+        noise_sigma=per_image("noise_sigma"),
         part_rgb=_t(cat("part_rgb").reshape(-1, NUM_PARTS, 3), device),
         pattern=_t(cat("pattern").reshape(-1, NUM_PARTS), device, torch.int64),
         pattern_rgb=_t(cat("pattern_rgb").reshape(-1, NUM_PARTS, 3), device),
@@ -238,52 +250,64 @@ def _scene_tensors(scenes: Sequence[Scene], device: torch.device) -> _SceneTenso
     )
 
 
+def _dot3(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Dot products over the last axis of (*, 3) tensors, component by component (the same
+    arithmetic for any batch size, on any device)."""
+    return x[..., 0] * y[..., 0] + x[..., 1] * y[..., 1] + x[..., 2] * y[..., 2]
+
+
+def _matvec(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(K, 3) products of (K, 3, 3) matrices and (K, 3) vectors, component by component."""
+    return torch.stack([_dot3(m[:, i], v) for i in range(3)], dim=-1)
+
+
 def _surface(points: torch.Tensor, prim: torch.Tensor, packed: PackedPrimitives):
     """Unit normals, part labels and person indices of hit ``points`` (K, 3) on primitives (K,)."""
     normal = torch.zeros_like(points)
     part = torch.zeros_like(prim)
     person = torch.zeros_like(prim)
     is_capsule = prim < packed.num_capsules
-    if is_capsule.any():
-        index, p = prim[is_capsule], points[is_capsule]
-        a, ba = packed.cap_a[index], packed.cap_b[index] - packed.cap_a[index]
-        s = (((p - a) * ba).sum(-1) / (ba * ba).sum(-1).clamp_min(1e-12)).clamp(0, 1)
-        normal[is_capsule] = p - (a + s[:, None] * ba)
-        part[is_capsule] = packed.cap_part[index]
-        person[is_capsule] = packed.cap_person[index]
-    if (~is_capsule).any():
-        index = prim[~is_capsule] - packed.num_capsules
-        inverse = packed.ell_inv[index]
-        local = (inverse @ (points[~is_capsule] - packed.ell_c[index])[..., None])[..., 0]
-        normal[~is_capsule] = (inverse.transpose(1, 2) @ local[..., None])[..., 0]
-        label = packed.ell_part[index]
-        # The head is hair but for the face: its front (local +z) below the hairline.
-        face = (label == PART_HAIR) & (local[:, 2] > 0.3) & (local[:, 1] < 0.45)
-        part[~is_capsule] = torch.where(face, torch.full_like(label, PART_SKIN), label)
-        person[~is_capsule] = packed.ell_person[index]
-    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    capsules = torch.nonzero(is_capsule)[:, 0]
+    ellipsoids = torch.nonzero(~is_capsule)[:, 0]
+    index, p = prim[capsules], points[capsules]
+    a, ba = packed.cap_a[index], packed.cap_b[index] - packed.cap_a[index]
+    s = (_dot3(p - a, ba) / _dot3(ba, ba).clamp_min(1e-12)).clamp(0, 1)
+    normal[capsules] = p - (a + s[:, None] * ba)
+    part[capsules] = packed.cap_part[index]
+    person[capsules] = packed.cap_person[index]
+    index = prim[ellipsoids] - packed.num_capsules
+    inverse = packed.ell_inv[index]
+    local = _matvec(inverse, points[ellipsoids] - packed.ell_c[index])
+    normal[ellipsoids] = _matvec(inverse.transpose(1, 2), local)
+    label = packed.ell_part[index]
+    # The head is hair but for the face: its front (local +z) below the hairline.
+    face = (label == PART_HAIR) & (local[:, 2] > 0.3) & (local[:, 1] < 0.45)
+    part[ellipsoids] = torch.where(face, torch.full_like(label, PART_SKIN), label)
+    person[ellipsoids] = packed.ell_person[index]
+    normal = normal / _dot3(normal, normal).sqrt().clamp_min(1e-12)[:, None]
     return normal, part, person
 
 
 def _shade_people(
-    rays_flat: torch.Tensor, depth: torch.Tensor, winner: torch.Tensor, packed: PackedPrimitives,
-    tensors: _SceneTensors, pixels_per_image: int,
+    rays: torch.Tensor, depth: torch.Tensor, winner: torch.Tensor, packed: PackedPrimitives,
+    tensors: _SceneTensors,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flat indices of the K pixels showing a body, their (K, 3) linear RGB and (K,) scene-local
-    person index."""
-    hit = torch.nonzero(winner >= 0).squeeze(1)
-    xy = rays_flat[hit]
-    points = depth[hit, None] * torch.cat([xy, torch.ones_like(xy[:, :1])], dim=1)
+    person index, from (B, Hp, Wp, 2) rays and (B, Hp, Wp) depths and primitives."""
+    pixels_per_image = depth[0].numel()
+    hit = torch.nonzero(winner.reshape(-1) >= 0)[:, 0]
+    xy = rays.reshape(-1, 2)[hit]
+    points = depth.reshape(-1)[hit, None] * torch.cat([xy, torch.ones_like(xy[:, :1])], dim=1)
     image = hit // pixels_per_image
-    normal, part, person = _surface(points, winner[hit], packed)
+    normal, part, person = _surface(points, winner.reshape(-1)[hit], packed)
     relative = points - tensors.anchors[person]
     period = tensors.period[person, part]
-    cells = [torch.floor((relative * axis[image]).sum(-1) / period)
+    cells = [torch.floor(_dot3(relative, axis[image]) / period)
              for axis in (tensors.up, tensors.east, tensors.north)]
     stripes = torch.remainder(cells[0], 2)
     checks = torch.remainder(cells[0] + cells[1] + cells[2], 2)
     local_person = person - packed.person_offset[image]  # the same texture in any batch
-    blocks = _hash(tensors.seed[image] * 97 + local_person, *cells)
+    blocks = hash_uniform(tensors.seed[image] * 97 + local_person, *cells)
     kind = tensors.pattern[person, part]
     mix = torch.where(kind == _PATTERN_NOISE, blocks, torch.zeros_like(blocks))
     mix = torch.where(kind == _PATTERN_CHECKS, checks, mix)
@@ -291,87 +315,128 @@ def _shade_people(
     base = tensors.part_rgb[person, part]
     albedo = base + (tensors.pattern_rgb[person, part] - base) * mix[:, None]
     ambient = tensors.ambient[image]
-    diffuse = (normal * tensors.light[image]).sum(-1).clamp_min(0)
+    diffuse = _dot3(normal, tensors.light[image]).clamp_min(0)
     return hit, albedo * (ambient + (1 - ambient) * diffuse)[:, None], local_person
 
 
+def _per_image(values: torch.Tensor, dims: int) -> torch.Tensor:
+    """(B, *) per-image values with ``dims`` trailing axes of 1, to broadcast over pixels."""
+    return values.reshape(values.shape + (1,) * dims)
+
+
 def _background(
-    env: Environment, height_p: int, width_p: int, height: int, device: torch.device
+    tensors: _SceneTensors, lattice: tuple[int, int], height_p: int, width_p: int, height: int
 ) -> torch.Tensor:
-    """(height_p, width_p, 3) gradient, rectangles and value noise."""
-    rows = torch.arange(height_p, device=device, dtype=torch.float32)
-    v = (rows / height).clamp_max(1)[:, None, None]
-    top, bottom = _t(env.sky_rgb[0], device), _t(env.sky_rgb[1], device)
-    rgb = (top * (1 - v) + bottom * v).expand(height_p, width_p, 3).clone()
-    for (x0, y0, x1, y1), color in zip(np.asarray(env.rects_px, dtype=np.int64), env.rects_rgb):
-        rgb[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = _t(color, device)
-    cell = max(float(env.background_scale_px), 2.0)
-    noise = _lattice_noise(env.seed, height_p, width_p, cell, device)
-    noise = 0.7 * noise + 0.3 * _lattice_noise(env.seed + 1, height_p, width_p, cell / 6, device)
-    return rgb * (1 + 2 * env.background_noise * (noise - 0.5))[..., None]
+    """(B, height_p, width_p, 3) gradient, rectangles and value noise."""
+    device = tensors.seed.device
+    rows = torch.arange(height_p, device=device)
+    cols = torch.arange(width_p, device=device)
+    v = (rows.to(torch.float32) / height).clamp_max(1)[None, :, None, None]
+    top, bottom = tensors.sky_rgb[:, None, None, 0], tensors.sky_rgb[:, None, None, 1]
+    rgb = (top * (1 - v) + bottom * v).expand(-1, height_p, width_p, 3)
+    # Rectangles are drawn in order: a pixel shows the last one that covers it.
+    x0, y0, x1, y1 = tensors.rects_px.unbind(-1)  # (B, R) each
+    shown = torch.zeros((len(rgb), height_p, width_p), dtype=torch.int64, device=device)
+    for r in range(tensors.rects_px.shape[1]):
+        in_rows = (rows >= y0[:, r, None]) & (rows < y1[:, r, None])
+        in_cols = (cols >= x0[:, r, None]) & (cols < x1[:, r, None])
+        shown.masked_fill_(in_rows[:, :, None] & in_cols[:, None, :], r + 1)
+    if tensors.rects_px.shape[1]:
+        palette = torch.cat([torch.zeros_like(tensors.rects_rgb[:, :1]), tensors.rects_rgb], 1)
+        color = palette.reshape(-1, 3)[shown + _per_image(
+            torch.arange(len(rgb), device=device) * palette.shape[1], 2)]
+        rgb = torch.where((shown > 0)[..., None], color, rgb)
+    cell = tensors.background_cell_px
+    noise = 0.7 * lattice_noise(tensors.seed, cell, lattice, height_p, width_p) + 0.3 * (
+        lattice_noise(tensors.seed + 1, cell / 6, (6 * lattice[0], 6 * lattice[1]), height_p,
+                       width_p))
+    return rgb * (1 + 2 * _per_image(tensors.background_noise, 2) * (noise - 0.5))[..., None]
 
 
 def _along(xy: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
-    """``(x, y, 1) . axis`` for (*, 2) ray coordinates."""
-    return xy[..., 0] * axis[0] + xy[..., 1] * axis[1] + axis[2]
+    """``(x, y, 1) . axis`` of (B, H, W, 2) ray coordinates and (B, 3) per-image axes."""
+    axis = axis[:, None, None, :]
+    return xy[..., 0] * axis[..., 0] + xy[..., 1] * axis[..., 1] + axis[..., 2]
 
 
-def _ground_points(xy: torch.Tensor, env: Environment, tensors: _SceneTensors, b: int):
-    """Depth ``t`` (inf above the horizon) and world ground coordinates of (*, 2) rays."""
-    down = _along(xy, tensors.up[b])
+def _ground_points(xy: torch.Tensor, tensors: _SceneTensors):
+    """Depth ``t`` (inf above the horizon), world ground coordinates and ``d . up`` of
+    (B, H, W, 2) rays."""
+    down = _along(xy, tensors.up)
     ground = down < -1e-4
     safe_down = torch.where(ground, down, -torch.ones_like(down))
-    t = torch.where(ground, -env.camera_height_m / safe_down, torch.full_like(down, math.inf))
-    gx = torch.where(ground, t * _along(xy, tensors.east[b]), torch.zeros_like(t))
-    gz = torch.where(ground, t * _along(xy, tensors.north[b]), torch.zeros_like(t))
+    t = torch.where(ground, -_per_image(tensors.camera_height_m, 2) / safe_down,
+                    torch.full_like(down, math.inf))
+    gx = torch.where(ground, t * _along(xy, tensors.east), torch.zeros_like(t))
+    gz = torch.where(ground, t * _along(xy, tensors.north), torch.zeros_like(t))
     return t, gx, gz, down
 
 
-def _ground(
-    xy: torch.Tensor, env: Environment, focal_px: float, dark: torch.Tensor, b: int,
-    tensors: _SceneTensors,
-) -> torch.Tensor:
-    """(K, 3) linear RGB of K rays (K, 2) that hit the ground: texture, light, shadow ``dark``
-    (K,), fog."""
-    device = xy.device
-    t, gx, gz, down = _ground_points(xy, env, tensors, b)
-    period = float(env.ground_period_m)
-    if env.ground_pattern == _GROUND_CHECKER:
-        mix = torch.remainder(torch.floor(gx / period) + torch.floor(gz / period), 2)
-    else:
-        table = _table(env.seed + 3, _TABLE, device)
-        if env.ground_pattern == _GROUND_PLANKS:  # boards of one period, six periods long
-            board = torch.floor(gz / period)
-            mix = _lookup(table, torch.floor(gx / (6 * period) + 0.37 * board), board)
-        else:
-            mix = _value_noise(table, gx / period, gz / period)
-    # A pixel covers about t |d|^2 / (f |d . up|) metres of ground: fade what it cannot resolve.
-    footprint = t * (xy * xy).sum(-1).add(1) / (focal_px * down.abs().clamp_min(1e-6))
-    fade = (1 - footprint / (0.5 * period)).clamp(0, 1)
-    c0, c1 = _t(env.ground_rgb[0], device), _t(env.ground_rgb[1], device)
-    albedo = c0 + (c1 - c0) * (0.5 + (mix - 0.5) * fade)[..., None]
-    sun = (tensors.up[b] * tensors.light[b]).sum().clamp_min(0)
-    shade = (tensors.ambient[b] + (1 - tensors.ambient[b]) * sun) * (1 - dark)
-    fog = torch.exp(-t / env.fog_m)[..., None]
-    return albedo * shade[..., None] * fog + _t(env.sky_rgb[1], device) * (1 - fog)
+def _fade(x: torch.Tensor) -> torch.Tensor:
+    """``1 / (1 + x + x^2 / 2 + x^3 / 6)``, close to ``exp(-x)`` for x >= 0 (0 at inf), of plain
+    arithmetic: exp differs between the vector and the scalar code of a CPU, which would make a
+    pixel depend on where it lies in a tensor, hence on its batch."""
+    return 1 / (1 + x * (1 + x * (0.5 + x / 6)))
 
 
-def _shadows(
-    xy: torch.Tensor, anchors: torch.Tensor, env: Environment, tensors: _SceneTensors, b: int
-) -> torch.Tensor:
-    """(H, W) darkening of the ground under each person (Gaussian blob of 0.3 m under the pelvis).
+# Radius of the blob shadow under each person: (1 - d^2 / R^2)^3, like a Gaussian of 0.3 m
+# standard deviation near the centre, but of plain arithmetic (see _fade).
+_SHADOW_RADIUS_M = 0.75
 
-    Soft, so computed on every 4th pixel of the (H, W, 2) rays and upsampled.
+
+def _shadows(rays: torch.Tensor, tensors: _SceneTensors) -> torch.Tensor:
+    """(B, Hp, Wp) darkening of the ground under each person (a blob under the pelvis).
+
+    Soft, so computed on every 4th pixel of the (B, Hp, Wp, 2) rays and interpolated.
     """
-    _, gx, gz, _ = _ground_points(xy[::4, ::4], env, tensors, b)
-    dark = torch.zeros_like(gx)
-    for anchor in anchors:
-        ax, az = (anchor * tensors.east[b]).sum(), (anchor * tensors.north[b]).sum()
-        distance2 = (gx - ax) ** 2 + (gz - az) ** 2
-        dark = torch.maximum(dark, env.shadow * torch.exp(-distance2 / (2 * 0.3 ** 2)))
-    return torch.nn.functional.interpolate(
-        dark[None, None], size=xy.shape[:2], mode="bilinear", align_corners=False
-    )[0, 0]
+    height_p, width_p = rays.shape[1:3]
+    device = rays.device
+    if tensors.shadow.shape[1] == 0:  # nobody in the batch
+        return torch.zeros(rays.shape[:3], device=device)
+    _, gx, gz, _ = _ground_points(rays[:, ::4, ::4], tensors)
+    anchors = tensors.shadow_anchors  # (B, P_max, 3)
+    dx = gx[:, None] - _dot3(anchors, tensors.east[:, None])[:, :, None, None]
+    dz = gz[:, None] - _dot3(anchors, tensors.north[:, None])[:, :, None, None]
+    blob = (1 - (dx * dx + dz * dz) / _SHADOW_RADIUS_M ** 2).clamp_min(0)
+    dark = (tensors.shadow[:, :, None, None] * blob * blob * blob).amax(1)
+    rows = torch.arange(height_p, device=device, dtype=torch.float32).expand(len(rays), -1)
+    cols = torch.arange(width_p, device=device, dtype=torch.float32).expand(len(rays), -1)
+    return bilinear(dark, rows / 4, cols / 4)
+
+
+def _ground(rays: torch.Tensor, tensors: _SceneTensors) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, Hp, Wp, 3) linear RGB of the ground seen along (B, Hp, Wp, 2) rays: texture, light,
+    shadows, fog; and the (B, Hp, Wp) mask of the rays that point down to it."""
+    t, gx, gz, down = _ground_points(rays, tensors)
+    period = _per_image(tensors.ground_period_m, 2)
+    pattern = _per_image(tensors.ground_pattern, 2)
+    mix = torch.zeros_like(t)
+    present = tensors.ground_patterns
+    # Each pattern is computed where some image of the batch has it (every pixel computed alone).
+    if _GROUND_CHECKER in present:
+        checks = torch.remainder(torch.floor(gx / period) + torch.floor(gz / period), 2)
+        mix = torch.where(pattern == _GROUND_CHECKER, checks, mix)
+    if present - {_GROUND_CHECKER}:
+        table = hash_tables(tensors.seed + 3, TABLE_SIDE, TABLE_SIDE)[..., 0]
+    if _GROUND_PLANKS in present:  # boards of one period, six periods long
+        board = torch.floor(gz / period)
+        planks = lookup(table, torch.floor(gx / (6 * period) + 0.37 * board), board)
+        mix = torch.where(pattern == _GROUND_PLANKS, planks, mix)
+    if _GROUND_NOISE in present:
+        mix = torch.where(pattern == _GROUND_NOISE, value_noise(table, gx / period, gz / period),
+                          mix)
+    # A pixel covers about t |d|^2 / (f |d . up|) metres of ground: fade what it cannot resolve.
+    footprint = t * (rays[..., 0] * rays[..., 0] + rays[..., 1] * rays[..., 1] + 1) / (
+        _per_image(tensors.focal_px, 2) * down.abs().clamp_min(1e-6))
+    fade = (1 - footprint / (0.5 * period)).clamp(0, 1)
+    c0, c1 = tensors.ground_rgb[:, None, None, 0], tensors.ground_rgb[:, None, None, 1]
+    albedo = c0 + (c1 - c0) * (0.5 + (mix - 0.5) * fade)[..., None]
+    sun = _dot3(tensors.up, tensors.light).clamp_min(0)
+    ambient = tensors.ambient
+    shade = _per_image(ambient + (1 - ambient) * sun, 2) * (1 - _shadows(rays, tensors))
+    fog = _fade(t / _per_image(tensors.fog_m, 2))[..., None]
+    horizon = tensors.sky_rgb[:, None, None, 1]
+    return albedo * shade[..., None] * fog + horizon * (1 - fog), down < -1e-4
 
 
 # ----------------------------------------------------------------------------- render
@@ -391,7 +456,12 @@ def _untiles(x: torch.Tensor, batch: int, tiles_y: int, tiles_x: int) -> torch.T
 
 
 def render_batch(scenes: Sequence[Scene], device: torch.device | str = "cpu") -> Rendered:
-    """Render B scenes of one image size on ``device``; see the module docstring."""
+    """Render B scenes of one image size on ``device``; see the module docstring.
+
+    The whole batch is rendered with one set of tensor operations (a few hundred, however large
+    the batch), each pixel's value computed alone: a scene renders to the same image in any
+    batch (on one device with one thread, the same bytes).
+    """
     if not scenes:
         raise ValueError("scenes is empty")
     device = torch.device(device)
@@ -406,7 +476,8 @@ def render_batch(scenes: Sequence[Scene], device: torch.device | str = "cpu") ->
     batch = len(scenes)
     tiles_y, tiles_x = -(-height // TILE), -(-width // TILE)
     height_p, width_p = tiles_y * TILE, tiles_x * TILE
-    rays = torch.stack([image_rays(s.intrinsics, height_p, width_p, device) for s in scenes])
+    rays = image_rays_batch([s.intrinsics for s in scenes], height_p, width_p, device,
+                            [s.ray_grid for s in scenes])
     rays_tiles = _tiles(rays, tiles_y, tiles_x)
     tile_bounds = torch.stack([
         rays_tiles[..., 0].amin(1), rays_tiles[..., 0].amax(1),
@@ -416,50 +487,39 @@ def render_batch(scenes: Sequence[Scene], device: torch.device | str = "cpu") ->
     packed = pack_primitives([s.primitives for s in scenes], counts, device)
     tensors = _scene_tensors(scenes, device)
     depth, winner = depth_buffer(rays_tiles, tile_bounds, packed)
-    hit, people_rgb, hit_person = _shade_people(
-        rays_tiles.reshape(-1, 2), depth, winner, packed, tensors, tiles_y * tiles_x * TILE * TILE)
-    color = torch.zeros((depth.shape[0], 3), device=device)
-    color[hit] = people_rgb
-    person = torch.full_like(winner, -1)
-    person[hit] = hit_person
-    color = _untiles(color, batch, tiles_y, tiles_x)
-    person = _untiles(person[:, None], batch, tiles_y, tiles_x)[..., 0]
     depth = _untiles(depth[:, None], batch, tiles_y, tiles_x)[..., 0]
-    images = []
-    offsets = np.cumsum([0] + [len(s.anchors_cam_m) for s in scenes])
-    for b, scene in enumerate(scenes):
-        env = scene.environment
-        linear = _background(env, height_p, width_p, height, device).reshape(-1, 3)
-        xy = rays[b].reshape(-1, 2)
-        # Ground where the ray points down and no body is in front.
-        free = (_along(xy, tensors.up[b]) < -1e-4) & (person[b].reshape(-1) < 0)
-        ground = torch.nonzero(free)[:, 0]
-        if ground.numel():
-            dark = _shadows(rays[b], tensors.anchors[offsets[b]:offsets[b + 1]], env, tensors, b)
-            focal = math.sqrt(scene.intrinsics.fx * scene.intrinsics.fy)
-            linear[ground] = _ground(xy[ground], env, focal, dark.reshape(-1)[ground], b, tensors)
-        body = person[b] >= 0
-        linear = torch.where(body[..., None], color[b], linear.reshape(height_p, width_p, 3))
-        images.append(_sensor(linear, env, device))
+    winner = _untiles(winner[:, None], batch, tiles_y, tiles_x)[..., 0]
+    hit, people_rgb, hit_person = _shade_people(rays, depth, winner, packed, tensors)
+    person = torch.full((depth.numel(),), -1, dtype=torch.int64, device=device)
+    person[hit] = hit_person
+    person = person.reshape(depth.shape)
+    body = torch.zeros((depth.numel(), 3), device=device)
+    body[hit] = people_rgb
+    ground_rgb, ground = _ground(rays, tensors)
+    cell = min(max(float(s.environment.background_scale_px), 2.0) for s in scenes)
+    lattice = (int(height_p / cell) + 2, int(width_p / cell) + 2)
+    linear = torch.where(ground[..., None], ground_rgb,
+                         _background(tensors, lattice, height_p, width_p, height))
+    linear = torch.where((person >= 0)[..., None], body.reshape(linear.shape), linear)
     return Rendered(
-        image=torch.stack(images)[:, :height, :width],
+        image=_sensor(linear, tensors)[:, :height, :width],
         depth_m=depth[:, :height, :width],
         person=person[:, :height, :width],
     )
 
 
-def _sensor(linear: torch.Tensor, env: Environment, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 from linear RGB: gains, uniform noise of std ``noise_sigma``, clipping.
+def _sensor(linear: torch.Tensor, tensors: _SceneTensors) -> torch.Tensor:
+    """(B, H, W, 3) uint8 from linear RGB: gains, uniform noise of std ``noise_sigma``, clipping.
 
     The noise is a 128-pixel hashed tile repeated over the image (hashing every pixel costs more
     than the rest of the sensor model).
     """
-    height, width = linear.shape[:2]
+    height, width = linear.shape[1:3]
     # In units of 1/255, plus 0.5 so that the conversion to uint8 rounds.
-    tile = (_table(env.seed + 11, 128, device, channels=3) - 0.5) * (
-        255 * env.noise_sigma * math.sqrt(12.0)) + 0.5
-    noise = tile.repeat(-(-height // 128), -(-width // 128), 1)[:height, :width]
-    rgb = torch.addcmul(noise, linear, _t(env.gain_rgb, device) * 255)
+    scale = _per_image(255 * tensors.noise_sigma * math.sqrt(12.0), 3)
+    tile = (hash_tables(tensors.seed + 11, 128, 128, channels=3) - 0.5) * scale + 0.5
+    noise = tile.repeat(1, -(-height // 128), -(-width // 128), 1)[:, :height, :width]
+    rgb = linear * (tensors.gain_rgb[:, None, None, :] * 255) + noise  # no fused multiply-add
     return rgb.clamp_(0, 255).to(torch.uint8)
 
 

@@ -15,11 +15,22 @@ inside the image.
 
 Every image or sequence draws from ``np.random.default_rng([seed, index])`` alone, and rendering
 runs single-threaded, so the output is the same for any number of workers.
+
+A frame is made in two steps: :func:`prepare_image` / :func:`prepare_sequence` sample the scene and
+compute its whole ground truth on the CPU (float64; the slow part of a distorted camera's rays
+too), then :func:`render_frames` renders a batch of prepared frames on any device. ``mp3d-synth
+--batch`` runs the first step in worker processes and the second in batches on a GPU: its
+annotations are the CPU path's, byte for byte.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import collections
+import functools
+import itertools
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -30,7 +41,7 @@ from mp3d_ros.camera import Intrinsics, distort_normalized, pixel_rays, project
 from mp3d_ros.data import body as bodies
 from mp3d_ros.data.bvh import MocapTake
 from mp3d_ros.data.motion import Person, Walk, ground_point, sample_motion
-from mp3d_ros.data.raycast import joint_visibility
+from mp3d_ros.data.raycast import joint_visibility, ray_grid
 from mp3d_ros.data.render import (
     Appearance,
     Environment,
@@ -44,10 +55,14 @@ from mp3d_ros.skeleton import MUCO_21
 __all__ = [
     "SceneConfig",
     "SyntheticFrame",
+    "PreparedFrame",
     "IMAGE_SIZES",
     "camera_rotation",
     "sample_camera",
     "generate_image",
+    "prepare_image",
+    "prepare_sequence",
+    "render_frames",
     "sample_scene",
     "generate_sequence",
     "bbox_from_primitives",
@@ -119,7 +134,7 @@ class SyntheticFrame:
     """One rendered image and its ground truth. P annotated people, J = 21 (``muco_21``).
 
     Attributes:
-        image: (H, W, 3) uint8 RGB.
+        image: (H, W, 3) uint8 RGB; None in a :class:`PreparedFrame` (not rendered yet).
         intrinsics: the camera, distortion included.
         keypoints_cam_m: (P, J, 3) joints in metres in the optical frame.
         keypoints_img_px: (P, J, 2) ``project(keypoints_cam_m, intrinsics)``; may lie outside.
@@ -132,7 +147,7 @@ class SyntheticFrame:
         R_cam_world: (3, 3) camera orientation (world Y up); camera_height_m: its height.
     """
 
-    image: np.ndarray
+    image: np.ndarray | None
     intrinsics: Intrinsics
     keypoints_cam_m: np.ndarray
     keypoints_img_px: np.ndarray
@@ -253,12 +268,14 @@ class _Camera:
 
 @dataclass(frozen=True, eq=False)
 class _Plan:
-    """A scene over time: one camera, one environment, people with motions and appearances."""
+    """A scene over time: one camera (and its :func:`ray_grid`), one environment, people with
+    motions and appearances."""
 
     camera: _Camera
     environment: Environment
     appearance: Appearance
     people: tuple[Person, ...]
+    ray_grid: np.ndarray | None
 
 
 def _half_fov_rad(intr: Intrinsics) -> float:
@@ -316,7 +333,7 @@ def _sample_plan(
                 taken.append(xz)
                 break
     env = sample_environment(rng, R, height, intr.width, intr.height)
-    return _Plan(camera, env, sample_appearance(rng, len(people)), tuple(people))
+    return _Plan(camera, env, sample_appearance(rng, len(people)), tuple(people), ray_grid(intr))
 
 
 # ----------------------------------------------------------------------------- frames
@@ -361,15 +378,25 @@ def _frame_scene(plan: _Plan, t_s: float) -> tuple[Scene, np.ndarray, np.ndarray
     appearance = Appearance(*(np.asarray(getattr(plan.appearance, f))[keep]
                               for f in Appearance.__dataclass_fields__))
     scene = Scene(plan.camera.intrinsics, bodies.concatenate_primitives(prims), appearance,
-                  joints[:, MUCO_21.root].reshape(count, 3), plan.environment)
+                  joints[:, MUCO_21.root].reshape(count, 3), plan.environment, plan.ray_grid)
     return scene, joints, np.array(ids, dtype=np.int64), prims
 
 
-def _annotate(
-    plan: _Plan, image: np.ndarray, scene: Scene, joints: np.ndarray, ids: np.ndarray, prims: list,
-    sequence: int, frame_idx: int, stamp_ns: int,
-) -> SyntheticFrame:
-    """The frame with the ground truth of the people that have a joint inside the image."""
+@dataclass(frozen=True, eq=False)
+class PreparedFrame:
+    """A frame before rendering: its render scene and its whole ground truth (``truth.image`` is
+    None; :func:`render_frames` fills it in)."""
+
+    scene: Scene
+    truth: SyntheticFrame
+
+
+def _prepare(
+    plan: _Plan, t_s: float, sequence: int, frame_idx: int, stamp_ns: int
+) -> PreparedFrame:
+    """The plan at ``t_s`` with the ground truth of the people that have a joint inside the
+    image."""
+    scene, joints, ids, prims = _frame_scene(plan, t_s)
     intr = plan.camera.intrinsics
     visible = joint_visibility(joints, scene.primitives, intr)
     uv = project(joints, intr)
@@ -377,18 +404,39 @@ def _annotate(
         uv[..., 1] < intr.height - 0.5)
     shown = inside.any(axis=1)
     boxes = np.array([bbox_from_primitives(p, intr) for p in prims]).reshape(len(ids), 4)
-    return SyntheticFrame(image, intr, joints[shown], uv[shown], visible[shown], ids[shown],
-                          boxes[shown], stamp_ns, sequence, frame_idx, plan.camera.R_cam_world,
-                          plan.camera.height_m)
+    truth = SyntheticFrame(None, intr, joints[shown], uv[shown], visible[shown], ids[shown],
+                           boxes[shown], stamp_ns, sequence, frame_idx, plan.camera.R_cam_world,
+                           plan.camera.height_m)
+    return PreparedFrame(scene, truth)
 
 
-def _frame(
-    plan: _Plan, t_s: float, device: torch.device | str, sequence: int, frame_idx: int,
-    stamp_ns: int,
-) -> SyntheticFrame:
-    scene, joints, ids, prims = _frame_scene(plan, t_s)
-    image = render_batch([scene], device).image[0].cpu().numpy()
-    return _annotate(plan, image, scene, joints, ids, prims, sequence, frame_idx, stamp_ns)
+def render_frames(
+    prepared: Sequence[PreparedFrame], device: torch.device | str = "cpu"
+) -> list[SyntheticFrame]:
+    """The prepared frames with their images, rendered on ``device`` in one batch per image size
+    (a scene renders to the same image in any batch: see
+    :func:`mp3d_ros.data.render.render_batch`)."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for k, frame in enumerate(prepared):
+        by_size.setdefault(frame.scene.intrinsics.size, []).append(k)
+    images: list[np.ndarray | None] = [None] * len(prepared)
+    for indices in by_size.values():
+        rendered = render_batch([prepared[k].scene for k in indices], device).image
+        for k, image in zip(indices, _to_host(rendered)):
+            images[k] = image
+    return [replace(frame.truth, image=image)
+            for frame, image in zip(prepared, images)]
+
+
+def _to_host(images: torch.Tensor) -> np.ndarray:
+    """(B, H, W, 3) uint8 images as numpy; from a GPU through pinned memory (PyTorch caches and
+    reuses it), since a copy into fresh pageable memory takes longer than the rendering."""
+    if images.device.type != "cuda":
+        return images.cpu().numpy()
+    host = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
+    host.copy_(images, non_blocking=True)
+    torch.cuda.current_stream(images.device).synchronize()
+    return host.numpy()
 
 
 def sample_scene(
@@ -396,8 +444,16 @@ def sample_scene(
 ) -> Scene:
     """The render scene of image ``index`` of ``seed`` (what :func:`generate_image` renders), for
     batched rendering with :func:`mp3d_ros.data.render.render_batch`."""
+    return prepare_image(config, seed, index, mocap).scene
+
+
+def prepare_image(
+    config: SceneConfig, seed: int, index: int, mocap: Sequence[MocapTake] | None = None
+) -> PreparedFrame:
+    """Image ``index`` of the stream of independent images of ``seed``, not rendered yet."""
     plan = _sample_plan(np.random.default_rng([seed, index]), config, mocap, 0.0)
-    return _frame_scene(plan, 0.0)[0]
+    stamp = _BASE_STAMP_NS + index * int(round(1e9 / config.fps))
+    return _prepare(plan, 0.0, index, 0, stamp)
 
 
 def generate_image(
@@ -405,16 +461,15 @@ def generate_image(
     device: torch.device | str = "cpu",
 ) -> SyntheticFrame:
     """Image ``index`` of the stream of independent images of ``seed``."""
-    plan = _sample_plan(np.random.default_rng([seed, index]), config, mocap, 0.0)
-    stamp = _BASE_STAMP_NS + index * int(round(1e9 / config.fps))
-    return _frame(plan, 0.0, device, index, 0, stamp)
+    return render_frames([prepare_image(config, seed, index, mocap)], device)[0]
 
 
-def generate_sequence(
+def prepare_sequence(
     config: SceneConfig, seed: int, index: int, num_frames: int,
-    mocap: Sequence[MocapTake] | None = None, device: torch.device | str = "cpu",
-) -> Iterator[SyntheticFrame]:
-    """The ``num_frames`` frames of sequence ``index`` of ``seed``, one per ``1 / config.fps`` s.
+    mocap: Sequence[MocapTake] | None = None,
+) -> Iterator[PreparedFrame]:
+    """The ``num_frames`` frames of sequence ``index`` of ``seed``, one per ``1 / config.fps`` s,
+    not rendered yet.
 
     People keep their track ids; walkers cross the view, mocap takes play in time.
     """
@@ -425,7 +480,16 @@ def generate_sequence(
     start = _BASE_STAMP_NS + index * 3600 * 10**9
     for k in range(num_frames):
         stamp = start + int(round(k * 1e9 / config.fps))
-        yield _frame(plan, k / config.fps, device, index, k, stamp)
+        yield _prepare(plan, k / config.fps, index, k, stamp)
+
+
+def generate_sequence(
+    config: SceneConfig, seed: int, index: int, num_frames: int,
+    mocap: Sequence[MocapTake] | None = None, device: torch.device | str = "cpu",
+) -> Iterator[SyntheticFrame]:
+    """The frames of :func:`prepare_sequence`, rendered one by one on ``device``."""
+    for frame in prepare_sequence(config, seed, index, num_frames, mocap):
+        yield render_frames([frame], device)[0]
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -470,24 +534,127 @@ def frame_records(frame: SyntheticFrame, file_name: str) -> tuple[dict, list[dic
     return image, annotations
 
 
-def _write_unit(task: tuple) -> list[tuple[dict, list[dict]]]:
-    """Render one image or sequence, write its JPEGs, return its JSON records (worker entry)."""
-    out_dir, config, seed, unit, first_image, num_frames, mocap_dir, as_sequence = task
+@dataclass(frozen=True)
+class _Unit:
+    """One independent image (or one sequence) of a dataset and the file index of its first
+    frame."""
+
+    config: SceneConfig
+    seed: int
+    index: int
+    first_image: int
+    num_frames: int
+    mocap_dir: str | None
+    as_sequence: bool
+
+
+def _prepare_unit(unit: _Unit) -> list[PreparedFrame]:
+    """The prepared frames of a unit (worker entry)."""
+    torch.set_num_threads(1)  # the same arithmetic in every process, hence the same bytes
+    takes = _mocap(unit.mocap_dir, unit.config.fps)
+    if unit.as_sequence:
+        return list(prepare_sequence(unit.config, unit.seed, unit.index, unit.num_frames, takes))
+    return [prepare_image(unit.config, unit.seed, unit.index, takes)]
+
+
+def _image_name(index: int) -> str:
+    return f"images/{index:06d}.jpg"
+
+
+def _write_jpeg(path: Path, image_rgb: np.ndarray) -> None:
     import cv2
 
-    torch.set_num_threads(1)  # the same arithmetic in every process, hence the same bytes
-    takes = _mocap(mocap_dir, config.fps)
-    frames = (generate_sequence(config, seed, unit, num_frames, takes) if as_sequence
-              else [generate_image(config, seed, unit, takes)])
+    ok = cv2.imwrite(str(path), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
+                     [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise OSError(f"could not write {path}")
+
+
+def _write_unit(out_dir: str, unit: _Unit) -> list[tuple[dict, list[dict]]]:
+    """Render a unit's frames one by one on the CPU, write their JPEGs, return their JSON
+    records (worker entry)."""
     records = []
-    for k, frame in enumerate(frames):
-        name = f"images/{first_image + k:06d}.jpg"
-        ok = cv2.imwrite(str(Path(out_dir) / name), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR),
-                         [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise OSError(f"could not write {Path(out_dir) / name}")
+    for k, prepared in enumerate(_prepare_unit(unit)):
+        frame = render_frames([prepared])[0]
+        name = _image_name(unit.first_image + k)
+        _write_jpeg(Path(out_dir) / name, frame.image)
         records.append(frame_records(frame, name))
     return records
+
+
+def _records_per_unit(
+    out_dir: Path, units: list[_Unit], workers: int
+) -> Iterator[tuple[dict, list[dict]]]:
+    """The JSON records of every frame, each unit rendered and written by one of ``workers``
+    processes."""
+    write = functools.partial(_write_unit, str(out_dir))
+    if workers == 1:
+        for records in map(write, units):
+            yield from records
+        return
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for records in pool.imap(write, units):
+            yield from records
+
+
+def _prepared_frames(units: list[_Unit], workers: int, ahead: int) -> Iterator[PreparedFrame]:
+    """The prepared frames of ``units`` in order, from ``workers`` processes that keep at most
+    ``ahead`` units ready (a pool's imap would sample the whole dataset into memory ahead of a
+    slower consumer)."""
+    if workers == 1:
+        for unit in units:
+            yield from _prepare_unit(unit)
+        return
+    queue = iter(units)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pending = collections.deque(pool.apply_async(_prepare_unit, (unit,))
+                                    for unit in itertools.islice(queue, ahead))
+        while pending:
+            frames = pending.popleft().get()
+            pending.extend(pool.apply_async(_prepare_unit, (unit,))
+                           for unit in itertools.islice(queue, 1))
+            yield from frames
+
+
+def _rendered_batches(
+    chunks: Iterator[list[PreparedFrame]], device: torch.device
+) -> Iterator[list[SyntheticFrame]]:
+    """:func:`render_frames` of each chunk, in a thread that renders the next chunk while the
+    caller takes this one and draws the next (the GIL is free while the GPU works)."""
+    with ThreadPoolExecutor(1) as renderer:
+        pending = None
+        for chunk in chunks:
+            rendering = renderer.submit(render_frames, chunk, device)
+            if pending is not None:
+                yield pending.result()
+            pending = rendering
+        if pending is not None:
+            yield pending.result()
+
+
+def _records_batched(
+    out_dir: Path, units: list[_Unit], workers: int, device: torch.device, batch: int
+) -> Iterator[tuple[dict, list[dict]]]:
+    """The JSON records of every frame: ``workers`` processes sample scenes and ground truth,
+    this process renders them ``batch`` at a time on ``device``, and ``workers`` threads encode
+    and write the JPEGs meanwhile (OpenCV releases the GIL)."""
+    # Three batches ahead: the workers keep sampling while a batch renders.
+    frames_per_unit = units[0].num_frames if units else 1
+    frames = _prepared_frames(units, workers, ahead=2 * workers + -(-3 * batch // frames_per_unit))
+    chunks = iter(lambda: list(itertools.islice(frames, batch)), [])
+    index = 0
+    with ThreadPoolExecutor(workers) as writers:
+        writes: collections.deque = collections.deque()
+        for rendered in _rendered_batches(chunks, device):
+            for frame in rendered:
+                name = _image_name(index)
+                writes.append(writers.submit(_write_jpeg, out_dir / name, frame.image))
+                index += 1
+                yield frame_records(frame, name)
+            while len(writes) > 2 * batch:  # at most two batches of images wait in memory
+                writes.popleft().result()
+        for write in writes:
+            write.result()
 
 
 def write_dataset(
@@ -499,49 +666,56 @@ def write_dataset(
     mocap_dir: str | Path | None = None,
     sequence_frames: int = 0,
     progress: bool = True,
+    device: torch.device | str = "cpu",
+    batch: int = 0,
 ) -> Path:
     """Write ``num_images`` images to ``out_dir/images/`` and their annotations in the MuCo-3DHP
     (3DMPPE) layout to ``out_dir/annotations.json``; returns the JSON path.
 
     ``file_name`` is relative to the JSON's folder (as in MuCo-3DHP.json). With
     ``sequence_frames > 0`` the images come as sequences of that many frames (the last one
-    shorter); otherwise every image is its own scene. The output depends on ``seed`` only, not on
-    ``workers``.
+    shorter); otherwise every image is its own scene.
+
+    With ``batch == 0`` each of ``workers`` processes renders its images one at a time on the CPU.
+    With ``batch >= 1``, ``workers`` processes sample scenes and ground truth, this process
+    renders ``batch`` images at a time on ``device`` (a GPU) and ``workers`` threads write them.
+    The JSON depends on ``seed`` only; so do the images, for a given device (a GPU's float
+    arithmetic may differ from the CPU's in the last bit, hence a pixel by one level here and
+    there), not on ``workers`` or ``batch``.
     """
     import json
-    import multiprocessing
 
     from tqdm import tqdm
 
-    if num_images < 0 or workers < 1 or sequence_frames < 0:
-        raise ValueError(f"need num_images >= 0, workers >= 1, sequence_frames >= 0; got "
-                         f"{num_images}, {workers}, {sequence_frames}")
+    if num_images < 0 or workers < 1 or sequence_frames < 0 or batch < 0:
+        raise ValueError(f"need num_images >= 0, workers >= 1, sequence_frames >= 0, batch >= 0; "
+                         f"got {num_images}, {workers}, {sequence_frames}, {batch}")
+    device = torch.device(device)
+    if batch == 0 and device.type != "cpu":
+        raise ValueError(f"device {device} needs batch >= 1 (batch 0 renders in the CPU workers)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: no CUDA device is available")
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     size = sequence_frames or 1
-    tasks = [(str(out_dir), config, seed, unit, start, min(size, num_images - start),
-              None if mocap_dir is None else str(mocap_dir), sequence_frames > 0)
+    units = [_Unit(config, seed, unit, start, min(size, num_images - start),
+                   None if mocap_dir is None else str(mocap_dir), sequence_frames > 0)
              for unit, start in enumerate(range(0, num_images, size))]
     images, annotations = [], []
     bar = tqdm(total=num_images, desc="synthetic images", unit="img", disable=not progress)
     threads = torch.get_num_threads()
     try:
-        if workers == 1:
-            results = map(_write_unit, tasks)
-            pool = None
+        if batch:
+            torch.set_num_threads(1)  # the workers' arithmetic on the CPU: the same bytes
+            records = _records_batched(out_dir, units, workers, device, batch)
         else:
-            pool = multiprocessing.get_context("spawn").Pool(workers)
-            results = pool.imap(_write_unit, tasks)
-        for unit_records in results:
-            for image, anns in unit_records:
-                image_id = len(images)
-                images.append({"id": image_id, **image})
-                for ann in anns:
-                    annotations.append({"id": len(annotations), "image_id": image_id, **ann})
-                bar.update(1)
-        if pool is not None:
-            pool.close()
-            pool.join()
+            records = _records_per_unit(out_dir, units, workers)
+        for image, anns in records:
+            image_id = len(images)
+            images.append({"id": image_id, **image})
+            for ann in anns:
+                annotations.append({"id": len(annotations), "image_id": image_id, **ann})
+            bar.update(1)
     finally:
         torch.set_num_threads(threads)
         bar.close()

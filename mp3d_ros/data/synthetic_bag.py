@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from mp3d_ros.bag_writer import BagFrame, write_bag
 from mp3d_ros.data.bvh import load_mocap_poses
@@ -43,11 +44,13 @@ def _bag_frames(frames: Iterator[SyntheticFrame]) -> Iterator[BagFrame]:
 def write_synthetic_bag(
     path: str | Path, config: SceneConfig, seed: int, num_frames: int, storage: str = "mcap",
     encoding: str = "jpeg", mocap_dir: str | Path | None = None, progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> int:
-    """Render one sequence of ``num_frames`` frames into the bag ``path``; returns frames written."""
+    """Render one sequence of ``num_frames`` frames on ``device`` into the bag ``path``; returns
+    frames written."""
     from tqdm import tqdm
 
     mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
-    frames = tqdm(generate_sequence(config, seed, 0, num_frames, mocap=mocap), total=num_frames,
-                  desc="synthetic bag", unit="frame", disable=not progress)
+    frames = tqdm(generate_sequence(config, seed, 0, num_frames, mocap=mocap, device=device),
+                  total=num_frames, desc="synthetic bag", unit="frame", disable=not progress)
     return write_bag(path, _bag_frames(frames), storage=storage, encoding=encoding)

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from mp3d_ros.camera import Intrinsics, pixel_rays
+from mp3d_ros.camera_torch import compiled_once
 from mp3d_ros.geometry import fuse_depths, geometric_root_depth
 from mp3d_ros.skeleton import JointSet
 
@@ -109,6 +111,21 @@ class RootDepth:
     num_segments: torch.Tensor
 
 
+def _pick(values: torch.Tensor, joints: Sequence[int]) -> torch.Tensor:
+    """(P, J, *) values at ``joints`` -> (P, len(joints), *).
+
+    One view per joint, stacked: indexing with a list would copy the list to the device, which a
+    CUDA graph cannot capture.
+    """
+    return torch.stack([values[:, j] for j in joints], dim=1)
+
+
+def _one_hot(joints: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """(len(joints), J) rows of the identity for (P, J, *) joint values ``like``."""
+    eye = torch.eye(like.shape[1], dtype=like.dtype, device=like.device)
+    return torch.stack([eye[j] for j in joints])
+
+
 def _residual_covariance(
     coefficients: torch.Tensor,
     direction: torch.Tensor,
@@ -116,19 +133,18 @@ def _residual_covariance(
     rel: torch.Tensor,
     depth_m: torch.Tensor,
     length_m: torch.Tensor,
-    focal_px: float,
+    ray_sigma: torch.Tensor | float,
     prior: BodyPrior,
-    keypoint_sigma_px: float,
 ) -> torch.Tensor:
     """(P, S, S) covariance of the residuals ``|D_k| - L_k`` for ``D_k = sum_j c_kj P_j``.
 
-    Joint j at ``P_j = (Z + d_j) r_j`` moves across its ray by ``(Z + d_j) sigma_px / f`` per image
-    axis (2D noise) and along it by ``sigma_d r_j`` (relative-depth noise). Linearised,
-    ``d|D_k| = u_k . dD_k`` with the unit ``direction`` u (P, S, 3), so segments sharing a joint are
-    correlated. Each length adds its own ``(segment_rel_sigma L_k)^2``.
+    Joint j at ``P_j = (Z + d_j) r_j`` moves across its ray by ``(Z + d_j) ray_sigma`` per image
+    axis (2D noise ``sigma_px / f``) and along it by ``sigma_d r_j`` (relative-depth noise).
+    Linearised, ``d|D_k| = u_k . dD_k`` with the unit ``direction`` u (P, S, 3), so segments
+    sharing a joint are correlated. Each length adds its own ``(segment_rel_sigma L_k)^2``.
     """
     # Broadcast products rather than batched matmuls: the matrices are tiny (S <= 10, J = 17).
-    lateral = ((depth_m[:, None] + rel) * keypoint_sigma_px / focal_px) ** 2  # (P, J)
+    lateral = ((depth_m[:, None] + rel) * ray_sigma) ** 2  # (P, J)
     in_plane = (direction[:, :, None, :2] * direction[:, None, :, :2]).sum(-1)  # (P, S, S)
     pair = coefficients[:, None, :] * coefficients[None, :, :]  # (S, S, J): c_kj c_lj
     shared = (pair * lateral[:, None, None, :]).sum(-1)
@@ -139,51 +155,76 @@ def _residual_covariance(
     return cov + torch.diag_embed((prior.segment_rel_sigma * length_m) ** 2)
 
 
+def _whitened_products(
+    cov: torch.Tensor, jacobian: torch.Tensor, residual: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``J^T Sigma^-1 J`` and ``J^T Sigma^-1 e`` (each (P,)) for SPD ``cov`` (P, S, S).
+
+    Gaussian elimination of ``[Sigma | J e]`` without pivoting (fine for SPD matrices) gives
+    ``Sigma = L D L^T`` and the right-hand sides ``L^-1 J`` and ``L^-1 e``, so the products are
+    ``sum_k (L^-1 J)_k (L^-1 .)_k / D_k``. Unlike ``torch.linalg.solve`` it never checks for
+    errors on the host, which a CUDA graph cannot capture.
+    """
+    m = torch.cat([cov, jacobian[..., None], residual[..., None]], dim=-1)  # (P, S, S + 2)
+    pivots, whitened = [], []
+    for _ in range(cov.shape[-1]):
+        row = m[:, 0]
+        pivots.append(row[:, 0])
+        whitened.append(row[:, -2:])
+        m = m[:, 1:, 1:] - m[:, 1:, :1] * (row[:, None, 1:] / row[:, None, :1])
+    pivot = torch.stack(pivots, dim=1)  # (P, S): D
+    whitened_j, whitened_e = torch.stack(whitened, dim=1).unbind(-1)  # (P, S): L^-1 J, L^-1 e
+    return (whitened_j * whitened_j / pivot).sum(-1), (whitened_j * whitened_e / pivot).sum(-1)
+
+
 def _closed_form(ray_a, ray_b, rel_a, rel_b, length_m) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth of the ``b`` end at which the segment has ``length_m`` (MAR Eq. 7-8), and validity."""
     identity = torch.eye(3, dtype=ray_a.dtype, device=ray_a.device)
     return geometric_root_depth(ray_b[..., :2], ray_a[..., :2], rel_a - rel_b, identity, length_m)
 
 
-def _bones(rays, rel, pose_m, seen, index, focal_px, prior, keypoint_sigma_px):
+def _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior):
     """Least-squares root depth over the seen segments: (depth, sigma, valid, count), each (P,).
 
     Generalised least squares: the residuals' covariance (shared joints correlate segments) weights
     the Gauss-Newton steps, and ``sigma = (J^T Sigma^-1 J)^-1/2`` at the solution.
     """
-    i, j = index[:, 0], index[:, 1]
-    coefficients = torch.zeros(len(index), rays.shape[1], dtype=rays.dtype, device=rays.device)
-    coefficients[torch.arange(len(index)), i] = 1.0
-    coefficients[torch.arange(len(index)), j] = -1.0
-    length = (pose_m[:, i] - pose_m[:, j]).norm(dim=-1)  # (P, S)
-    a = rays[:, i] - rays[:, j]
-    b = rel[:, i, None] * rays[:, i] - rel[:, j, None] * rays[:, j]
-    z_end, ok = _closed_form(rays[:, i], rays[:, j], rel[:, i], rel[:, j], length)
-    use = seen[:, i] & seen[:, j] & (length > 1e-3)
+    i, j = [a for a, _ in segments], [b for _, b in segments]
+    coefficients = _one_hot(i, rays) - _one_hot(j, rays)  # (S, J)
+    length = (_pick(pose_m, i) - _pick(pose_m, j)).norm(dim=-1)  # (P, S)
+    rays_i, rays_j, rel_i, rel_j = _pick(rays, i), _pick(rays, j), _pick(rel, i), _pick(rel, j)
+    a = rays_i - rays_j
+    b = rel_i[..., None] * rays_i - rel_j[..., None] * rays_j
+    z_end, ok = _closed_form(rays_i, rays_j, rel_i, rel_j, length)
+    use = _pick(seen, i) & _pick(seen, j) & (length > 1e-3)
     start = use & ok
     count = start.sum(-1)
-    z = torch.where(start, z_end - rel[:, j], torch.zeros_like(z_end)).sum(-1) / count.clamp_min(1)
+    z = torch.where(start, z_end - rel_j, torch.zeros_like(z_end)).sum(-1) / count.clamp_min(1)
     z = z.clamp_min(_MIN_DEPTH_M)
     mask = use.to(rays.dtype)
     information = torch.zeros_like(z)
     for _ in range(_GAUSS_NEWTON_STEPS):
-        vector = z[:, None, None] * a + b
-        norm = vector.norm(dim=-1).clamp_min(1e-9)
-        direction = vector / norm[..., None]
-        residual = (norm - length) * mask
-        jacobian = (a * direction).sum(-1) * mask
-        cov = _residual_covariance(
-            coefficients, direction, rays, rel, z, length, focal_px, prior, keypoint_sigma_px
-        )
-        # Unused segments: decoupled unit-variance rows with zero residual and Jacobian.
-        cov = cov * mask[:, :, None] * mask[:, None, :] + torch.diag_embed(1 - mask)
-        solved = torch.linalg.solve(cov, torch.stack([jacobian, residual], dim=-1))
-        information = (jacobian * solved[..., 0]).sum(-1)
-        step = (jacobian * solved[..., 1]).sum(-1) / information.clamp_min(1e-12)
-        z = torch.where(count > 0, (z - step).clamp_min(_MIN_DEPTH_M), z)
+        z, information = _gauss_newton_step(
+            z, a, b, length, mask, count, coefficients, rays, rel, ray_sigma, prior)
     valid = (count > 0) & (z > _MIN_DEPTH_M) & (information > 0)
     sigma = torch.where(valid, information.clamp_min(1e-12).rsqrt(), torch.full_like(z, math.inf))
     return torch.where(valid, z, torch.zeros_like(z)), sigma, valid, use.sum(-1)
+
+
+@compiled_once
+def _gauss_newton_step(z, a, b, length, mask, count, coefficients, rays, rel, ray_sigma, prior):
+    """One step of :func:`_bones`: the new depth and ``J^T Sigma^-1 J`` at the old one, each (P,)."""
+    vector = z[:, None, None] * a + b
+    norm = vector.norm(dim=-1).clamp_min(1e-9)
+    direction = vector / norm[..., None]
+    residual = (norm - length) * mask
+    jacobian = (a * direction).sum(-1) * mask
+    cov = _residual_covariance(coefficients, direction, rays, rel, z, length, ray_sigma, prior)
+    # Unused segments: decoupled unit-variance rows with zero residual and Jacobian.
+    cov = cov * mask[:, :, None] * mask[:, None, :] + torch.diag_embed(1 - mask)
+    information, numerator = _whitened_products(cov, jacobian, residual)
+    step = numerator / information.clamp_min(1e-12)
+    return torch.where(count > 0, (z - step).clamp_min(_MIN_DEPTH_M), z), information
 
 
 def _midpoint_ray(rays: torch.Tensor, rel: torch.Tensor, depth_m: torch.Tensor) -> torch.Tensor:
@@ -192,40 +233,39 @@ def _midpoint_ray(rays: torch.Tensor, rel: torch.Tensor, depth_m: torch.Tensor) 
     return midpoint / midpoint[:, 2:3].clamp_min(1e-9)
 
 
-def _torso(rays, rel, pose_m, seen, hips, shoulders, focal_px, prior, keypoint_sigma_px):
+@compiled_once
+def _torso_round(ray_hip, ray_sh, rays_hip, rays_sh, rel_hip, rel_sh, rels_hip, rels_sh, omega):
+    """One round of :func:`_torso`: hip depth, its validity, root depth and the new midpoint rays."""
+    z_hip, ok = _closed_form(ray_sh, ray_hip, rel_sh, rel_hip, omega)
+    z_root = torch.where(ok, z_hip - rel_hip, torch.ones_like(z_hip))
+    return (z_hip, ok, z_root, _midpoint_ray(rays_hip, rels_hip, z_root),
+            _midpoint_ray(rays_sh, rels_sh, z_root))
+
+
+def _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior):
     """MAR's closed form on hip midpoint -> shoulder midpoint: (depth, sigma, valid), each (P,).
 
     The ray of a 3D midpoint depends a little on the depth (its two joints are at different depths),
     so the closed form is repeated with the midpoint rays at the previous depth, starting from the
     image midpoints; the error shrinks by about ``d / Z`` per round.
     """
-    seen_all = seen[:, hips].all(-1) & seen[:, shoulders].all(-1)
-    rel_hip, rel_sh = rel[:, hips].mean(1), rel[:, shoulders].mean(1)
-    omega = (pose_m[:, shoulders].mean(1) - pose_m[:, hips].mean(1)).norm(dim=-1)
-    ray_hip, ray_sh = rays[:, hips].mean(1), rays[:, shoulders].mean(1)
+    seen_all = _pick(seen, hips).all(-1) & _pick(seen, shoulders).all(-1)
+    rays_hip, rays_sh = _pick(rays, hips), _pick(rays, shoulders)
+    rels_hip, rels_sh = _pick(rel, hips), _pick(rel, shoulders)
+    rel_hip, rel_sh = rels_hip.mean(1), rels_sh.mean(1)
+    omega = (_pick(pose_m, shoulders).mean(1) - _pick(pose_m, hips).mean(1)).norm(dim=-1)
+    ray_hip, ray_sh = rays_hip.mean(1), rays_sh.mean(1)
     for _ in range(_MIDPOINT_ROUNDS):
-        z_hip, ok = _closed_form(ray_sh, ray_hip, rel_sh, rel_hip, omega)
-        z_root = torch.where(ok, z_hip - rel_hip, torch.ones_like(z_hip))
-        ray_hip = _midpoint_ray(rays[:, hips], rel[:, hips], z_root)
-        ray_sh = _midpoint_ray(rays[:, shoulders], rel[:, shoulders], z_root)
+        z_hip, ok, z_root, ray_hip, ray_sh = _torso_round(
+            ray_hip, ray_sh, rays_hip, rays_sh, rel_hip, rel_sh, rels_hip, rels_sh, omega)
     valid = seen_all & ok & (z_root > _MIN_DEPTH_M)
     vector = (z_hip + rel_sh)[:, None] * ray_sh - z_hip[:, None] * ray_hip
     norm = vector.norm(dim=-1).clamp_min(1e-9)
     direction = vector / norm[..., None]
     jacobian = ((ray_sh - ray_hip) * direction).sum(-1)
-    coefficients = torch.zeros(1, rays.shape[1], dtype=rays.dtype, device=rays.device)
-    coefficients[0, shoulders] = 0.5
-    coefficients[0, hips] = -0.5
+    coefficients = 0.5 * (_one_hot(shoulders, rays).sum(0) - _one_hot(hips, rays).sum(0))[None]
     variance = _residual_covariance(
-        coefficients,
-        direction[:, None],
-        rays,
-        rel,
-        z_root,
-        omega[:, None],
-        focal_px,
-        prior,
-        keypoint_sigma_px,
+        coefficients, direction[:, None], rays, rel, z_root, omega[:, None], ray_sigma, prior
     )[:, 0, 0]
     sigma = (variance / jacobian.square().clamp_min(1e-12)).sqrt()
     return (
@@ -240,41 +280,42 @@ def estimate_root_depth(
     seen: torch.Tensor,
     pose_rel_m: torch.Tensor,
     joint_set: JointSet,
-    focal_px: float,
+    focal_px: torch.Tensor | float,
     canonical_height_m: float,
     prior: BodyPrior = BodyPrior(),
-    keypoint_sigma_px: float | None = None,
+    keypoint_sigma_px: torch.Tensor | float | None = None,
 ) -> RootDepth:
     """Root depths of P people from rays, seen flags and lifted poses.
 
+    Batched with tensor operations of static shapes only (CUDA graphs capture it).
+
     Args:
-        rays: (P, J, 3) undistorted normalised rays ``[x, y, 1]`` of the joints (any value where
-            not seen).
+        rays: (P, J, 3) undistorted normalised rays ``[x, y, 1]`` of the joints (any finite value
+            where not seen).
         seen: (P, J) bool, True where the joint's 2D position is a detection (not inferred).
         pose_rel_m: (P, J, 3) lifted pose, root-relative, camera-aligned axes, metres, for a body of
             ``canonical_height_m``.
         joint_set: the joint set of the J joints (its ``root`` is the pelvis).
-        focal_px: ``sqrt(fx * fy)`` of the image the keypoints were detected in (for the noise).
+        focal_px: ``sqrt(fx * fy)`` of the image the keypoints were detected in (for the noise),
+            one for all or (P,) per person.
         canonical_height_m: standing height of the body the lifted poses are sized for.
         prior: the body-size prior and noise levels.
-        keypoint_sigma_px: 2D noise per axis; ``prior.keypoint_sigma_px`` when None.
+        keypoint_sigma_px: 2D noise per axis, one for all or (P,); ``prior.keypoint_sigma_px``
+            when None.
     """
     keypoint_sigma_px = prior.keypoint_sigma_px if keypoint_sigma_px is None else keypoint_sigma_px
+    ray_sigma = keypoint_sigma_px / focal_px
+    if isinstance(ray_sigma, torch.Tensor):
+        ray_sigma = ray_sigma[:, None]  # per person, across its joints
     scale = prior.height_m / canonical_height_m
     pose_m = (pose_rel_m - pose_rel_m[:, joint_set.root : joint_set.root + 1]) * scale
     rel = pose_m[..., 2]
     seen = seen.bool()
-    index = torch.tensor(
-        [[joint_set.index(a), joint_set.index(b)] for a, b in SEGMENTS], device=rays.device
-    )
+    segments = [(joint_set.index(a), joint_set.index(b)) for a, b in SEGMENTS]
     hips = [joint_set.index(n) for n in _HIPS]
     shoulders = [joint_set.index(n) for n in _SHOULDERS]
-    z_b, s_b, v_b, count = _bones(
-        rays, rel, pose_m, seen, index, focal_px, prior, keypoint_sigma_px
-    )
-    z_t, s_t, v_t = _torso(
-        rays, rel, pose_m, seen, hips, shoulders, focal_px, prior, keypoint_sigma_px
-    )
+    z_b, s_b, v_b, count = _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior)
+    z_t, s_t, v_t = _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior)
     # Eq. 12 with the bones as the "regressed" estimate; where only the torso exists, use it alone.
     fused, fused_sigma = fuse_depths(
         z_b, torch.nan_to_num(s_b, posinf=1.0), z_t, torch.nan_to_num(s_t, posinf=1.0), v_t & v_b

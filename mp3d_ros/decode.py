@@ -14,9 +14,12 @@
 6. pose NMS (a person whose 2D pose and root depth duplicate a better-scored one is dropped) and
    the score threshold.
 
-:func:`to_people` maps one image's people to the source image: pixels through the inverse of the
-letterbox (or any) :class:`ImageTransform`, 3D points by back-projection with the frame's
-:class:`Intrinsics` (undistorting, MAR Eq. 1 / DRM Eq. 13). :func:`decode` does both for one image.
+:func:`source_people` maps the people to their source images, still batched on the device: pixels
+through the inverse of the letterbox (or any) :class:`ImageTransform`, 3D points by
+back-projection with each frame's live intrinsics (undistorting, MAR Eq. 1 / DRM Eq. 13,
+:mod:`mp3d_ros.camera_torch`). Its :class:`PeopleTensors` pack into one array, so the host receives
+one copy and :func:`unpack_people` only slices it into :class:`People`. :func:`to_people` does that
+for one image of a batch, :func:`decode` all of it for one image.
 
 Coordinates: map pixel (x, y) is centred on network-input pixel ``(s x + (s-1)/2, s y + (s-1)/2)``
 for stride s (half-pixel centres). The geometric depth treats the network input as a pinhole
@@ -33,7 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mp3d_ros.camera import ImageTransform, Intrinsics, back_project, transform_intrinsics, transform_points_px
+from mp3d_ros.camera import ImageTransform, Intrinsics
+from mp3d_ros.camera_torch import CameraBatch, map_points_px, pixel_rays
 from mp3d_ros.geometry import fuse_depths, geometric_root_depth
 from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.model.heads import sample_maps
@@ -41,7 +45,8 @@ from mp3d_ros.model.network import NetworkOutput
 from mp3d_ros.people import People
 from mp3d_ros.skeleton import get_joint_set
 
-__all__ = ["DecodeConfig", "DecodedPoses", "decode", "decode_batch", "snap_to_heatmaps", "to_people"]
+__all__ = ["DecodeConfig", "DecodedPoses", "PeopleTensors", "decode", "decode_batch", "snap_to_heatmaps",
+           "source_people", "to_people", "unpack_people"]
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,68 @@ def decode_batch(outputs: NetworkOutput, K_input: torch.Tensor, config: DecodeCo
     )
 
 
+class PeopleTensors(NamedTuple):
+    """:class:`People` of a batch as tensors on the device: K slots per image, use ``valid``.
+
+    Attributes:
+        uv_px: (B, K, J, 2) joints in source-image pixels (distorted, as observed).
+        keypoints_m: (B, K, J, 3) joints in metres in the camera optical frame.
+        confidence: (B, K, J) in [0, 1].
+        inferred: (B, K, J) bool.
+        score: (B, K) in [0, 1]; valid slots come in the order :class:`People` lists them.
+        root_sigma_m: (B, K) standard deviation of the root depth, metres.
+        valid: (B, K) bool, the slot holds a person.
+    """
+
+    uv_px: torch.Tensor
+    keypoints_m: torch.Tensor
+    confidence: torch.Tensor
+    inferred: torch.Tensor
+    score: torch.Tensor
+    root_sigma_m: torch.Tensor
+    valid: torch.Tensor
+
+    def pack(self) -> torch.Tensor:
+        """(B, K, 7 J + 3) float64, the fields side by side (bools as 0 / 1): one copy to the host."""
+        b, k = self.score.shape
+        return torch.cat([t.reshape(b, k, -1).double() for t in self], dim=-1)
+
+
+def unpack_people(packed: np.ndarray, skeleton: str) -> list[People]:
+    """:meth:`PeopleTensors.pack`'s (B, K, C) array -> the valid people of each image."""
+    joints = get_joint_set(skeleton).num_joints
+    ends = np.cumsum([2 * joints, 3 * joints, joints, joints, 1, 1])
+    people = []
+    for rows in packed:
+        rows = rows[rows[:, -1] > 0.5]
+        uv, xyz, confidence, inferred, score, sigma = np.split(rows[:, :-1], ends[:-1], axis=1)
+        people.append(People(
+            skeleton, uv_px=uv.reshape(-1, joints, 2), keypoints_m=xyz.reshape(-1, joints, 3),
+            confidence=confidence, inferred=inferred > 0.5, score=score[:, 0],
+            root_sigma_m=sigma[:, 0]))
+    return people
+
+
+def source_people(decoded: DecodedPoses, cameras: CameraBatch) -> PeopleTensors:
+    """Decoded people in their source images' pixels and their cameras' metres, on the device.
+
+    Pixels go through ``cameras.input_to_source`` (the inverse letterbox); joint j is at depth
+    ``Z_root + Z^r_j`` on the undistorted ray of its pixel (MAR Eq. 1 / DRM Eq. 13). float64, as
+    the pixels are hundreds and the depths metres.
+    """
+    uv_src = map_points_px(decoded.uv_px.double(), cameras.input_to_source)
+    depth = decoded.root_depth_m.double()[..., None] + decoded.rel_depth_m.double()
+    return PeopleTensors(
+        uv_px=uv_src,
+        keypoints_m=pixel_rays(uv_src, cameras) * depth[..., None],
+        confidence=decoded.confidence.clamp(0, 1),
+        inferred=decoded.inferred,
+        score=decoded.score.clamp(0, 1),
+        root_sigma_m=decoded.root_sigma_m,
+        valid=decoded.valid,
+    )
+
+
 def to_people(
     decoded: DecodedPoses, transform: ImageTransform, intrinsics: Intrinsics, skeleton: str, index: int = 0
 ) -> People:
@@ -285,24 +352,9 @@ def to_people(
         intrinsics: the source frame's intrinsics (live CameraInfo), distortion included.
         skeleton: joint set name of the network.
     """
-    valid = decoded.valid[index].cpu().numpy()
-
-    def pick(values: torch.Tensor) -> np.ndarray:
-        return values[index].detach().cpu().double().numpy()[valid]
-
-    uv_input = pick(decoded.uv_px)
-    inverse = ImageTransform(np.linalg.inv(transform.A), (intrinsics.width, intrinsics.height))
-    uv_src = transform_points_px(uv_input, inverse)
-    depth = pick(decoded.root_depth_m)[:, None] + pick(decoded.rel_depth_m)
-    return People(
-        skeleton,
-        uv_px=uv_src,
-        keypoints_m=back_project(uv_src, depth, intrinsics),
-        confidence=pick(decoded.confidence).clip(0, 1),
-        inferred=decoded.inferred[index].cpu().numpy()[valid],
-        score=pick(decoded.score).clip(0, 1),
-        root_sigma_m=pick(decoded.root_sigma_m),
-    )
+    image = DecodedPoses(*(t[index : index + 1] for t in decoded))
+    cameras = CameraBatch.build([transform], [intrinsics], decoded.uv_px.device)
+    return unpack_people(source_people(image, cameras).pack().cpu().numpy(), skeleton)[0]
 
 
 def decode(
@@ -312,7 +364,6 @@ def decode(
     if outputs.center.shape[0] != 1:
         raise ValueError(f"decode() takes one image, got a batch of {outputs.center.shape[0]}; "
                          "use decode_batch() and to_people() per image")
-    K_input = np.array(transform_intrinsics(intrinsics, transform)[0].K)
-    K_tensor = torch.as_tensor(K_input, dtype=outputs.center.dtype, device=outputs.center.device)[None]
-    return to_people(decode_batch(outputs, K_tensor, config), transform, intrinsics, config.joint_set)
-
+    cameras = CameraBatch.build([transform], [intrinsics], outputs.center.device)
+    return to_people(decode_batch(outputs, cameras.K_input.to(outputs.center.dtype), config),
+                     transform, intrinsics, config.joint_set)

@@ -8,10 +8,21 @@ Two models share the output, so callers never care which one runs:
 
 and two backends run their network: ``torch`` (eval mode, inference mode, channels-last, half
 precision on GPU, optional CUDA-graph replay or ``torch.compile``) and ``onnxruntime`` (a file
-written by ``mp3d-export``; providers tried in the order TensorRT, CUDA, CPU). Pre-processing
-(letterbox + normalisation, :mod:`mp3d_ros.preprocess`) runs on the network's device, decoding in
-torch; the letterbox's intrinsics come from :mod:`mp3d_ros.camera`, and results are in the source
-image's pixels and the camera's metres.
+written by ``mp3d-export``; providers tried in the order TensorRT, CUDA, CPU).
+
+A frame goes through three timed stages (``last_timings_ms``):
+
+1. ``preprocess``: on the host the letterbox of each image and one row of camera parameters
+   (:func:`mp3d_ros.camera_torch.camera_rows`); on the network's device the uint8 image is uploaded,
+   letterboxed and normalised (:func:`letterbox_tensors`);
+2. ``network``: the network;
+3. ``decode``: decoding to people in the source image's pixels and the camera's metres, back-
+   projected with the live intrinsics, on the network's device for torch (in torch on the CPU for
+   onnxruntime), then one copy of the packed result that the host slices into :class:`People`.
+
+With ``cuda_graph`` stage 1's device part is one CUDA graph and the network with stage 3's device
+part another, per batch layout (image sizes and lens families), replayed over static input
+buffers; ``network`` then includes the device-side decoding.
 """
 
 from __future__ import annotations
@@ -20,17 +31,20 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from mp3d_ros.camera import Intrinsics
+from mp3d_ros.camera import Intrinsics, letterbox_layout, letterbox_transform
+from mp3d_ros.camera_torch import camera_rows
+from mp3d_ros.decode import unpack_people
 from mp3d_ros.people import People
-from mp3d_ros.pipelines import Pipeline, input_camera_matrices, load_pipeline, pipeline_from_onnx_metadata
-from mp3d_ros.preprocess import check_rgb_image, letterbox_batch
+from mp3d_ros.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
+from mp3d_ros.preprocess import Normalization, check_rgb_image
 
-__all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner"]
+__all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner", "letterbox_tensors"]
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "movenet-lift"
@@ -38,83 +52,182 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-class _Graphed:
-    """One CUDA graph of ``function(*inputs)`` for fixed input shapes: replay skips kernel launches."""
+def letterbox_tensors(images: Sequence[torch.Tensor], input_size: tuple[int, int],
+                      normalization: Normalization, dtype: torch.dtype) -> torch.Tensor:
+    """Letterbox (H_i, W_i, 3) uint8 RGB images on the device into one normalised batch.
 
-    def __init__(self, function, inputs: tuple[torch.Tensor, ...]) -> None:
-        self.static_inputs = tuple(t.clone() for t in inputs)
+    The device half of :func:`mp3d_ros.preprocess.letterbox_batch` (same layout, resize and values)
+    for images already uploaded: the normalisation constants are Python numbers, because a tensor
+    built from them would be a host-to-device copy, which CUDA graph capture forbids.
+
+    Returns:
+        (B, 3, H, W) channels-last batch of ``dtype``; the padding is 0 (the mean, normalised).
+    """
+    width, height = input_size
+    batch = torch.empty((len(images), 3, height, width), dtype=dtype, device=images[0].device,
+                        memory_format=torch.channels_last).zero_()
+    constants = list(zip(normalization.mean, normalization.std))
+    for index, image in enumerate(images):
+        source_size = (image.shape[1], image.shape[0])
+        (new_w, new_h), (left, top) = letterbox_layout(source_size, input_size)
+        pixels = image.permute(2, 0, 1).unsqueeze(0).float()
+        if (new_w, new_h) != source_size:
+            shrinking = new_w < source_size[0] or new_h < source_size[1]
+            pixels = F.interpolate(pixels, size=(new_h, new_w), mode="bilinear",
+                                   align_corners=False, antialias=shrinking)
+        if any(pair != (0.0, 1.0) for pair in constants):  # MoveNet takes raw pixels as they are
+            pixels = torch.stack([(pixels[:, c] - mean) / std for c, (mean, std) in enumerate(constants)],
+                                 dim=1)
+        batch[index, :, top:top + new_h, left:left + new_w] = pixels[0].to(dtype)
+    return batch
+
+
+def _run_stages(runner: "TorchRunner | OnnxRunner", images: Sequence[np.ndarray], rows: np.ndarray,
+                lenses: tuple[str, ...], clock: _StageClock) -> np.ndarray:
+    """A frame stage by stage (no CUDA graph): packed people (B, K, C) on the host."""
+    pipeline = runner.pipeline
+    pixels = [torch.from_numpy(np.ascontiguousarray(image)).to(runner.device) for image in images]
+    batch = letterbox_tensors(pixels, pipeline.input_size, pipeline.normalization, runner.dtype)
+    clock.mark("preprocess")
+    outputs = runner.network(batch)
+    clock.mark("network")
+    rows_tensor = torch.from_numpy(rows).to(outputs[0].device)
+    return runner.decode(outputs, rows_tensor, lenses).cpu().numpy()
+
+
+class _Graph:
+    """``function()`` captured as one CUDA graph over static buffers; ``output`` is its result."""
+
+    def __init__(self, function: Callable[[], torch.Tensor]) -> None:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(3):  # warm-up outside the graph (cuDNN autotuning, allocator)
-                function(*self.static_inputs)
+            for _ in range(3):  # warm-up outside the graph (compilation, cuDNN autotuning, allocator)
+                function()
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.static_outputs = function(*self.static_inputs)
+            self.output = function()
 
-    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        for static, value in zip(self.static_inputs, inputs):
-            static.copy_(value)
+    def replay(self) -> None:
         self.graph.replay()
-        return self.static_outputs
+
+
+class _FrameGraphs:
+    """One batch layout (image sizes, lens families) as two CUDA graphs over static buffers.
+
+    Each frame is copied into pinned host buffers and from there, asynchronously, into the static
+    uint8 images and camera rows on the device (the driver would stage a pageable upload through
+    its own buffers, blocking the host); the pre-processing graph and the network-and-decoding
+    graph replay, and one copy brings the packed people back. Two graphs rather than one keep the
+    stage timings apart for microseconds.
+    """
+
+    def __init__(self, runner: "TorchRunner", images: Sequence[np.ndarray], rows: np.ndarray,
+                 lenses: tuple[str, ...]) -> None:
+        pipeline = runner.pipeline
+        self.host_images = [torch.empty(image.shape, dtype=torch.uint8, pin_memory=True) for image in images]
+        self.host_rows = torch.empty(rows.shape, dtype=torch.float64, pin_memory=True)
+        self.images = [torch.empty_like(host, device=runner.device) for host in self.host_images]
+        self.rows = torch.empty_like(self.host_rows, device=runner.device)
+        self._upload(images, rows)  # the warm-ups below then see a real frame
+        self.preprocess = _Graph(lambda: letterbox_tensors(
+            self.images, pipeline.input_size, pipeline.normalization, runner.dtype))
+        self.preprocess.replay()
+        self.network_and_decode = _Graph(
+            lambda: runner.decode(runner.network(self.preprocess.output), self.rows, lenses))
+        self.host_output = torch.empty_like(self.network_and_decode.output, device="cpu", pin_memory=True)
+
+    def _upload(self, images: Sequence[np.ndarray], rows: np.ndarray) -> None:
+        # The previous frame ended with a synchronisation: its copies out of the buffers are done.
+        for host, static, image in zip(self.host_images, self.images, images):
+            np.copyto(host.numpy(), image)
+            static.copy_(host, non_blocking=True)
+        np.copyto(self.host_rows.numpy(), rows)
+        self.rows.copy_(self.host_rows, non_blocking=True)
+
+    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, clock: _StageClock) -> np.ndarray:
+        self._upload(images, rows)
+        self.preprocess.replay()
+        clock.mark("preprocess")
+        self.network_and_decode.replay()
+        clock.mark("network")
+        self.host_output.copy_(self.network_and_decode.output, non_blocking=True)
+        torch.cuda.current_stream().synchronize()
+        return self.host_output.numpy().copy()  # the buffer is the next frame's
 
 
 class TorchRunner:
-    """Runs a pipeline's network in torch on ``device`` at ``dtype``.
+    """Runs a pipeline in torch on ``device`` (network at ``dtype``, decoding in float32/64).
 
-    With ``cuda_graph`` the network *and* the pipeline's device-side decoding are captured as one
-    CUDA graph per input shape, and :meth:`__call__` returns the decoded tensors
-    (``fused_decode``); otherwise it returns the network's maps.
+    With ``cuda_graph`` every batch layout is captured once as CUDA graphs (:class:`_FrameGraphs`);
+    with ``compile_network`` the network and the decoding are compiled by ``torch.compile``.
     """
 
     def __init__(self, pipeline: Pipeline, device: torch.device, dtype: torch.dtype,
                  cuda_graph: bool = False, compile_network: bool = False) -> None:
         if cuda_graph and device.type != "cuda":
             raise ValueError("cuda_graph=True needs device='cuda'")
+        if device.type == "cuda":
+            # One input shape per input size: cuDNN's search for the fastest convolution
+            # algorithms is paid once, at the first frame.
+            torch.backends.cudnn.benchmark = True
         module = pipeline.network().to(device=device, dtype=dtype).eval()
         module = module.to(memory_format=torch.channels_last)
+        decode = pipeline.to(device).decode_rows
         if compile_network:
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True  # folds batch norms into convolutions
             module = torch.compile(module)
+            # Decoding is hundreds of tiny element-wise operations; fused they are a few kernels.
+            decode = torch.compile(decode, dynamic=False)
         self.module, self.pipeline, self.device, self.dtype = module, pipeline, device, dtype
-        self.fused_decode = cuda_graph
-        self._graphs: dict[tuple[tuple[int, ...], ...], _Graphed] = {}
+        self.decode = decode
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[tuple, _FrameGraphs] = {}
         self.name = f"torch:{device.type}:{_dtype_name(dtype)}" + (":cuda-graph" if cuda_graph else "") \
             + (":compiled" if compile_network else "")
 
-    def _network_and_decode(self, batch: torch.Tensor, K_input: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.pipeline.device_decode(self.module(batch), K_input)
+    def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.module(batch)
 
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor, K_input: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        batch = batch.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        if not self.fused_decode:
-            return self.module(batch)
-        key = (tuple(batch.shape), tuple(K_input.shape))
+    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, lenses: tuple[str, ...],
+                 clock: _StageClock) -> np.ndarray:
+        """Packed people (B, K, C) of a batch on the host (:meth:`PeopleTensors.pack`)."""
+        if not self.cuda_graph:
+            return _run_stages(self, images, rows, lenses, clock)
+        key = (tuple(image.shape for image in images), lenses)
         if key not in self._graphs:
-            self._graphs[key] = _Graphed(self._network_and_decode, (batch, K_input))
-        return self._graphs[key](batch, K_input)
+            self._graphs[key] = _FrameGraphs(self, images, rows, lenses)
+        return self._graphs[key](images, rows, clock)
 
 
 class OnnxRunner:
-    """Runs an exported network with onnxruntime, on the best available execution provider."""
+    """Runs an exported network with onnxruntime (best available execution provider); decoding
+    runs in torch on the CPU."""
 
-    def __init__(self, session: Any, output_names: Sequence[str]) -> None:
+    def __init__(self, session: Any, pipeline: Pipeline) -> None:
         self.session = session
-        self.output_names = list(output_names)
+        self.pipeline = pipeline
+        self.output_names = list(pipeline.output_names)
+        self.decode = pipeline.decode_rows
         self.input_name = session.get_inputs()[0].name
         self.device = torch.device("cpu")
         self.dtype = torch.float32
-        self.fused_decode = False
         self.name = f"onnxruntime:{session.get_providers()[0]}"
 
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        feed = {self.input_name: batch.detach().to("cpu", torch.float32).contiguous().numpy()}
+    def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feed = {self.input_name: batch.contiguous().numpy()}
         outputs = self.session.run(self.output_names, feed)
         return tuple(torch.from_numpy(np.ascontiguousarray(o)) for o in outputs)
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, lenses: tuple[str, ...],
+                 clock: _StageClock) -> np.ndarray:
+        """Packed people (B, K, C) of a batch (:meth:`PeopleTensors.pack`)."""
+        return _run_stages(self, images, rows, lenses, clock)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -154,9 +267,10 @@ class Estimator:
             ONNX model refuses another size.
         joint_set: refuse a model predicting another joint set (default: accept any).
         max_people: most people reported per image.
-        cuda_graph: replay the network and the device-side decoding as one CUDA graph per input
-            shape (CUDA only); ``last_timings_ms["network"]`` then includes that decoding.
-        compile_network: ``torch.compile`` the network (batch norms folded).
+        cuda_graph: replay the pre-processing, and the network with the device-side decoding, as
+            CUDA graphs per batch layout (CUDA only); ``last_timings_ms["network"]`` then
+            includes that decoding.
+        compile_network: ``torch.compile`` the network (batch norms folded) and the decoding.
         threads: CPU threads for torch / onnxruntime. Default on CPU: half the cores (at least
             one), because OpenMP threads that spin-wait collapse (20x slower measured on 2 cores)
             when a camera driver or RViz competes for the same cores.
@@ -206,7 +320,7 @@ class Estimator:
             if input_size is not None and tuple(input_size) != self.pipeline.input_size:
                 raise ValueError(f"model {path} was exported for input size "
                                  f"{self.pipeline.input_size}, not {tuple(input_size)}")
-            self.runner: TorchRunner | OnnxRunner = OnnxRunner(session, self.pipeline.output_names)
+            self.runner: TorchRunner | OnnxRunner = OnnxRunner(session, self.pipeline)
         else:
             self.pipeline = load_pipeline(model, input_size=input_size, max_people=max_people)
             self.runner = TorchRunner(self.pipeline, self.device, PRECISIONS[precision],
@@ -243,18 +357,10 @@ class Estimator:
             check_rgb_image(image, f"image {index}")
             intr.check_image_size(image.shape[1], image.shape[0], f"image {index}")
         clock = _StageClock(self.device)
-        batch, transforms = letterbox_batch(list(images), self.pipeline.input_size,
-                                            self.pipeline.normalization, self.runner.device)
-        K_input = input_camera_matrices(transforms, intrinsics, self.runner.device)
-        clock.mark("preprocess")
-        if self.runner.fused_decode:
-            decoded = self.runner(batch, K_input)
-            clock.mark("network")
-        else:
-            outputs = self.runner(batch)
-            clock.mark("network")
-            decoded = self.pipeline.device_decode(outputs, K_input)
-        people = self.pipeline.finish(decoded, transforms, list(intrinsics))
+        transforms = [letterbox_transform((image.shape[1], image.shape[0]), self.pipeline.input_size)
+                      for image in images]
+        rows, lenses = camera_rows(transforms, intrinsics)
+        people = unpack_people(self.runner(list(images), rows, lenses, clock), self.pipeline.joint_set)
         clock.mark("decode")
         self.last_timings_ms = clock.elapsed_ms()
         return people

@@ -2,27 +2,29 @@
 
 A :class:`Pipeline` says what its network needs (input size, normalisation), gives the network as a
 module returning a plain tuple of tensors (``output_names`` order, so torch, CUDA graphs and ONNX
-all see the same thing), and decodes those tensors into :class:`~mp3d_ros.people.People` of the
-source images with their live intrinsics.
+all see the same thing), and decodes those tensors, on their device, into
+:class:`~mp3d_ros.decode.PeopleTensors` of the source images with their live intrinsics
+(:class:`~mp3d_ros.camera_torch.CameraBatch`): the host only unpacks one copied array into
+:class:`~mp3d_ros.people.People` (:func:`~mp3d_ros.decode.unpack_people`).
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from mp3d_ros.camera import ImageTransform, Intrinsics, transform_intrinsics
+from mp3d_ros.camera import ImageTransform, Intrinsics
+from mp3d_ros.camera_torch import CameraBatch, camera_rows
 from mp3d_ros.checkpoint import load_checkpoint
-from mp3d_ros.decode import DecodeConfig, DecodedPoses, decode_batch, to_people
+from mp3d_ros.decode import DecodeConfig, PeopleTensors, decode_batch, source_people, unpack_people
 from mp3d_ros.model.config import ModelConfig
-from mp3d_ros.model.movenet import MoveNetMaps, MoveNetPeople
+from mp3d_ros.model.movenet import MoveNetMaps
 from mp3d_ros.model.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
 from mp3d_ros.model.network import NetworkOutput, build_network
 from mp3d_ros.people import People
@@ -30,8 +32,7 @@ from mp3d_ros.preprocess import Normalization
 from mp3d_ros.resources import find_share_path
 
 __all__ = ["MODEL_KINDS", "Pipeline", "PaperPipeline", "MoveNetLiftPipeline", "load_pipeline",
-           "pipeline_from_onnx_metadata", "input_camera_matrices", "MOVENET_WEIGHTS",
-           "LIFTER_WEIGHTS"]
+           "pipeline_from_onnx_metadata", "MOVENET_WEIGHTS", "LIFTER_WEIGHTS"]
 
 MODEL_KINDS = ("movenet-lift", "paper")
 MOVENET_WEIGHTS = "models/movenet_multipose.safetensors"
@@ -66,23 +67,28 @@ class Pipeline(ABC):
         """(B, 3, H, W) normalised batch -> tuple of tensors in ``output_names`` order."""
 
     @abstractmethod
-    def device_decode(self, outputs: Sequence[torch.Tensor], K_input: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The network's outputs -> fixed-size per-person tensors, on their device.
+    def device_decode(self, outputs: Sequence[torch.Tensor], cameras: CameraBatch) -> PeopleTensors:
+        """The network's outputs -> people of the source images, on the outputs' device.
 
         Only tensor operations of static shapes, so a CUDA graph can capture it with the network.
-        ``K_input`` is (B, 3, 3), the camera matrices of the network-input images.
         """
 
-    @abstractmethod
-    def finish(self, decoded: Sequence[torch.Tensor], transforms: Sequence[ImageTransform],
-               intrinsics: Sequence[Intrinsics]) -> list[People]:
-        """:meth:`device_decode`'s tensors -> people of each source image (pixels and metres)."""
+    def to(self, device: torch.device) -> "Pipeline":
+        """Move what decoding needs besides the network (e.g. a lifting network) to ``device``."""
+        return self
+
+    def decode_rows(self, outputs: Sequence[torch.Tensor], rows: torch.Tensor,
+                    lenses: tuple[str, ...]) -> torch.Tensor:
+        """:meth:`device_decode` with the cameras as :func:`~mp3d_ros.camera_torch.camera_rows`
+        gives them, packed for one copy to the host (:meth:`PeopleTensors.pack`)."""
+        return self.device_decode(outputs, CameraBatch.from_rows(rows, lenses)).pack()
 
     def decode(self, outputs: Sequence[torch.Tensor], transforms: Sequence[ImageTransform],
                intrinsics: Sequence[Intrinsics]) -> list[People]:
         """The network's outputs for a batch -> people of each source image."""
-        K_input = input_camera_matrices(transforms, intrinsics, outputs[0].device)
-        return self.finish(self.device_decode(outputs, K_input), transforms, intrinsics)
+        rows, lenses = camera_rows(transforms, intrinsics)
+        packed = self.decode_rows(outputs, torch.from_numpy(rows).to(outputs[0].device), lenses)
+        return unpack_people(packed.cpu().numpy(), self.joint_set)
 
     def onnx_metadata(self) -> dict[str, str]:
         """What an exported ONNX file must carry to be decoded again (checked on load)."""
@@ -121,14 +127,9 @@ class PaperPipeline(Pipeline):
         network.load_state_dict(self.state_dict, strict=True)
         return _TupleOutputs(network, self.output_names)
 
-    def device_decode(self, outputs, K_input) -> tuple[torch.Tensor, ...]:
+    def device_decode(self, outputs, cameras) -> PeopleTensors:
         maps = NetworkOutput(**{name: t.float() for name, t in zip(self.output_names, outputs)})
-        return tuple(decode_batch(maps, K_input.float(), self.decode_config))
-
-    def finish(self, decoded, transforms, intrinsics) -> list[People]:
-        poses = DecodedPoses(*(t.cpu() for t in decoded))
-        return [to_people(poses, t, intr, self.joint_set, index)
-                for index, (t, intr) in enumerate(zip(transforms, intrinsics))]
+        return source_people(decode_batch(maps, cameras.K_input.float(), self.decode_config), cameras)
 
     def onnx_metadata(self) -> dict[str, str]:
         return {**super().onnx_metadata(), "mp3d_ros.model_config": json.dumps(self.config.to_dict())}
@@ -150,24 +151,13 @@ class MoveNetLiftPipeline(Pipeline):
         return _TupleOutputs(self.model.movenet, self.output_names)
 
     @torch.no_grad()
-    def device_decode(self, outputs, K_input) -> tuple[torch.Tensor, ...]:
+    def device_decode(self, outputs, cameras) -> PeopleTensors:
         maps = MoveNetMaps(*(t.float() for t in outputs))
-        detections = self.model.decode(maps)
-        return tuple(getattr(detections, f.name) for f in fields(detections))
+        return self.model.people_tensors(self.model.decode(maps), cameras)
 
-    @torch.no_grad()
-    def finish(self, decoded, transforms, intrinsics) -> list[People]:
-        device = self.model.device
-        detections = MoveNetPeople(*(t.to(device) for t in decoded))
-        return [self.model.to_people(detections, index, t, intr)
-                for index, (t, intr) in enumerate(zip(transforms, intrinsics))]
-
-
-def input_camera_matrices(transforms: Sequence[ImageTransform], intrinsics: Sequence[Intrinsics],
-                          device: torch.device) -> torch.Tensor:
-    """(B, 3, 3) float32 camera matrices of the network inputs (source camera through transform)."""
-    K = np.stack([transform_intrinsics(intr, t)[0].K for intr, t in zip(intrinsics, transforms)])
-    return torch.from_numpy(K.astype(np.float32)).to(device)
+    def to(self, device: torch.device) -> "MoveNetLiftPipeline":
+        self.model.lifter.to(device)
+        return self
 
 
 def load_pipeline(model: str, input_size: tuple[int, int] | None = None,

@@ -159,9 +159,10 @@ def prepare_lifter_input(
     seen = (confidence > 0).to(rays.dtype)
     count = seen.sum(-1, keepdim=True).clamp_min(1.0)
     units = rays / rays.norm(dim=-1, keepdim=True)
-    # Nobody seen: look along the optical axis (the features are all zero anyway).
-    fallback = units.new_tensor([0.0, 0.0, 1.0]) * (seen.sum(-1, keepdim=True) == 0)
-    mean = (units * seen[..., None]).sum(1) + fallback
+    mean = (units * seen[..., None]).sum(1)
+    # Nobody seen: look along the optical axis (the features are all zero anyway). Added in place
+    # because a tensor literal would be a host-to-device copy, which CUDA graph capture forbids.
+    mean[..., 2] += (seen.sum(-1) == 0).to(mean.dtype)
     rotation = virtual_camera_rotation(mean / mean.norm(dim=-1, keepdim=True))
     turned = rays @ rotation.transpose(-1, -2)
     xy = turned[..., :2] / turned[..., 2:].clamp_min(1e-6)

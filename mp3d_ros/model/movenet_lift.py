@@ -12,6 +12,9 @@
    neck, spine, head, head_top), at the root plus the scaled lifted offset, with 2D from projecting
    it through the frame's camera (distortion included), flagged ``inferred``.
 
+Steps 2-4 run batched on the network's device for all ``max_people`` slots at once
+(:meth:`MoveNetLift.people_tensors`, static shapes, so a CUDA graph captures them with the network).
+
 Confidence of the joints COCO lacks: the mean MoveNet score of the keypoints they sit between
 (pelvis: hips; neck: shoulders; spine: hips and shoulders; head and head_top: the face points).
 People below ``min_person_score``, and people without one seen limb or torso segment (no depth can
@@ -20,7 +23,6 @@ be measured), are left out.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +31,9 @@ import torch
 from torch import nn
 
 from mp3d_ros.absolute_depth import BodyPrior, estimate_root_depth
-from mp3d_ros.camera import ImageTransform, Intrinsics, pixel_rays, project
+from mp3d_ros.camera import Intrinsics
+from mp3d_ros.camera_torch import CameraBatch, map_points_px, pixel_rays, project
+from mp3d_ros.decode import PeopleTensors, unpack_people
 from mp3d_ros.model.lifter import Lifter, lift, load_lifter
 from mp3d_ros.model.movenet import (
     MoveNet,
@@ -46,7 +50,7 @@ __all__ = ["MoveNetLiftConfig", "MoveNetLift", "RAW_PIXELS"]
 
 # MoveNet normalises inside the model, so the batch carries raw 0-255 RGB (padding 0 = black).
 RAW_PIXELS = Normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-_COCO_TO_MUPOTS = index_map(COCO_17, MUPOTS_17)  # -1 for the joints COCO lacks
+_COCO_TO_MUPOTS = index_map(COCO_17, MUPOTS_17).tolist()  # -1 for the joints COCO lacks
 _SUPPORT = {  # MuPoTS joints COCO lacks -> the COCO keypoints whose scores give their confidence
     "pelvis": ("left_hip", "right_hip"),
     "neck": ("left_shoulder", "right_shoulder"),
@@ -120,82 +124,86 @@ class MoveNetLift(nn.Module):
         batch, transforms = letterbox_batch(
             [image_rgb], self.cfg.input_size, RAW_PIXELS, self.device
         )
-        detections = self.decode(self(batch))
-        return self.to_people(detections, 0, transforms[0], intrinsics)
+        cameras = CameraBatch.build(transforms, [intrinsics], self.device)
+        people = self.people_tensors(self.decode(self(batch)), cameras)
+        return unpack_people(people.pack().cpu().numpy(), MUPOTS_17.name)[0]
 
     @torch.no_grad()
-    def to_people(
-        self,
-        detections: MoveNetPeople,
-        index: int,
-        transform: ImageTransform,
-        intrinsics: Intrinsics,
-    ) -> People:
-        """3D people of image ``index`` of a decoded batch; ``transform`` maps its source pixels
-        into the network input, ``intrinsics`` is its camera."""
-        keep = (detections.scores[index] >= self.cfg.min_person_score).cpu().numpy()
-        if not keep.any():
-            return People.empty(MUPOTS_17.name)
-        uv_input, scores, person_score = (
-            t[index].detach().cpu().double().numpy()[keep]
-            for t in (detections.keypoints_px, detections.keypoint_scores, detections.scores)
-        )
-        uv_coco = (uv_input - transform.A[:2, 2]) @ np.linalg.inv(transform.A[:2, :2]).T
-        inside = ((uv_coco >= -0.5) & (uv_coco <= np.array(intrinsics.size) - 0.5)).all(-1)
+    def people_tensors(self, detections: MoveNetPeople, cameras: CameraBatch) -> PeopleTensors:
+        """3D people of a decoded batch on its device (steps 2-4 of the module docstring).
+
+        All ``max_people`` slots of every image are computed at once (float64; the lifter in
+        float32) and the ones to leave out are masked, so the shapes are static and a CUDA graph
+        captures the whole step. ``cameras`` are the images' cameras and letterboxes.
+        """
+        dtype = torch.float64
+        b, k = detections.scores.shape
+        scores = detections.keypoint_scores.to(dtype)
+        person_score = detections.scores.to(dtype)
+        keep = person_score >= self.cfg.min_person_score
+        uv_coco = map_points_px(detections.keypoints_px.to(dtype), cameras.input_to_source)
+        size = cameras.size_px.to(dtype)[:, None, None]
+        inside = ((uv_coco >= -0.5) & (uv_coco <= size - 0.5)).all(-1)
         seen_coco = (scores >= self.cfg.min_keypoint_score) & inside
-        rays_coco = pixel_rays(np.where(seen_coco[..., None], uv_coco, 0.0), intrinsics)
-        pose = self._lift(rays_coco, np.where(seen_coco, scores, 0.0))
+        rays_coco = pixel_rays(torch.where(seen_coco[..., None], uv_coco, torch.zeros_like(uv_coco)),
+                               cameras)
+        confidence_coco = torch.where(seen_coco, scores, torch.zeros_like(scores))
+        pose = lift(self.lifter, rays_coco.flatten(0, 1).float(), confidence_coco.flatten(0, 1).float())
+        pose = pose.to(dtype).unflatten(0, (b, k))
         # COCO keypoints into MuPoTS-17; the five joints COCO lacks are never seen.
-        present = _COCO_TO_MUPOTS >= 0
-        seen = np.zeros((len(pose), MUPOTS_17.num_joints), dtype=bool)
-        seen[:, present] = seen_coco[:, _COCO_TO_MUPOTS[present]]
-        rays = np.zeros((len(pose), MUPOTS_17.num_joints, 3))
-        rays[:, present] = rays_coco[:, _COCO_TO_MUPOTS[present]]
-        uv = np.zeros((len(pose), MUPOTS_17.num_joints, 2))
-        uv[:, present] = uv_coco[:, _COCO_TO_MUPOTS[present]]
-        confidence = np.zeros(seen.shape)
-        confidence[:, present] = scores[:, _COCO_TO_MUPOTS[present]]
+        seen, rays, uv, confidence = (_to_mupots(t) for t in (seen_coco, rays_coco, uv_coco, scores))
         for name, support in _SUPPORT.items():
-            support_index = [COCO_17.index(n) for n in support]
-            confidence[:, MUPOTS_17.index(name)] = scores[:, support_index].mean(1)
+            confidence[:, :, MUPOTS_17.index(name)] = torch.stack(
+                [scores[:, :, COCO_17.index(n)] for n in support], dim=-1).mean(-1)
+        K = cameras.K.to(dtype)
+        # Network-input pixels to source pixels: times the inverse letterbox's scale.
+        a = cameras.input_to_source.to(dtype)
+        scale = (a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]).abs().sqrt()
+        per_person = [t[:, None].expand(b, k).flatten() for t in (
+            torch.sqrt(K[:, 0, 0] * K[:, 1, 1]), self.cfg.keypoint_sigma_input_px * scale)]
         depth = estimate_root_depth(
-            torch.from_numpy(rays), torch.from_numpy(seen), torch.from_numpy(pose), MUPOTS_17,
-            math.sqrt(intrinsics.fx * intrinsics.fy), self.lifter.cfg.canonical_height_m,
-            self.cfg.prior,
-            # Network-input pixels to source pixels: divide by the letterbox scale.
-            self.cfg.keypoint_sigma_input_px / math.sqrt(abs(np.linalg.det(transform.A[:2, :2]))),
-        )
-        valid = depth.valid.numpy()
-        joints_m = self._place(depth.depth_m.numpy()[valid], pose[valid], rays[valid], seen[valid])
-        uv = np.where(seen[valid][..., None], uv[valid], project(joints_m, intrinsics))
-        order = np.argsort(-person_score[valid], kind="stable")
-        return People(
-            MUPOTS_17.name,
-            uv_px=uv[order],
-            keypoints_m=joints_m[order],
-            confidence=np.clip(confidence[valid][order], 0.0, 1.0),
-            inferred=~seen[valid][order],
-            score=np.clip(person_score[valid][order], 0.0, 1.0),
-            root_sigma_m=depth.sigma_m.numpy()[valid][order],
-        )
+            rays.flatten(0, 1), seen.flatten(0, 1), pose.flatten(0, 1), MUPOTS_17, per_person[0],
+            self.lifter.cfg.canonical_height_m, self.cfg.prior, per_person[1])
+        depth_m = depth.depth_m.unflatten(0, (b, k))
+        joints_m = self._place(depth_m, pose, rays, seen)
+        uv = torch.where(seen[..., None], uv, project(joints_m, cameras))
+        valid = keep & depth.valid.unflatten(0, (b, k))
+        # People are listed by score; a stable sort keeps MoveNet's order among equal scores.
+        order = torch.sort(torch.where(valid, person_score, torch.full_like(person_score, -1.0)),
+                           dim=1, descending=True, stable=True).indices
+        people = PeopleTensors(
+            uv_px=uv, keypoints_m=joints_m, confidence=confidence.clamp(0.0, 1.0), inferred=~seen,
+            score=person_score.clamp(0.0, 1.0), root_sigma_m=depth.sigma_m.unflatten(0, (b, k)),
+            valid=valid)
+        return PeopleTensors(*(_gather_people(t, order) for t in people))
 
-    def _lift(self, rays_coco: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-        """(P, 17, 3) root-relative MuPoTS-17 poses (canonical size, camera frame), float64."""
-        device = next(self.lifter.parameters()).device
-        rays = torch.from_numpy(rays_coco).float().to(device)
-        pose = lift(self.lifter, rays, torch.from_numpy(confidence).float().to(device))
-        return pose.double().cpu().numpy()
-
-    def _place(
-        self, depth_m: np.ndarray, pose: np.ndarray, rays: np.ndarray, seen: np.ndarray
-    ) -> np.ndarray:
-        """(P, J, 3) joints in metres: seen joints on their rays at ``Z + d_j``, the others at the
-        root plus their scaled lifted offsets; the root's x, y fit the seen joints best."""
-        offsets = (pose - pose[:, MUPOTS_17.root : MUPOTS_17.root + 1]) * (
+    def _place(self, depth_m: torch.Tensor, pose: torch.Tensor, rays: torch.Tensor,
+               seen: torch.Tensor) -> torch.Tensor:
+        """(B, K, J, 3) joints in metres: seen joints on their rays at ``Z + d_j``, the others at
+        the root plus their scaled lifted offsets; the root's x, y fit the seen joints best."""
+        root = MUPOTS_17.root
+        offsets = (pose - pose[:, :, root : root + 1]) * (
             self.cfg.prior.height_m / self.lifter.cfg.canonical_height_m
         )
-        on_rays = (depth_m[:, None, None] + offsets[..., 2:]) * rays
-        from_seen = ((on_rays - offsets)[..., :2] * seen[..., None]).sum(1)
-        lateral = from_seen / seen.sum(1, keepdims=True)  # a valid depth needs seen joints
-        root = np.concatenate([lateral, depth_m[:, None]], axis=-1)
-        return np.where(seen[..., None], on_rays, root[:, None] + offsets)
+        on_rays = (depth_m[..., None, None] + offsets[..., 2:]) * rays
+        from_seen = ((on_rays - offsets)[..., :2] * seen[..., None]).sum(2)
+        # Without seen joints there is no depth and the person is masked out; avoid 0 / 0 there.
+        lateral = from_seen / seen.sum(2, keepdim=True).clamp_min(1)
+        root_m = torch.cat([lateral, depth_m[..., None]], dim=-1)
+        return torch.where(seen[..., None], on_rays, root_m[:, :, None] + offsets)
+
+
+def _to_mupots(coco: torch.Tensor) -> torch.Tensor:
+    """(B, K, 17 COCO, *) -> (B, K, 17 MuPoTS, *), zero (False) at the joints COCO lacks.
+
+    One view per joint, stacked: indexing with a list would copy it to the device, which a CUDA
+    graph cannot capture.
+    """
+    absent = torch.zeros_like(coco[:, :, 0])
+    return torch.stack([coco[:, :, c] if c >= 0 else absent for c in _COCO_TO_MUPOTS], dim=2)
+
+
+def _gather_people(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """(B, K, *) per-person values in the (B, K) ``order``."""
+    index = order.reshape(order.shape + (1,) * (values.dim() - 2)).expand_as(values)
+    return values.gather(1, index)

@@ -14,7 +14,7 @@ A frame goes through three timed stages (``last_timings_ms``):
 
 1. ``preprocess``: on the host the letterbox of each image and one row of camera parameters
    (:func:`mp3d_ros.camera_torch.camera_rows`); on the network's device the uint8 image is uploaded,
-   letterboxed and normalised (:func:`letterbox_tensors`);
+   letterboxed and normalised (:func:`mp3d_ros.preprocess.letterbox_tensors`);
 2. ``network``: the network;
 3. ``decode``: decoding to people in the source image's pixels and the camera's metres, back-
    projected with the live intrinsics, on the network's device for torch (in torch on the CPU for
@@ -35,51 +35,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from mp3d_ros.camera import Intrinsics, letterbox_layout, letterbox_transform
+from mp3d_ros.camera import Intrinsics, letterbox_transform
 from mp3d_ros.camera_torch import camera_rows
 from mp3d_ros.decode import unpack_people
 from mp3d_ros.people import People
 from mp3d_ros.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
-from mp3d_ros.preprocess import Normalization, check_rgb_image
+from mp3d_ros.preprocess import check_rgb_image, letterbox_tensors
 
-__all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner", "letterbox_tensors"]
+__all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner"]
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_MODEL = "movenet-lift"
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-def letterbox_tensors(images: Sequence[torch.Tensor], input_size: tuple[int, int],
-                      normalization: Normalization, dtype: torch.dtype) -> torch.Tensor:
-    """Letterbox (H_i, W_i, 3) uint8 RGB images on the device into one normalised batch.
-
-    The device half of :func:`mp3d_ros.preprocess.letterbox_batch` (same layout, resize and values)
-    for images already uploaded: the normalisation constants are Python numbers, because a tensor
-    built from them would be a host-to-device copy, which CUDA graph capture forbids.
-
-    Returns:
-        (B, 3, H, W) channels-last batch of ``dtype``; the padding is 0 (the mean, normalised).
-    """
-    width, height = input_size
-    batch = torch.empty((len(images), 3, height, width), dtype=dtype, device=images[0].device,
-                        memory_format=torch.channels_last).zero_()
-    constants = list(zip(normalization.mean, normalization.std))
-    for index, image in enumerate(images):
-        source_size = (image.shape[1], image.shape[0])
-        (new_w, new_h), (left, top) = letterbox_layout(source_size, input_size)
-        pixels = image.permute(2, 0, 1).unsqueeze(0).float()
-        if (new_w, new_h) != source_size:
-            shrinking = new_w < source_size[0] or new_h < source_size[1]
-            pixels = F.interpolate(pixels, size=(new_h, new_w), mode="bilinear",
-                                   align_corners=False, antialias=shrinking)
-        if any(pair != (0.0, 1.0) for pair in constants):  # MoveNet takes raw pixels as they are
-            pixels = torch.stack([(pixels[:, c] - mean) / std for c, (mean, std) in enumerate(constants)],
-                                 dim=1)
-        batch[index, :, top:top + new_h, left:left + new_w] = pixels[0].to(dtype)
-    return batch
 
 
 def _run_stages(runner: "TorchRunner | OnnxRunner", images: Sequence[np.ndarray], rows: np.ndarray,

@@ -10,6 +10,7 @@ is the coordinate convention of the transform.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from mp3d_ros.camera import ImageTransform, letterbox_layout, letterbox_transform
 
-__all__ = ["Normalization", "IMAGENET", "letterbox_batch", "check_rgb_image"]
+__all__ = ["Normalization", "IMAGENET", "check_rgb_image", "letterbox_batch", "letterbox_tensors"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,36 @@ def check_rgb_image(image: np.ndarray, name: str = "image") -> None:
         raise ValueError(f"{name} is empty ({image.shape[1]}x{image.shape[0]})")
 
 
+def letterbox_tensors(images: Sequence[torch.Tensor], input_size: tuple[int, int],
+                      normalization: Normalization, dtype: torch.dtype) -> torch.Tensor:
+    """Letterbox (H_i, W_i, 3) uint8 RGB images on the device into one normalised batch.
+
+    The device half of :func:`letterbox_batch`, for images already uploaded; capturable in a CUDA
+    graph: the normalisation constants are Python numbers, because a tensor built from them would
+    be a host-to-device copy, which graph capture forbids.
+
+    Returns:
+        (B, 3, H, W) channels-last batch of ``dtype``; the padding is 0 (the mean, normalised).
+    """
+    width, height = input_size
+    batch = torch.empty((len(images), 3, height, width), dtype=dtype, device=images[0].device,
+                        memory_format=torch.channels_last).zero_()
+    constants = list(zip(normalization.mean, normalization.std))
+    for index, image in enumerate(images):
+        source_size = (image.shape[1], image.shape[0])
+        (new_w, new_h), (left, top) = letterbox_layout(source_size, input_size)
+        pixels = image.permute(2, 0, 1).unsqueeze(0).float()
+        if (new_w, new_h) != source_size:
+            shrinking = new_w < source_size[0] or new_h < source_size[1]
+            pixels = F.interpolate(pixels, size=(new_h, new_w), mode="bilinear",
+                                   align_corners=False, antialias=shrinking)
+        if any(pair != (0.0, 1.0) for pair in constants):  # MoveNet takes raw pixels as they are
+            pixels = torch.stack([(pixels[:, c] - mean) / std for c, (mean, std) in enumerate(constants)],
+                                 dim=1)
+        batch[index, :, top:top + new_h, left:left + new_w] = pixels[0].to(dtype)
+    return batch
+
+
 def letterbox_batch(
     images: list[np.ndarray],
     input_size: tuple[int, int],
@@ -70,25 +101,11 @@ def letterbox_batch(
         ``(batch, transforms)``: the channels-last-contiguous batch and, per image, the pixel map
         from the source image into the network input.
     """
-    width, height = input_size
-    device = torch.device(device)
-    mean = torch.tensor(normalization.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(normalization.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
-    batch = torch.empty((len(images), 3, height, width), device=device, dtype=dtype)
-    batch = batch.contiguous(memory_format=torch.channels_last)
     transforms = []
+    uploaded = []
     for index, image in enumerate(images):
         check_rgb_image(image, f"image {index}")
-        source_size = (image.shape[1], image.shape[0])
-        transforms.append(letterbox_transform(source_size, input_size))
-        (new_w, new_h), (left, top) = letterbox_layout(source_size, input_size)
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
-        pixels = pixels.permute(2, 0, 1).unsqueeze(0).float()
-        if (new_w, new_h) != (image.shape[1], image.shape[0]):
-            shrinking = new_w < image.shape[1] or new_h < image.shape[0]
-            pixels = F.interpolate(pixels, size=(new_h, new_w), mode="bilinear",
-                                   align_corners=False, antialias=shrinking)
-        pixels = (pixels - mean) / std
-        batch[index] = 0
-        batch[index, :, top:top + new_h, left:left + new_w] = pixels[0].to(dtype)
+        transforms.append(letterbox_transform((image.shape[1], image.shape[0]), input_size))
+        uploaded.append(torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True))
+    batch = letterbox_tensors(uploaded, input_size, normalization, dtype)
     return batch, transforms

@@ -31,14 +31,14 @@ from mp3d_ros.camera_torch import CameraBatch, camera_rows
 from mp3d_ros.camera_torch import pixel_rays as device_rays
 from mp3d_ros.camera_torch import project as device_project
 from mp3d_ros.decode import DecodedPoses, source_people, unpack_people
-from mp3d_ros.inference import Estimator, letterbox_tensors
+from mp3d_ros.inference import Estimator
 from mp3d_ros.model.config import lite_mobilenet_fpn_config
 from mp3d_ros.model.lifter import lift
 from mp3d_ros.model.movenet import MoveNetPeople
 from mp3d_ros.model.movenet_lift import _SUPPORT, RAW_PIXELS
 from mp3d_ros.model.network import build_network
 from mp3d_ros.pipelines import PaperPipeline, load_pipeline
-from mp3d_ros.preprocess import IMAGENET, letterbox_batch
+from mp3d_ros.preprocess import IMAGENET, letterbox_batch, letterbox_tensors
 from mp3d_ros.skeleton import COCO_17, MUPOTS_17, index_map
 from test_absolute_depth import random_pose
 

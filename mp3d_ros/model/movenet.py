@@ -255,14 +255,14 @@ def _snap(maps: MoveNetMaps, regressed: torch.Tensor, lower, upper, cfg: MoveNet
     batch, joints, height, width = maps.heatmap.shape
     grid_y = torch.arange(height, dtype=regressed.dtype, device=regressed.device).view(-1, 1)
     grid_x = torch.arange(width, dtype=regressed.dtype, device=regressed.device).view(1, -1)
-    distance2 = (grid_y - regressed[..., 0, None, None]) ** 2
-    distance2 = distance2 + (grid_x - regressed[..., 1, None, None]) ** 2  # (B, K, J, h, w)
-    snap = torch.exp(-distance2 / (cfg.snap_scale * min(height, width)))
-    inside = (
-        (grid_y >= lower[..., 0, None, None]) & (grid_y < upper[..., 0, None, None])
-        & (grid_x >= lower[..., 1, None, None]) & (grid_x < upper[..., 1, None, None])
-    )  # (B, K, h, w)
-    weighted = torch.sigmoid(maps.heatmap).unsqueeze(1) * snap * inside.unsqueeze(2)
+    # The weight and the box mask factor into a column and a row (exp(-(dy^2 + dx^2) / s) =
+    # exp(-dy^2 / s) exp(-dx^2 / s)): h + w exponentials per keypoint instead of h * w.
+    scale = cfg.snap_scale * min(height, width)
+    inside_y = (grid_y >= lower[..., 0, None, None]) & (grid_y < upper[..., 0, None, None])  # (B, K, h, 1)
+    inside_x = (grid_x >= lower[..., 1, None, None]) & (grid_x < upper[..., 1, None, None])  # (B, K, 1, w)
+    column = torch.exp(-((grid_y - regressed[..., 0, None, None]) ** 2) / scale) * inside_y.unsqueeze(2)
+    row = torch.exp(-((grid_x - regressed[..., 1, None, None]) ** 2) / scale) * inside_x.unsqueeze(2)
+    weighted = torch.sigmoid(maps.heatmap).unsqueeze(1) * column * row  # (B, K, J, h, w)
     best = weighted.flatten(3).argmax(-1)  # (B, K, J): the first maximum, as tf.argmax
     offsets = maps.offset.view(batch, joints, 2, height * width).permute(0, 3, 1, 2)  # (B, hw, J, 2)
     batch_index = torch.arange(batch, device=best.device).view(batch, 1, 1)

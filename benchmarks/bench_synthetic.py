@@ -19,7 +19,8 @@ Rows (median over ``--runs`` runs of ``--images`` images each, after a warm-up r
   ``(whole run)`` divides by the wall time of the call, worker start-up included; ``(steady
   state)`` is the rate of a second call of twice the images beyond the first
   (``--gpu-images / (t(2 n) - t(n))``), start-up excluded;
-- ``cpu, scene sampling only``: :func:`sample_scene` per image, the CPU-side work that feeds a GPU.
+- ``cpu, scene sampling only``: :func:`prepare_image` per image (scene and ground truth, not
+  rendered), the CPU-side work that feeds a GPU.
 
 Images/s is images divided by wall time. The target is >= 5 images/s on 2 CPU cores and >= 200 on
 one H100 (DESIGN.md "Performance targets").
@@ -42,7 +43,6 @@ from mp3d_ros.data.synthetic import (
     generate_image,
     prepare_image,
     render_frames,
-    sample_scene,
     write_dataset,
 )
 
@@ -93,7 +93,7 @@ def _rows(args: argparse.Namespace) -> list[tuple[str, float]]:
             2 * half, args.runs)))
     torch.set_num_threads(1)
     rows.append(("cpu, scene sampling only (1 thread)", _median_rate(
-        lambda first: [sample_scene(config, 0, first + i) for i in range(args.images)],
+        lambda first: [prepare_image(config, 0, first + i) for i in range(args.images)],
         args.images, args.runs)))
     if torch.cuda.is_available():
         device = torch.device("cuda")

@@ -32,6 +32,7 @@ from mp3d_ros.data.body import Primitives
 
 __all__ = [
     "TILE",
+    "dot3",
     "ray_capsule_depth",
     "ray_ellipsoid_depth",
     "image_rays",
@@ -47,7 +48,9 @@ __all__ = [
 TILE = 16
 
 
-def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def dot3(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Dot products over the last axis of (*, 3) tensors, component by component (the same
+    arithmetic for any batch size, on any device)."""
     return x[..., 0] * y[..., 0] + x[..., 1] * y[..., 1] + x[..., 2] * y[..., 2]
 
 
@@ -373,11 +376,11 @@ def _inside(points: torch.Tensor, packed: PackedPrimitives) -> tuple[torch.Tenso
     """(K, N) and (K, M) masks: which capsules / ellipsoids contain each of (K, 3) points."""
     ba = packed.cap_b - packed.cap_a
     pa = points[:, None, :] - packed.cap_a
-    s = (_dot(pa, ba) / _dot(ba, ba).clamp_min(1e-300)).clamp(0, 1)
+    s = (dot3(pa, ba) / dot3(ba, ba).clamp_min(1e-300)).clamp(0, 1)
     gap = pa - s[..., None] * ba
-    in_capsule = _dot(gap, gap).sqrt() <= packed.cap_r * (1 + 1e-6) + 1e-9
+    in_capsule = dot3(gap, gap).sqrt() <= packed.cap_r * (1 + 1e-6) + 1e-9
     local = (packed.ell_inv @ (points[:, None, :] - packed.ell_c)[..., None])[..., 0]
-    in_ellipsoid = _dot(local, local) <= (1 + 1e-6) ** 2
+    in_ellipsoid = dot3(local, local) <= (1 + 1e-6) ** 2
     return in_capsule, in_ellipsoid
 
 

@@ -46,6 +46,7 @@ from mp3d_ros.data.raycast import (
     TILE,
     PackedPrimitives,
     depth_buffer,
+    dot3,
     image_rays_batch,
     pack_primitives,
 )
@@ -250,15 +251,9 @@ def _scene_tensors(scenes: Sequence[Scene], device: torch.device) -> _SceneTenso
     )
 
 
-def _dot3(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Dot products over the last axis of (*, 3) tensors, component by component (the same
-    arithmetic for any batch size, on any device)."""
-    return x[..., 0] * y[..., 0] + x[..., 1] * y[..., 1] + x[..., 2] * y[..., 2]
-
-
 def _matvec(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """(K, 3) products of (K, 3, 3) matrices and (K, 3) vectors, component by component."""
-    return torch.stack([_dot3(m[:, i], v) for i in range(3)], dim=-1)
+    return torch.stack([dot3(m[:, i], v) for i in range(3)], dim=-1)
 
 
 def _surface(points: torch.Tensor, prim: torch.Tensor, packed: PackedPrimitives):
@@ -271,7 +266,7 @@ def _surface(points: torch.Tensor, prim: torch.Tensor, packed: PackedPrimitives)
     ellipsoids = torch.nonzero(~is_capsule)[:, 0]
     index, p = prim[capsules], points[capsules]
     a, ba = packed.cap_a[index], packed.cap_b[index] - packed.cap_a[index]
-    s = (_dot3(p - a, ba) / _dot3(ba, ba).clamp_min(1e-12)).clamp(0, 1)
+    s = (dot3(p - a, ba) / dot3(ba, ba).clamp_min(1e-12)).clamp(0, 1)
     normal[capsules] = p - (a + s[:, None] * ba)
     part[capsules] = packed.cap_part[index]
     person[capsules] = packed.cap_person[index]
@@ -284,7 +279,7 @@ def _surface(points: torch.Tensor, prim: torch.Tensor, packed: PackedPrimitives)
     face = (label == PART_HAIR) & (local[:, 2] > 0.3) & (local[:, 1] < 0.45)
     part[ellipsoids] = torch.where(face, torch.full_like(label, PART_SKIN), label)
     person[ellipsoids] = packed.ell_person[index]
-    normal = normal / _dot3(normal, normal).sqrt().clamp_min(1e-12)[:, None]
+    normal = normal / dot3(normal, normal).sqrt().clamp_min(1e-12)[:, None]
     return normal, part, person
 
 
@@ -302,7 +297,7 @@ def _shade_people(
     normal, part, person = _surface(points, winner.reshape(-1)[hit], packed)
     relative = points - tensors.anchors[person]
     period = tensors.period[person, part]
-    cells = [torch.floor(_dot3(relative, axis[image]) / period)
+    cells = [torch.floor(dot3(relative, axis[image]) / period)
              for axis in (tensors.up, tensors.east, tensors.north)]
     stripes = torch.remainder(cells[0], 2)
     checks = torch.remainder(cells[0] + cells[1] + cells[2], 2)
@@ -315,7 +310,7 @@ def _shade_people(
     base = tensors.part_rgb[person, part]
     albedo = base + (tensors.pattern_rgb[person, part] - base) * mix[:, None]
     ambient = tensors.ambient[image]
-    diffuse = _dot3(normal, tensors.light[image]).clamp_min(0)
+    diffuse = dot3(normal, tensors.light[image]).clamp_min(0)
     return hit, albedo * (ambient + (1 - ambient) * diffuse)[:, None], local_person
 
 
@@ -384,23 +379,24 @@ def _fade(x: torch.Tensor) -> torch.Tensor:
 _SHADOW_RADIUS_M = 0.75
 
 
-def _shadows(rays: torch.Tensor, tensors: _SceneTensors) -> torch.Tensor:
-    """(B, Hp, Wp) darkening of the ground under each person (a blob under the pelvis).
+def _shadows(ground_x: torch.Tensor, ground_z: torch.Tensor, tensors: _SceneTensors) -> torch.Tensor:
+    """(B, Hp, Wp) darkening of the ground under each person (a blob under the pelvis), from the
+    (B, Hp, Wp) ground coordinates of the pixels.
 
-    Soft, so computed on every 4th pixel of the (B, Hp, Wp, 2) rays and interpolated.
+    Soft, so computed on every 4th pixel and interpolated.
     """
-    height_p, width_p = rays.shape[1:3]
-    device = rays.device
+    height_p, width_p = ground_x.shape[1:3]
+    device = ground_x.device
     if tensors.shadow.shape[1] == 0:  # nobody in the batch
-        return torch.zeros(rays.shape[:3], device=device)
-    _, gx, gz, _ = _ground_points(rays[:, ::4, ::4], tensors)
+        return torch.zeros(ground_x.shape, device=device)
+    gx, gz = ground_x[:, ::4, ::4], ground_z[:, ::4, ::4]
     anchors = tensors.shadow_anchors  # (B, P_max, 3)
-    dx = gx[:, None] - _dot3(anchors, tensors.east[:, None])[:, :, None, None]
-    dz = gz[:, None] - _dot3(anchors, tensors.north[:, None])[:, :, None, None]
+    dx = gx[:, None] - dot3(anchors, tensors.east[:, None])[:, :, None, None]
+    dz = gz[:, None] - dot3(anchors, tensors.north[:, None])[:, :, None, None]
     blob = (1 - (dx * dx + dz * dz) / _SHADOW_RADIUS_M ** 2).clamp_min(0)
     dark = (tensors.shadow[:, :, None, None] * blob * blob * blob).amax(1)
-    rows = torch.arange(height_p, device=device, dtype=torch.float32).expand(len(rays), -1)
-    cols = torch.arange(width_p, device=device, dtype=torch.float32).expand(len(rays), -1)
+    rows = torch.arange(height_p, device=device, dtype=torch.float32).expand(len(ground_x), -1)
+    cols = torch.arange(width_p, device=device, dtype=torch.float32).expand(len(ground_x), -1)
     return bilinear(dark, rows / 4, cols / 4)
 
 
@@ -431,9 +427,9 @@ def _ground(rays: torch.Tensor, tensors: _SceneTensors) -> tuple[torch.Tensor, t
     fade = (1 - footprint / (0.5 * period)).clamp(0, 1)
     c0, c1 = tensors.ground_rgb[:, None, None, 0], tensors.ground_rgb[:, None, None, 1]
     albedo = c0 + (c1 - c0) * (0.5 + (mix - 0.5) * fade)[..., None]
-    sun = _dot3(tensors.up, tensors.light).clamp_min(0)
+    sun = dot3(tensors.up, tensors.light).clamp_min(0)
     ambient = tensors.ambient
-    shade = _per_image(ambient + (1 - ambient) * sun, 2) * (1 - _shadows(rays, tensors))
+    shade = _per_image(ambient + (1 - ambient) * sun, 2) * (1 - _shadows(gx, gz, tensors))
     fog = _fade(t / _per_image(tensors.fog_m, 2))[..., None]
     horizon = tensors.sky_rgb[:, None, None, 1]
     return albedo * shade[..., None] * fog + horizon * (1 - fog), down < -1e-4
@@ -458,7 +454,7 @@ def _untiles(x: torch.Tensor, batch: int, tiles_y: int, tiles_x: int) -> torch.T
 def render_batch(scenes: Sequence[Scene], device: torch.device | str = "cpu") -> Rendered:
     """Render B scenes of one image size on ``device``; see the module docstring.
 
-    The whole batch is rendered with one set of tensor operations (a few hundred, however large
+    The whole batch is rendered with one set of tensor operations (about a thousand, however large
     the batch), each pixel's value computed alone: a scene renders to the same image in any
     batch (on one device with one thread, the same bytes).
     """
@@ -493,14 +489,12 @@ def render_batch(scenes: Sequence[Scene], device: torch.device | str = "cpu") ->
     person = torch.full((depth.numel(),), -1, dtype=torch.int64, device=device)
     person[hit] = hit_person
     person = person.reshape(depth.shape)
-    body = torch.zeros((depth.numel(), 3), device=device)
-    body[hit] = people_rgb
     ground_rgb, ground = _ground(rays, tensors)
     cell = min(max(float(s.environment.background_scale_px), 2.0) for s in scenes)
     lattice = (int(height_p / cell) + 2, int(width_p / cell) + 2)
     linear = torch.where(ground[..., None], ground_rgb,
                          _background(tensors, lattice, height_p, width_p, height))
-    linear = torch.where((person >= 0)[..., None], body.reshape(linear.shape), linear)
+    linear.view(-1, 3)[hit] = people_rgb  # a fresh tensor: paint the people into it
     return Rendered(
         image=_sensor(linear, tensors)[:, :height, :width],
         depth_m=depth[:, :height, :width],

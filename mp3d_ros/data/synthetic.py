@@ -63,7 +63,6 @@ __all__ = [
     "prepare_image",
     "prepare_sequence",
     "render_frames",
-    "sample_scene",
     "generate_sequence",
     "bbox_from_primitives",
     "frame_records",
@@ -437,14 +436,6 @@ def _to_host(images: torch.Tensor) -> np.ndarray:
     host.copy_(images, non_blocking=True)
     torch.cuda.current_stream(images.device).synchronize()
     return host.numpy()
-
-
-def sample_scene(
-    config: SceneConfig, seed: int, index: int, mocap: Sequence[MocapTake] | None = None
-) -> Scene:
-    """The render scene of image ``index`` of ``seed`` (what :func:`generate_image` renders), for
-    batched rendering with :func:`mp3d_ros.data.render.render_batch`."""
-    return prepare_image(config, seed, index, mocap).scene
 
 
 def prepare_image(

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import yaml
 
+from mp3d_ros.config import load_config
+from mp3d_ros.synth import SynthRecipe
+
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "config" / "study" / "synthetic_ablations.yaml"
 TEST_SPLITS = ("test_seen", "test_unseen_short", "test_unseen_long")
@@ -71,12 +74,13 @@ def make_data(args: argparse.Namespace) -> None:
     """Stage 1: the splits, unless already there with the asked number of images."""
     for split, images in [("train", args.train_images)] + [(s, args.test_images) for s in TEST_SPLITS]:
         out = REPO / "data" / "synthetic" / split
-        if images and _images_in(out) == images:
+        recipe = REPO / "config" / "synth" / f"{split}.yaml"
+        images = images or load_config(SynthRecipe, recipe).images
+        if _images_in(out) == images:
             print(f"{split}: {images} images already in {out}")
             continue
-        command = ["mp3d_ros.synth", "--recipe", f"config/synth/{split}.yaml", "--out", str(out),
-                   "--workers", str(args.workers)]
-        command += ["--images", str(images)] if images else []
+        command = ["mp3d_ros.synth", "--recipe", str(recipe), "--out", str(out), "--workers", str(args.workers),
+                   "--images", str(images)]
         command += ["--mocap", str(args.mocap)] if args.mocap else []
         _run(command)
 

@@ -1,6 +1,6 @@
 """``mp3d-study``: train an ablation study's variants in lockstep, then write their models.
 
-    mp3d-study --config config/train/study_synthetic.yaml [--set key.sub=value ...]
+    mp3d-study --config config/study/synthetic_ablations.yaml [--set key.sub=value ...]
 
 Every trained variant sees the same batches (:mod:`mp3d_ros.training.study`); at the end every
 variant, decode variants included, is written as an inference checkpoint
@@ -23,7 +23,7 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mp3d-study", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="study config, e.g. config/train/study_synthetic.yaml")
+    parser.add_argument("--config", required=True, help="study config, e.g. config/study/synthetic_ablations.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training-config value of every variant (YAML syntax); repeatable")
     parser.add_argument("--out-dir", help="study folder (default: the study config's out_dir)")

@@ -68,8 +68,9 @@ def test_targets_convert_exactly_between_depth_units() -> None:
     drawn = {name: collate_targets([TargetGenerator(cfg, TargetConfig())(annotation)])
              for name, cfg in (("focal", focal), ("metres", metres))}
     assert drawn["focal"].root_depth_weight.sum() > 0
-    for source, target, cfg in (("focal", "metres", metres), ("metres", "focal", focal)):
-        converted = in_depth_units(drawn[source], cfg)
+    configs = {"focal": focal, "metres": metres}
+    for source, target in (("focal", "metres"), ("metres", "focal")):
+        converted = in_depth_units(drawn[source], configs[source], configs[target])
         for f in fields(converted):
             torch.testing.assert_close(getattr(converted, f.name), getattr(drawn[target], f.name),
                                        rtol=1e-5, atol=1e-6, msg=f"{source}->{target}: {f.name}")

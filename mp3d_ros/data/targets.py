@@ -288,15 +288,18 @@ def collate_targets(items: Sequence[TargetMaps], device: torch.device | str | No
     })
 
 
-def in_depth_units(targets: TargetMaps, model_cfg: ModelConfig) -> TargetMaps:
-    """Batched targets re-expressed in ``model_cfg``'s root-depth units.
+def in_depth_units(targets: TargetMaps, drawn_for: ModelConfig, wanted: ModelConfig) -> TargetMaps:
+    """Batched targets drawn for ``drawn_for`` re-expressed in ``wanted``'s root-depth units.
 
     Only ``root_depth`` and ``depth_factor`` depend on the depth units
     (:meth:`ModelConfig.depth_factor`, from each image's K), so targets drawn for one config serve
     another that differs in ``focal_normalised_depth`` or ``depth_scale_px``: what the
-    ablation study needs to train such variants on the very same batches.
+    ablation study needs to train such variants on the very same batches. Targets already in the
+    wanted units come back as they are (bit for bit, not rescaled by a ratio of 1).
     """
-    factor = model_cfg.depth_factor(targets.K[:, 0, 0], targets.K[:, 1, 1]).to(targets.depth_factor.dtype)
+    if drawn_for.depth_units == wanted.depth_units:
+        return targets
+    factor = wanted.depth_factor(targets.K[:, 0, 0], targets.K[:, 1, 1]).to(targets.depth_factor.dtype)
     scale = (factor / targets.depth_factor).view(-1, 1, 1, 1)
     return replace(targets, root_depth=targets.root_depth * scale, depth_factor=factor)
 

@@ -111,6 +111,12 @@ class ModelConfig:
         """(w, h) of the output maps."""
         return self.input_size[0] // self.output_stride, self.input_size[1] // self.output_stride
 
+    @property
+    def depth_units(self) -> tuple[bool, float]:
+        """What :meth:`depth_factor` depends on besides the focal lengths: configs with equal
+        ``depth_units`` predict root depth in the same units."""
+        return self.focal_normalised_depth, self.depth_scale_px
+
     def depth_factor(self, fx_px: Any, fy_px: Any) -> Any:
         """Multiplier from metres to the network's depth units for an input of focal lengths fx, fy.
 

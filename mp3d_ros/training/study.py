@@ -1,6 +1,6 @@
 """Ablation studies: variants of one training config trained in lockstep on the very same batches.
 
-A study (``config/train/*study*.yaml``, :class:`StudyConfig`) names a base training config,
+A study (``config/study/*.yaml``, :class:`StudyConfig`) names a base training config,
 overrides common to every variant, the **trained variants** (each a set of overrides of the base,
 e.g. ``model.pdqm: false``) and the **decode variants** (the weights of a trained variant decoded
 with other :data:`~mp3d_ros.model.config.DECODE_SWITCHES`, which no loss reads, so training them
@@ -10,22 +10,21 @@ again would reproduce the same weights).
 feeds every batch of one data loader to each in turn, so all variants see identical images,
 augmentations and targets in the same order: the same budget by construction, at the cost of one
 data pipeline (a variant's logged images/s counts the loading and the variants stepped before it
-in each step, so the last variant's is the study's rate). Targets are drawn once and re-expressed in each variant's depth units
-(:func:`~mp3d_ros.data.targets.in_depth_units`). Each variant writes its own run folder
-(``<out_dir>/<name>/``: checkpoints, metrics.jsonl, TensorBoard), and :func:`release_models`
-writes the final weights of every variant, decode variants included, as inference checkpoints
-(``<out_dir>/models/<name>.pt``) that ``mp3d-eval --checkpoint`` and the ``Estimator`` load.
+in each step, so the last variant's is the study's rate). Targets are drawn once and re-expressed
+in each variant's depth units (:func:`~mp3d_ros.data.targets.in_depth_units`). Each variant writes
+its own run folder (``<out_dir>/<name>/``: checkpoints, metrics.jsonl, TensorBoard), and
+:func:`release_models` writes the final weights of every variant, decode variants included, as
+inference checkpoints (``<out_dir>/models/<name>.pt``) that ``mp3d-eval --checkpoint`` and the
+``Estimator`` load.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
 
 from mp3d_ros.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
 from mp3d_ros.config import load_config
@@ -37,8 +36,6 @@ from mp3d_ros.training.loop import TrainResult, Trainer
 from mp3d_ros.training.state import list_checkpoints
 
 __all__ = ["StudyConfig", "load_study", "release_models", "study_train_configs", "train_study"]
-
-LOG = logging.getLogger("mp3d_ros.study")
 
 # Training-config fields that decide which batches a run sees: equal across a study's variants.
 _SHARED_DATA_FIELDS = ("datasets", "batch_size", "seed", "augment", "targets", "schedule")
@@ -105,11 +102,6 @@ def study_train_configs(study: StudyConfig, overrides: list[str] = ()) -> dict[s
     return configs
 
 
-def _depth_units(config: ModelConfig) -> tuple[bool, float]:
-    """What :meth:`ModelConfig.depth_factor` depends on."""
-    return config.focal_normalised_depth, config.depth_scale_px
-
-
 def train_study(configs: dict[str, TrainConfig]) -> dict[str, TrainResult]:
     """Train every variant in lockstep (one process), each step on the same batch; returns each
     variant's result. The batches are those the first variant's loader draws."""
@@ -126,11 +118,8 @@ def train_study(configs: dict[str, TrainConfig]) -> dict[str, TrainResult]:
             for batch in lead.loader():
                 batch = batch.to(context.device)
                 for name, trainer in trainers.items():
-                    if _depth_units(trainer.model_cfg) != _depth_units(lead.model_cfg):
-                        batch_in_units = replace(batch, targets=in_depth_units(batch.targets, trainer.model_cfg))
-                    else:
-                        batch_in_units = batch  # bit for bit the batch of a run of its own
-                    trainer.advance(batch_in_units, progress[name], tick)
+                    targets = in_depth_units(batch.targets, lead.model_cfg, trainer.model_cfg)
+                    trainer.advance(replace(batch, targets=targets), progress[name], tick)
                 tick = time.perf_counter()
         finally:
             for run in progress.values():

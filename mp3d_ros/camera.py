@@ -251,7 +251,8 @@ def undistort_normalized(xy_d: np.ndarray, model: str, D: np.ndarray) -> np.ndar
     """Invert :func:`distort_normalized` for ``(*, 2)`` distorted normalised coordinates (OpenCV)."""
     xy_d = np.asarray(xy_d, dtype=np.float64)
     D = _padded_coefficients(D, model, "D")
-    if model == "none" or not np.any(D) or xy_d.size == 0:
+    # A fisheye bends rays even with zero coefficients (theta_d = theta); the others are identity then.
+    if model == "none" or (model != "equidistant" and not np.any(D)) or xy_d.size == 0:
         return xy_d.copy()
     points = np.ascontiguousarray(xy_d.reshape(-1, 1, 2))
     identity = np.eye(3)

@@ -258,8 +258,7 @@ def undistort_normalized(xy_d: torch.Tensor, cameras: CameraBatch) -> torch.Tens
     if POLYNOMIAL in cameras.lenses:
         xy = _undistort_polynomial(xy_d, coefficients)
     if EQUIDISTANT in cameras.lenses:
-        # As mp3d_ros.camera: a fisheye without coefficients leaves pixels as they are.
-        fisheye = _per_image(cameras.equidistant & (cameras.D != 0).any(-1), xy_d)[..., None]
+        fisheye = _per_image(cameras.equidistant, xy_d)[..., None]
         xy = torch.where(fisheye, _undistort_equidistant(xy_d, coefficients), xy)
     return xy
 

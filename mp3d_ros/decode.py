@@ -365,5 +365,5 @@ def decode(
         raise ValueError(f"decode() takes one image, got a batch of {outputs.center.shape[0]}; "
                          "use decode_batch() and to_people() per image")
     cameras = CameraBatch.build([transform], [intrinsics], outputs.center.device)
-    return to_people(decode_batch(outputs, cameras.K_input.to(outputs.center.dtype), config),
-                     transform, intrinsics, config.joint_set)
+    decoded = decode_batch(outputs, cameras.K_input.to(outputs.center.dtype), config)
+    return unpack_people(source_people(decoded, cameras).pack().cpu().numpy(), config.joint_set)[0]

@@ -19,15 +19,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mp3d_ros.camera import ImageTransform, Intrinsics
-from mp3d_ros.camera_torch import CameraBatch, camera_rows
+from mp3d_ros.camera_torch import CameraBatch
 from mp3d_ros.checkpoint import load_checkpoint
-from mp3d_ros.decode import DecodeConfig, PeopleTensors, decode_batch, source_people, unpack_people
+from mp3d_ros.decode import DecodeConfig, PeopleTensors, decode_batch, source_people
 from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.model.movenet import MoveNetMaps
 from mp3d_ros.model.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
 from mp3d_ros.model.network import NetworkOutput, build_network
-from mp3d_ros.people import People
 from mp3d_ros.preprocess import Normalization
 from mp3d_ros.resources import find_share_path
 
@@ -82,13 +80,6 @@ class Pipeline(ABC):
         """:meth:`device_decode` with the cameras as :func:`~mp3d_ros.camera_torch.camera_rows`
         gives them, packed for one copy to the host (:meth:`PeopleTensors.pack`)."""
         return self.device_decode(outputs, CameraBatch.from_rows(rows, lenses)).pack()
-
-    def decode(self, outputs: Sequence[torch.Tensor], transforms: Sequence[ImageTransform],
-               intrinsics: Sequence[Intrinsics]) -> list[People]:
-        """The network's outputs for a batch -> people of each source image."""
-        rows, lenses = camera_rows(transforms, intrinsics)
-        packed = self.decode_rows(outputs, torch.from_numpy(rows).to(outputs[0].device), lenses)
-        return unpack_people(packed.cpu().numpy(), self.joint_set)
 
     def onnx_metadata(self) -> dict[str, str]:
         """What an exported ONNX file must carry to be decoded again (checked on load)."""

@@ -74,10 +74,12 @@ def letterbox_tensors(images: Sequence[torch.Tensor], input_size: tuple[int, int
             shrinking = new_w < source_size[0] or new_h < source_size[1]
             pixels = F.interpolate(pixels, size=(new_h, new_w), mode="bilinear",
                                    align_corners=False, antialias=shrinking)
+        window = batch[index, :, top:top + new_h, left:left + new_w]
         if any(pair != (0.0, 1.0) for pair in constants):  # MoveNet takes raw pixels as they are
-            pixels = torch.stack([(pixels[:, c] - mean) / std for c, (mean, std) in enumerate(constants)],
-                                 dim=1)
-        batch[index, :, top:top + new_h, left:left + new_w] = pixels[0].to(dtype)
+            for channel, (mean, std) in enumerate(constants):
+                window[channel] = (pixels[0, channel] - mean) / std
+        else:
+            window.copy_(pixels[0])
     return batch
 
 

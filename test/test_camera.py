@@ -18,6 +18,7 @@ from mp3d_ros.camera import (
     hflip_transform,
     letterbox_transform,
     pad_transform,
+    pixel_rays,
     project,
     resize_transform,
     rotate_transform,
@@ -214,3 +215,21 @@ def test_check_image_size_names_both_sizes() -> None:
     intr.check_image_size(640, 480)
     with pytest.raises(ValueError, match="1280x720.*640x480"):
         intr.check_image_size(1280, 720)
+
+
+def test_fisheye_without_coefficients_still_round_trips() -> None:
+    """theta_d = theta bends rays even with all-zero coefficients: undistortion must invert it
+    (host and device), not return the pixels as they are."""
+    import torch
+
+    from mp3d_ros.camera_torch import CameraBatch
+    from mp3d_ros.camera_torch import pixel_rays as device_rays
+    from mp3d_ros.camera_torch import project as device_project
+
+    intr = Intrinsics(np.array([[500.0, 0, 640], [0, 500, 400], [0, 0, 1]]), 1280, 800, "equidistant",
+                      np.zeros(4))
+    uv = np.array([[600.0, 400.0], [100.0, 50.0], [1200.0, 700.0]])
+    np.testing.assert_allclose(project(pixel_rays(uv, intr), intr), uv, atol=1e-6)
+    cameras = CameraBatch.build([letterbox_transform((1280, 800), (1280, 800))], [intr], torch.device("cpu"))
+    uv_t = torch.from_numpy(uv)[None]
+    np.testing.assert_allclose(device_project(device_rays(uv_t, cameras), cameras)[0].numpy(), uv, atol=1e-6)

@@ -35,10 +35,10 @@ from mp3d_ros.inference import Estimator
 from mp3d_ros.model.config import lite_mobilenet_fpn_config
 from mp3d_ros.model.lifter import lift
 from mp3d_ros.model.movenet import MoveNetPeople
-from mp3d_ros.model.movenet_lift import _SUPPORT, RAW_PIXELS
+from mp3d_ros.model.movenet_lift import _SUPPORT
 from mp3d_ros.model.network import build_network
 from mp3d_ros.pipelines import PaperPipeline, load_pipeline
-from mp3d_ros.preprocess import IMAGENET, letterbox_batch, letterbox_tensors
+from mp3d_ros.preprocess import IMAGENET, letterbox_tensors
 from mp3d_ros.skeleton import COCO_17, MUPOTS_17, index_map
 from test_absolute_depth import random_pose
 
@@ -89,7 +89,7 @@ def cameras_of(intrinsics: list[Intrinsics], input_size=(416, 256)) -> CameraBat
 @given(seed=st.integers(0, 2**31 - 1))
 def test_rays_and_projection_equal_the_reference(seed: int) -> None:
     """Per image of a mixed batch: rays within 1e-9 (px-equivalent 1e-6) of OpenCV's undistortion,
-    projections within 1e-9 px, inverse letterbox as transform_points_px."""
+    projections within 1e-9 px."""
     intrinsics = random_cameras(seed, 4)
     rng = np.random.default_rng(seed)
     uv = np.stack([pixels_inside(rng, intr, (30,)) for intr in intrinsics])
@@ -212,7 +212,7 @@ def reference_movenet_people(model, detections: MoveNetPeople, index: int, trans
             "root_sigma_m": depth.sigma_m.numpy()[valid][order]}
 
 
-def random_detections(rng: np.random.Generator, model, intrinsics: list[Intrinsics], transforms,
+def random_detections(rng: np.random.Generator, intrinsics: list[Intrinsics], transforms,
                       slots: int, people: list[int]) -> MoveNetPeople:
     """MoveNet-like detections of projected random bodies (noisy, some keypoints weak or outside)."""
     b = len(intrinsics)
@@ -245,7 +245,7 @@ def test_movenet_lift_people_equal_the_host_implementation(movenet_lift, seed: i
     intrinsics = random_cameras(seed, 3)
     transforms = [letterbox_transform(i.size, (256, 256)) for i in intrinsics]
     rng = np.random.default_rng(seed)
-    detections = random_detections(rng, movenet_lift, intrinsics, transforms, 8,
+    detections = random_detections(rng, intrinsics, transforms, 8,
                                    [int(rng.integers(0, 9)), 0, int(rng.integers(1, 5))])
     with torch.no_grad():
         found = unpack_people(movenet_lift.people_tensors(
@@ -259,20 +259,6 @@ def test_movenet_lift_people_equal_the_host_implementation(movenet_lift, seed: i
             for name in ("confidence", "score", "root_sigma_m"):
                 np.testing.assert_allclose(getattr(people, name), expected[name], rtol=1e-5, atol=1e-7)
     assert len(found[1]) == 0
-
-
-# ----------------------------------------------------------------------------- pre-processing
-
-
-@pytest.mark.parametrize("normalization", [IMAGENET, RAW_PIXELS])
-def test_letterbox_tensors_equals_letterbox_batch(normalization) -> None:
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-              for w, h in ((640, 480), (200, 300), (416, 256))]
-    expected, _ = letterbox_batch(images, (416, 256), normalization)
-    found = letterbox_tensors([torch.from_numpy(i) for i in images], (416, 256), normalization, torch.float32)
-    assert found.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(found, expected, rtol=0, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- capturability
@@ -347,7 +333,7 @@ def test_decoding_on_the_gpu_equals_the_cpu(movenet_lift) -> None:
     intrinsics = random_cameras(3, 4)
     transforms = [letterbox_transform(i.size, (256, 256)) for i in intrinsics]
     rng = np.random.default_rng(3)
-    detections = random_detections(rng, movenet_lift, intrinsics, transforms, 8, [5, 0, 8, 2])
+    detections = random_detections(rng, intrinsics, transforms, 8, [5, 0, 8, 2])
     decoded = _random_decoded(rng, intrinsics, transforms, 6, [3, 0, 6, 1])
     found = []
     with torch.no_grad():

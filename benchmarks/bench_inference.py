@@ -2,12 +2,12 @@
 
     python benchmarks/bench_inference.py [--device cuda] [--models full,lite,movenet-lift] [--runs 50]
 
-See :mod:`mp3d_ros.bench` for what is timed and how.
+See :mod:`mp3d_ros.cli.bench` for what is timed and how.
 """
 
 import sys
 
-from mp3d_ros.bench import main
+from mp3d_ros.cli.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

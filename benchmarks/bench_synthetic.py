@@ -38,7 +38,7 @@ from typing import Callable
 
 import torch
 
-from mp3d_ros.data.synthetic import (
+from mp3d_ros.synthetic.scenes import (
     SceneConfig,
     generate_image,
     prepare_image,

@@ -9,11 +9,11 @@
 Run it with mp3d_ros installed, or from the checkout's root with ``PYTHONPATH=.``; the torchrun
 processes it starts import this checkout's ``mp3d_ros``.
 
-Data: ``--images`` synthetic scenes (:func:`mp3d_ros.data.synthetic.write_dataset`) of ``--size``
+Data: ``--images`` synthetic scenes (:func:`mp3d_ros.synthetic.scenes.write_dataset`) of ``--size``
 in a temporary folder, trained at that size. For every preset and process count N (up to the GPUs
 present) two figures, each from ``torchrun --standalone --nproc_per_node N``:
 
-- ``end to end``: ``mp3d_ros.train`` itself (loader workers doing augmentation and targets on the
+- ``end to end``: ``mp3d_ros.cli.train`` itself (loader workers doing augmentation and targets on the
   CPU, DDP, AMP, channels_last), images/s from its ``metrics.jsonl`` after the first ``--skip``
   steps (warm-up, cuDNN autotuning);
 - ``step only``: the same :class:`~mp3d_ros.training.loop.Trainer` stepping on one batch kept on the
@@ -40,8 +40,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from mp3d_ros.data.synthetic import SceneConfig, write_dataset
-from mp3d_ros.evaluate import format_table
+from mp3d_ros.evaluation.evaluate import format_table
+from mp3d_ros.synthetic.scenes import SceneConfig, write_dataset
 from mp3d_ros.training.config import load_train_config, model_config
 from mp3d_ros.training.data import MixedBatchSampler, TrainingDataset, load_sources
 
@@ -79,12 +79,12 @@ def _torchrun(procs: int, target: list[str], env_threads: bool) -> None:
 
 
 def end_to_end(args, preset: str, procs: int, scenes: Path, work: Path) -> float:
-    """Global images/s of ``mp3d_ros.train`` after the first ``--skip`` steps."""
+    """Global images/s of ``mp3d_ros.cli.train`` after the first ``--skip`` steps."""
     out_dir = work / f"{preset}_{procs}_e2e"
     config = work / f"{preset}_{procs}_e2e.yaml"
     workers = args.workers if args.workers >= 0 else max(1, ((os.cpu_count() or 2) - 1) // procs)
     config.write_text(yaml.safe_dump(_config(args, preset, scenes, out_dir, args.skip + args.steps, workers)))
-    _torchrun(procs, ["-m", "mp3d_ros.train", "--config", str(config)], args.device == "cpu")
+    _torchrun(procs, ["-m", "mp3d_ros.cli.train", "--config", str(config)], args.device == "cpu")
     rates = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["images_per_s"] for r in rates if "images_per_s" in r and r["step"] > args.skip]
     return len(rates) / sum(1.0 / r for r in rates)  # equal images per interval: harmonic mean

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from mp3d_ros.cli.synth import SynthRecipe
 from mp3d_ros.config import load_config
-from mp3d_ros.synth import SynthRecipe
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "config" / "study" / "synthetic_ablations.yaml"
@@ -79,7 +79,7 @@ def make_data(args: argparse.Namespace) -> None:
         if _images_in(out) == images:
             print(f"{split}: {images} images already in {out}")
             continue
-        command = ["mp3d_ros.synth", "--recipe", str(recipe), "--out", str(out), "--workers", str(args.workers),
+        command = ["mp3d_ros.cli.synth", "--recipe", str(recipe), "--out", str(out), "--workers", str(args.workers),
                    "--images", str(images)]
         command += ["--mocap", str(args.mocap)] if args.mocap else []
         _run(command)
@@ -87,7 +87,7 @@ def make_data(args: argparse.Namespace) -> None:
 
 def _study(out: Path, overrides: list[str]) -> list[str]:
     """mp3d-study's arguments for a study in ``out`` with ``--set`` ``overrides``."""
-    return ["mp3d_ros.study", "--config", str(STUDY), "--out-dir", str(out),
+    return ["mp3d_ros.cli.study", "--config", str(STUDY), "--out-dir", str(out),
             *[arg for override in overrides for arg in ("--set", override)]]
 
 
@@ -136,12 +136,12 @@ def _evaluations(args: argparse.Namespace) -> list[tuple[list[str], Path]]:
         for split in TEST_SPLITS:
             stem = args.out / "eval" / f"{model.stem}__{split}"
             data = ["--dataset", "synthetic", "--data", str(REPO / "data" / "synthetic" / split)]
-            runs.append((["mp3d_ros.evaluate", "--checkpoint", str(model), *data, "--batch", "16",
+            runs.append((["mp3d_ros.cli.evaluate", "--checkpoint", str(model), *data, "--batch", "16",
                           "--out", f"{stem}.predictions.json", "--metrics-out", f"{stem}.json"],
                          Path(f"{stem}.log")))
             if model.stem in BASELINE_MODELS:
                 base = args.out / "eval" / f"{model.stem}_kvalue__{split}"
-                baselines.append((["mp3d_ros.evaluate", "--predictions", f"{stem}.predictions.json", *data,
+                baselines.append((["mp3d_ros.cli.evaluate", "--predictions", f"{stem}.predictions.json", *data,
                                    "--baseline", "kvalue", "--metrics-out", f"{base}.json"],
                                   Path(f"{base}.log")))
     return runs + baselines

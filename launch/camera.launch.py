@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from mp3d_ros.ros.launch_support import CAMERA_ARGUMENTS, plan_camera, render_rviz_config
 
 

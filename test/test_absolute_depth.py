@@ -10,9 +10,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mp3d_ros.absolute_depth import BodyPrior, estimate_root_depth, estimate_root_depth_px
-from mp3d_ros.camera import Intrinsics, pixel_rays, project
-from mp3d_ros.skeleton import MUPOTS_17
+from mp3d_ros.geometry.absolute_depth import BodyPrior, estimate_root_depth, estimate_root_depth_px
+from mp3d_ros.geometry.camera import Intrinsics, pixel_rays, project
+from mp3d_ros.geometry.skeleton import MUPOTS_17
 
 # A standing body, y up, x to the person's left, metres: joint -> (parent, offset from the parent).
 REST = {

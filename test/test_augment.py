@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mp3d_ros.camera import Intrinsics, project
 from mp3d_ros.data.augment import AugmentConfig, Sample, apply_transform, augment, sample_transform
-from mp3d_ros.skeleton import MUCO_21
+from mp3d_ros.geometry.camera import Intrinsics, project
+from mp3d_ros.geometry.skeleton import MUCO_21
 
 
 def random_sample(seed: int, model: str = "plumb_bob") -> Sample:

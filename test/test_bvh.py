@@ -11,13 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from mp3d_ros.data.bvh import (
+from mp3d_ros.geometry.skeleton import COCO_17, H36M_17, MUCO_21, MUPOTS_17
+from mp3d_ros.synthetic.bvh import (
     forward_kinematics,
     load_mocap_poses,
     read_bvh,
     to_joint_set,
 )
-from mp3d_ros.skeleton import COCO_17, H36M_17, MUCO_21, MUPOTS_17
 
 # A root with position channels, an arm joint with Z-X-Y rotations and an End Site. Frame 0 is the
 # rest pose, frame 1 moves the root, turns it by 90 deg about z and the arm by 90 deg about z then

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mp3d_ros.camera import (
+from mp3d_ros.geometry.camera import (
     Intrinsics,
     back_project,
     crop_transform,
@@ -143,7 +143,7 @@ def test_letterbox_fits_and_centres() -> None:
 
 
 def test_warp_image_moves_pixels_like_points() -> None:
-    from mp3d_ros.camera import warp_image
+    from mp3d_ros.geometry.camera import warp_image
 
     image = np.zeros((60, 80), np.float32)
     image[20, 30] = 1.0
@@ -222,9 +222,9 @@ def test_fisheye_without_coefficients_still_round_trips() -> None:
     (host and device), not return the pixels as they are."""
     import torch
 
-    from mp3d_ros.camera_torch import CameraBatch
-    from mp3d_ros.camera_torch import pixel_rays as device_rays
-    from mp3d_ros.camera_torch import project as device_project
+    from mp3d_ros.geometry.camera_torch import CameraBatch
+    from mp3d_ros.geometry.camera_torch import pixel_rays as device_rays
+    from mp3d_ros.geometry.camera_torch import project as device_project
 
     intr = Intrinsics(np.array([[500.0, 0, 640], [0, 500, 400], [0, 0, 1]]), 1280, 800, "equidistant",
                       np.zeros(4))

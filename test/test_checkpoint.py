@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mp3d_ros.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from mp3d_ros.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 
 def make_checkpoint(step: int = 3) -> Checkpoint:

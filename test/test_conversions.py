@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from rclpy_like import RclpyLikeTypes
 from scipy.spatial.transform import Rotation
 
-from mp3d_ros.msgtypes import typestore
-from mp3d_ros.people import People
-from mp3d_ros.ros.conversions import (
+from mp3d_ros.geometry.people import People
+from mp3d_ros.geometry.skeleton import get_joint_set
+from mp3d_ros.messages.conversions import (
     MessageClasses,
     RigidTransform,
     camera_info_to_intrinsics,
@@ -27,16 +27,16 @@ from mp3d_ros.ros.conversions import (
     stamp_to_ns,
     transform_people,
 )
-from mp3d_ros.ros.images import (
+from mp3d_ros.messages.images import (
+    SUPPORTED_ENCODINGS,
+    UnsupportedEncodingError,
     any_image_to_rgb,
     compressed_image_to_rgb,
     image_to_rgb,
     rgb_to_compressed_image,
     rgb_to_image,
-    SUPPORTED_ENCODINGS,
-    UnsupportedEncodingError,
 )
-from mp3d_ros.skeleton import get_joint_set
+from mp3d_ros.messages.typestore import typestore
 
 STORE = typestore()
 ROSBAGS = MessageClasses.from_typestore(STORE)

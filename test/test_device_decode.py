@@ -1,7 +1,7 @@
 """Device-side decoding equals the host reference: camera_torch, source_people, movenet-lift's
 people_tensors, letterbox_tensors; and it is capturable (no host traffic) as a CUDA graph needs.
 
-The references are :mod:`mp3d_ros.camera` (numpy, OpenCV) and, for movenet-lift, the per-image
+The references are :mod:`mp3d_ros.geometry.camera` (numpy, OpenCV) and, for movenet-lift, the per-image
 host implementation it replaced (kept here as the oracle).
 """
 
@@ -14,10 +14,11 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from test_absolute_depth import random_pose
 from torch.overrides import TorchFunctionMode
 
-from mp3d_ros.absolute_depth import estimate_root_depth
-from mp3d_ros.camera import (
+from mp3d_ros.geometry.absolute_depth import estimate_root_depth
+from mp3d_ros.geometry.camera import (
     ImageTransform,
     Intrinsics,
     back_project,
@@ -27,20 +28,19 @@ from mp3d_ros.camera import (
     project,
     transform_points_px,
 )
-from mp3d_ros.camera_torch import CameraBatch, camera_rows
-from mp3d_ros.camera_torch import pixel_rays as device_rays
-from mp3d_ros.camera_torch import project as device_project
-from mp3d_ros.decode import DecodedPoses, source_people, unpack_people
-from mp3d_ros.inference import Estimator
+from mp3d_ros.geometry.camera_torch import CameraBatch, camera_rows
+from mp3d_ros.geometry.camera_torch import pixel_rays as device_rays
+from mp3d_ros.geometry.camera_torch import project as device_project
+from mp3d_ros.geometry.skeleton import COCO_17, MUPOTS_17, index_map
+from mp3d_ros.inference.estimator import Estimator
+from mp3d_ros.inference.movenet_lift import _SUPPORT
+from mp3d_ros.inference.pipelines import PaperPipeline, load_pipeline
+from mp3d_ros.inference.preprocess import IMAGENET, letterbox_tensors
+from mp3d_ros.model.codec.decode import DecodedPoses, source_people, unpack_people
 from mp3d_ros.model.config import lite_mobilenet_fpn_config
 from mp3d_ros.model.lifter import lift
 from mp3d_ros.model.movenet import MoveNetPeople
-from mp3d_ros.model.movenet_lift import _SUPPORT
 from mp3d_ros.model.network import build_network
-from mp3d_ros.pipelines import PaperPipeline, load_pipeline
-from mp3d_ros.preprocess import IMAGENET, letterbox_tensors
-from mp3d_ros.skeleton import COCO_17, MUPOTS_17, index_map
-from test_absolute_depth import random_pose
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,7 +49,7 @@ SIZES = [(640, 480), (1280, 720), (320, 240)]
 
 def random_camera(rng: np.random.Generator, model: str, size: tuple[int, int]) -> Intrinsics:
     """A camera of ``model`` whose lens is one-to-one over the image (wide lenses included)."""
-    from mp3d_ros.data.synthetic import _sample_distortion
+    from mp3d_ros.synthetic.scenes import _sample_distortion
 
     width, height = size
     f = rng.uniform(0.45, 1.2) * width
@@ -144,7 +144,7 @@ def _random_decoded(rng: np.random.Generator, intrinsics: list[Intrinsics], tran
 @given(seed=st.integers(0, 2**31 - 1))
 def test_source_people_equal_the_host_back_projection(seed: int) -> None:
     """The papers' decoding: inverse letterbox and back-projection of several images with their
-    own (distorted) cameras, empty images included, equal the numpy path of mp3d_ros.camera."""
+    own (distorted) cameras, empty images included, equal the numpy path of mp3d_ros.geometry.camera."""
     intrinsics = random_cameras(seed, 3)
     transforms = [letterbox_transform(i.size, (832, 512)) for i in intrinsics]
     rng = np.random.default_rng(seed)
@@ -359,7 +359,7 @@ def test_decoding_on_the_gpu_equals_the_cpu(movenet_lift) -> None:
 def test_cuda_graph_equals_eager() -> None:
     """Captured pre-processing + network + decoding replays give the eager results (fp32), for
     frames after the first (static buffers refilled) and both lens families."""
-    from mp3d_ros.bench import scene_images
+    from mp3d_ros.cli.bench import scene_images
 
     eager, graphed = (Estimator(device="cuda", precision="fp32", input_size=(416, 256), cuda_graph=graph)
                       for graph in (False, True))

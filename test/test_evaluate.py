@@ -9,16 +9,16 @@ import types
 import cv2
 import numpy as np
 import pytest
-
-from mp3d_ros import evaluate
-from mp3d_ros.camera import Intrinsics, project
-from mp3d_ros.data.mppe import AnnotatedImage, read_3dmppe_json
-from mp3d_ros.people import People
-from mp3d_ros.predictions import ImagePredictions, load_predictions, save_predictions
-from mp3d_ros.skeleton import MUPOTS_17, convert_joints, get_joint_set
-
 from test_mppe import write_h36m, write_muco_json
 from test_panoptic_coco import SCENES, write_smap_json
+
+from mp3d_ros.cli import evaluate as evaluate_cli
+from mp3d_ros.data.mppe import AnnotatedImage, read_3dmppe_json
+from mp3d_ros.evaluation import evaluate
+from mp3d_ros.evaluation.predictions import ImagePredictions, load_predictions, save_predictions
+from mp3d_ros.geometry.camera import Intrinsics, project
+from mp3d_ros.geometry.people import People
+from mp3d_ros.geometry.skeleton import MUPOTS_17, convert_joints, get_joint_set
 
 MUPOTS_SCENES = [[[0, 0, 3000], [900, 0, 5000]], [[10, 0, 3000], [910, 0, 5000]],
                  [[-500, 100, 4000]], [[-480, 100, 4000]]]
@@ -54,7 +54,7 @@ def mupots_dir(tmp_path):
 
 
 def run(argv, capsys):
-    code = evaluate.main([str(a) for a in argv])
+    code = evaluate_cli.main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -188,7 +188,7 @@ def test_estimator_path_writes_predictions_and_scores_them(mupots_dir, tmp_path,
             assert rgb.shape == (1080, 1920, 3) and intrinsics.fx == images[n].intrinsics.fx
             return perfect_people(images[n])
 
-    monkeypatch.setitem(sys.modules, "mp3d_ros.inference",
+    monkeypatch.setitem(sys.modules, "mp3d_ros.inference.estimator",
                         types.SimpleNamespace(Estimator=FakeEstimator))
     out_path = tmp_path / "written.json"
     code, out, err = run(["--model", "lite.onnx", "--dataset", "mupots", "--data", mupots_dir,
@@ -225,9 +225,9 @@ def test_missing_data_and_bad_arguments(tmp_path, capsys):
                         tmp_path / "p.json"], capsys)
     assert code == 1 and "MuPoTS-3D annotation file not found" in err
     with pytest.raises(SystemExit):
-        evaluate.main(["--dataset", "mupots", "--data", str(tmp_path)])  # no model nor predictions
+        evaluate_cli.main(["--dataset", "mupots", "--data", str(tmp_path)])  # no model nor predictions
     with pytest.raises(SystemExit):
-        evaluate.main(["--model", "m", "--predictions", "p", "--dataset", "mupots", "--data", "d"])
+        evaluate_cli.main(["--model", "m", "--predictions", "p", "--dataset", "mupots", "--data", "d"])
 
 
 def test_duplicate_image_ids_in_the_dataset_are_refused(tmp_path):
@@ -243,8 +243,8 @@ def test_duplicate_image_ids_in_the_dataset_are_refused(tmp_path):
 
 def test_generated_scenes_load_as_the_synthetic_dataset(tmp_path):
     """What ``mp3d-synth --out DIR`` writes is what ``mp3d-eval --dataset synthetic --data DIR`` reads."""
-    from mp3d_ros.data.synthetic import SceneConfig, write_dataset
-    from mp3d_ros.evaluate import ground_truth_frames, load_dataset
+    from mp3d_ros.evaluation.evaluate import ground_truth_frames, load_dataset
+    from mp3d_ros.synthetic.scenes import SceneConfig, write_dataset
 
     write_dataset(tmp_path, SceneConfig(size=(96, 64), people=(1, 2)), 2, seed=0)
     images, root = load_dataset("synthetic", tmp_path)

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mp3d_ros.camera import Intrinsics
-from mp3d_ros.people import People
-from mp3d_ros.ros.conversions import (
+from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.people import People
+from mp3d_ros.geometry.skeleton import get_joint_set
+from mp3d_ros.messages.conversions import (
     MessageClasses,
     RigidTransform,
     make_camera_info,
@@ -20,7 +21,7 @@ from mp3d_ros.ros.conversions import (
     pose_array_to_people,
     stamp_to_ns,
 )
-from mp3d_ros.ros.images import rgb_to_compressed_image, rgb_to_image
+from mp3d_ros.messages.images import rgb_to_compressed_image, rgb_to_image
 from mp3d_ros.ros.frames import (
     ErrorKind,
     FrameBuffer,
@@ -31,7 +32,6 @@ from mp3d_ros.ros.frames import (
 )
 from mp3d_ros.ros.health import DiagnosticsMonitor, LoadedEstimator, load_estimator
 from mp3d_ros.ros.settings import NodeSettings, SettingsError
-from mp3d_ros.skeleton import get_joint_set
 
 CLASSES = MessageClasses.from_typestore()
 WIDTH, HEIGHT = 64, 48

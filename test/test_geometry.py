@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
-from mp3d_ros.geometry import (
+from mp3d_ros.geometry.depth import (
     decode_log_depth_bins,
     denormalize_depth,
     encode_log_depth_bins,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mp3d_ros.camera import Intrinsics, project
-from mp3d_ros.inference import Estimator
+from mp3d_ros.geometry.camera import Intrinsics, project
+from mp3d_ros.inference.estimator import Estimator
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,8 @@ def test_batched_equals_single(coco_image, estimator) -> None:
 
 
 def test_onnx_backend_matches_torch(coco_image, estimator, tmp_path) -> None:
-    from mp3d_ros.export import export_onnx
-    from mp3d_ros.pipelines import load_pipeline
+    from mp3d_ros.inference.export import export_onnx
+    from mp3d_ros.inference.pipelines import load_pipeline
 
     path = tmp_path / "movenet_lift.onnx"
     check = export_onnx(load_pipeline("movenet-lift"), path)
@@ -104,7 +104,7 @@ def test_bad_models_and_inputs_are_refused(tmp_path, estimator) -> None:
 def test_synthetic_scene_with_an_unseen_distorted_camera(estimator) -> None:
     """A rendered raw (distorted) wide-angle image: 3D joints project onto the reported pixels
     through the given camera, and seen joints lie on the people the renderer drew."""
-    from mp3d_ros.data.synthetic import SceneConfig, generate_image
+    from mp3d_ros.synthetic.scenes import SceneConfig, generate_image
 
     config = SceneConfig(size=(640, 480), focal_range_px=(260.0, 300.0), people=(3, 3),
                          distortion="plumb_bob", depth_range_m=(2.0, 5.0))

@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from mp3d_ros.camera import Intrinsics, project
+from mp3d_ros.cli.train_lifter import main as train_lifter_main
 from mp3d_ros.data.lifting import (
     LiftingDataConfig,
     load_pose_bank,
     sample_lifting_batch,
     split_subjects,
 )
+from mp3d_ros.geometry.camera import Intrinsics, project
+from mp3d_ros.geometry.skeleton import COCO_17, MUPOTS_17
+from mp3d_ros.inference.movenet_lift import MoveNetLift
 from mp3d_ros.model.lifter import (
     Lifter,
     LifterConfig,
@@ -26,9 +29,6 @@ from mp3d_ros.model.lifter import (
     save_lifter,
     virtual_camera_rotation,
 )
-from mp3d_ros.model.movenet_lift import MoveNetLift
-from mp3d_ros.skeleton import COCO_17, MUPOTS_17
-from mp3d_ros.train_lifter import main as train_lifter_main
 
 REPO = Path(__file__).resolve().parents[1]
 LIFTER = REPO / "models" / "lifter.safetensors"

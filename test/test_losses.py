@@ -10,13 +10,13 @@ import torch
 from scipy.optimize import minimize_scalar
 from test_targets_decode import annotate, place_people, random_camera
 
-from mp3d_ros.camera import letterbox_transform
-from mp3d_ros.data.targets import TargetGenerator, collate_targets, targets_as_outputs
-from mp3d_ros.geometry import geometric_root_depth
-from mp3d_ros.losses import LossConfig, compute_losses, hmor_loss, torso_depth_argmin
+from mp3d_ros.geometry.camera import letterbox_transform
+from mp3d_ros.geometry.depth import geometric_root_depth
+from mp3d_ros.geometry.skeleton import MUPOTS_17
+from mp3d_ros.model.codec.targets import TargetGenerator, collate_targets, targets_as_outputs
 from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.model.network import NetworkOutput
-from mp3d_ros.skeleton import MUPOTS_17
+from mp3d_ros.training.losses import LossConfig, compute_losses, hmor_loss, torso_depth_argmin
 
 CFG = ModelConfig(input_size=(128, 96))
 ALL_ON = LossConfig(hmor=1.0)

@@ -9,9 +9,9 @@ import pytest
 from rclpy_like import RclpyLikeTypes
 from test_conversions import random_people
 
-from mp3d_ros.msgtypes import typestore
-from mp3d_ros.ros.conversions import MessageClasses, make_header
-from mp3d_ros.ros.markers import MarkerStyle, people_to_markers, track_colour
+from mp3d_ros.messages.conversions import MessageClasses, make_header
+from mp3d_ros.messages.markers import MarkerStyle, people_to_markers, track_colour
+from mp3d_ros.messages.typestore import typestore
 
 NAME = "visualization_msgs/msg/MarkerArray"
 
@@ -131,7 +131,7 @@ def test_non_finite_joints_are_left_out_and_rootless_people_skipped() -> None:
 
 
 def test_nobody_still_clears_the_display() -> None:
-    from mp3d_ros.people import People
+    from mp3d_ros.geometry.people import People
 
     array = markers_for(People.empty("mupots_17"))
     assert len(array.markers) == 1 and array.markers[0].action == ROSBAGS.Marker.DELETEALL

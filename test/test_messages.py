@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from mp3d_ros.msgtypes import find_msg_dir, typestore
+from mp3d_ros.messages.typestore import find_msg_dir, typestore
 
 
 def populated_pose_array(store):

@@ -7,12 +7,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mp3d_ros.metrics import (
-    OFFICIAL_PARENTS, TRAVERSAL_ORDER, FrameGroundTruth, FramePrediction, ap_root, evaluate_h36m,
-    evaluate_mupots, evaluate_panoptic,
-    match_people_by_root, match_people_mupots, rescale_to_gt_bones,
+from mp3d_ros.evaluation.metrics import (
+    OFFICIAL_PARENTS,
+    TRAVERSAL_ORDER,
+    FrameGroundTruth,
+    FramePrediction,
+    ap_root,
+    evaluate_h36m,
+    evaluate_mupots,
+    evaluate_panoptic,
+    match_people_by_root,
+    match_people_mupots,
+    rescale_to_gt_bones,
 )
-from mp3d_ros.skeleton import MUPOTS_17
+from mp3d_ros.geometry.skeleton import MUPOTS_17
 
 J = MUPOTS_17.num_joints
 ROOT = MUPOTS_17.root

@@ -10,10 +10,10 @@ import pytest
 import torch
 from test_targets_decode import ROOT, annotate, place_people, random_camera
 
-from mp3d_ros.camera import letterbox_transform
-from mp3d_ros.data.targets import TargetGenerator, collate_targets
-from mp3d_ros.decode import DecodeConfig, decode
-from mp3d_ros.losses import compute_losses
+from mp3d_ros.geometry.camera import letterbox_transform
+from mp3d_ros.geometry.skeleton import MUPOTS_17
+from mp3d_ros.model.codec.decode import DecodeConfig, decode
+from mp3d_ros.model.codec.targets import TargetGenerator, collate_targets
 from mp3d_ros.model.config import ModelConfig, lite_mobilenet_fpn_config, mar_hrnet_w32_config
 from mp3d_ros.model.heads import PoseGuidedDepthQuery, sample_maps
 from mp3d_ros.model.hrnet import hrnet_w32
@@ -25,7 +25,7 @@ from mp3d_ros.model.mobilenet_fpn import (
     tfjs_weight_map,
 )
 from mp3d_ros.model.network import NetworkOutput, build_network
-from mp3d_ros.skeleton import MUPOTS_17
+from mp3d_ros.training.losses import compute_losses
 
 
 def test_mobilenet_fpn_pyramid_matches_movenet() -> None:

@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mp3d_ros.camera import Intrinsics
 from mp3d_ros.data.mppe import (
-    AnnotatedImage, group_by_sequence, h36m_action_name, read_3dmppe_json, sequence_from_file_name,
+    AnnotatedImage,
+    group_by_sequence,
+    h36m_action_name,
+    read_3dmppe_json,
+    sequence_from_file_name,
 )
-from mp3d_ros.skeleton import H36M_17, MUCO_21, convert_joints, get_joint_set
+from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.skeleton import H36M_17, MUCO_21, convert_joints, get_joint_set
 
 # A root-relative MuCo-21 pose (mm, y down): the MuPoTS-17 joints, then hands and toes.
 POSE_MUCO_MM = np.array([

@@ -21,9 +21,9 @@ import pytest
 from rclpy_like import RclpyLikeTypes
 from test_frames import FakeEstimator
 
-from mp3d_ros.msgtypes import typestore
-from mp3d_ros.ros.conversions import MessageClasses, make_camera_info, make_header, stamp_to_ns
-from mp3d_ros.ros.images import rgb_to_image
+from mp3d_ros.messages.conversions import MessageClasses, make_camera_info, make_header, stamp_to_ns
+from mp3d_ros.messages.images import rgb_to_image
+from mp3d_ros.messages.typestore import typestore
 
 TYPES = RclpyLikeTypes(typestore())
 WIDTH, HEIGHT = 64, 48

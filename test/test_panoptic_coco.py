@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_mppe import POSE_MUCO_MM
 
 from mp3d_ros.data.coco import read_coco_keypoints
 from mp3d_ros.data.panoptic import panoptic_activity, read_panoptic_smap_json
-from mp3d_ros.skeleton import MUCO_21, PANOPTIC_15, convert_joints
-
-from test_mppe import POSE_MUCO_MM
+from mp3d_ros.geometry.skeleton import MUCO_21, PANOPTIC_15, convert_joints
 
 CAMERA = (1395.0, 1392.0, 960.0, 540.0)  # fx, fy, cx, cy of an HD Panoptic camera
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mp3d_ros.people import People
-from mp3d_ros.predictions import ImagePredictions, load_predictions, save_predictions
+from mp3d_ros.evaluation.predictions import ImagePredictions, load_predictions, save_predictions
+from mp3d_ros.geometry.people import People
 
 J = 17
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mp3d_ros.camera import transform_points_px
-from mp3d_ros.preprocess import IMAGENET, Normalization, letterbox_batch
+from mp3d_ros.geometry.camera import transform_points_px
+from mp3d_ros.inference.preprocess import IMAGENET, Normalization, letterbox_batch
 
 
 @pytest.mark.parametrize("source_size", [(640, 480), (480, 640), (1920, 1080), (200, 120)])

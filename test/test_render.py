@@ -10,12 +10,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mp3d_ros.camera import Intrinsics, project
-from mp3d_ros.data import body as bodies
-from mp3d_ros.data.raycast import joint_visibility, ray_capsule_depth, ray_ellipsoid_depth
-from mp3d_ros.data.render import Scene, render, render_batch, sample_appearance, sample_environment
-from mp3d_ros.data.synthetic import camera_rotation
-from mp3d_ros.skeleton import MUCO_21
+from mp3d_ros.geometry.camera import Intrinsics, project
+from mp3d_ros.geometry.skeleton import MUCO_21
+from mp3d_ros.synthetic import body as bodies
+from mp3d_ros.synthetic.raycast import joint_visibility, ray_capsule_depth, ray_ellipsoid_depth
+from mp3d_ros.synthetic.render import Scene, render, render_batch, sample_appearance, sample_environment
+from mp3d_ros.synthetic.scenes import camera_rotation
 
 torch.set_num_threads(1)
 
@@ -301,8 +301,8 @@ def test_empty_scene_and_bad_batches() -> None:
     ],
 )
 def test_interpolated_ray_map_is_within_a_hundredth_of_a_pixel(model: str, D: list) -> None:
-    from mp3d_ros.camera import pixel_rays
-    from mp3d_ros.data.raycast import image_rays
+    from mp3d_ros.geometry.camera import pixel_rays
+    from mp3d_ros.synthetic.raycast import image_rays
 
     intr = Intrinsics(
         np.array([[300.0, 0, 207.5], [0, 300.0, 127.5], [0, 0, 1]]), 416, 256, model, np.array(D)

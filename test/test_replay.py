@@ -9,16 +9,16 @@ import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from mp3d_ros.bag_writer import BagFrame, write_bag
-from mp3d_ros.camera import Intrinsics, project
-from mp3d_ros.evaluate import prediction_frames
-from mp3d_ros.metrics import evaluate_mupots
-from mp3d_ros.msgtypes import typestore
-from mp3d_ros.people import People
-from mp3d_ros.replay import pick_topics, replay_bag
-from mp3d_ros.replay_report import ground_truth_from_people, replay_metrics, write_report
-from mp3d_ros.ros.conversions import MessageClasses, make_header
-from mp3d_ros.skeleton import MUPOTS_17
+from mp3d_ros.evaluation.evaluate import prediction_frames
+from mp3d_ros.evaluation.metrics import evaluate_mupots
+from mp3d_ros.evaluation.replay import pick_topics, replay_bag
+from mp3d_ros.evaluation.replay_report import ground_truth_from_people, replay_metrics, write_report
+from mp3d_ros.geometry.camera import Intrinsics, project
+from mp3d_ros.geometry.people import People
+from mp3d_ros.geometry.skeleton import MUPOTS_17
+from mp3d_ros.messages.bags import BagFrame, write_bag
+from mp3d_ros.messages.conversions import MessageClasses, make_header
+from mp3d_ros.messages.typestore import typestore
 
 FRAMES = 6
 BLOCK = 24  # side of the top-left block whose grey level encodes the frame index

@@ -129,7 +129,7 @@ def test_config_yaml_mirrors_the_parameter_table() -> None:
 def write_bag(folder: Path, compressed: bool = False) -> Path:
     from rosbags.rosbag2 import Writer
 
-    from mp3d_ros.msgtypes import typestore
+    from mp3d_ros.messages.typestore import typestore
 
     store = typestore()
     bag = folder / "bag"

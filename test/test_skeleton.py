@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mp3d_ros.skeleton import (
+from mp3d_ros.geometry.skeleton import (
     COCO_17,
     H36M_17,
     JOINT_SETS,

@@ -12,12 +12,18 @@ import pytest
 import torch
 import yaml
 
-from mp3d_ros.checkpoint import load_checkpoint, release_checkpoint
-from mp3d_ros.data.synthetic import SceneConfig, generate_image, write_dataset
-from mp3d_ros.data.targets import SceneAnnotation, TargetGenerator, TargetConfig, collate_targets, in_depth_units
-from mp3d_ros.inference import Estimator
+from mp3d_ros.cli.study import main
+from mp3d_ros.inference.estimator import Estimator
+from mp3d_ros.model.checkpoint import load_checkpoint, release_checkpoint
+from mp3d_ros.model.codec.targets import (
+    SceneAnnotation,
+    TargetConfig,
+    TargetGenerator,
+    collate_targets,
+    in_depth_units,
+)
 from mp3d_ros.model.config import lite_mobilenet_fpn_config
-from mp3d_ros.study import main
+from mp3d_ros.synthetic.scenes import SceneConfig, generate_image, write_dataset
 from mp3d_ros.training.config import load_train_config
 from mp3d_ros.training.loop import train
 from mp3d_ros.training.state import list_checkpoints

@@ -11,15 +11,15 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mp3d_ros.camera import Intrinsics, project
-from mp3d_ros.data import body as bodies
-from mp3d_ros.data.synthetic import (
+from mp3d_ros.geometry.camera import Intrinsics, project
+from mp3d_ros.geometry.skeleton import MUCO_21
+from mp3d_ros.synthetic import body as bodies
+from mp3d_ros.synthetic.scenes import (
     SceneConfig,
     generate_image,
     generate_sequence,
     write_dataset,
 )
-from mp3d_ros.skeleton import MUCO_21
 
 torch.set_num_threads(1)
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
@@ -222,7 +222,7 @@ def test_mocap_sequence_plays_the_take(tmp_path: Path) -> None:
     mocap = SHARED_DIR / "mocap" / "cmu_daz"
     if not mocap.is_dir():
         pytest.skip(f"{mocap} is absent: the CMU mocap lives in ../shared beside the checkout")
-    from mp3d_ros.data.bvh import load_mocap_poses
+    from mp3d_ros.synthetic.bvh import load_mocap_poses
 
     takes = load_mocap_poses(mocap / "09", MUCO_21, fps=30.0, takes=["09_01"])
     config = SceneConfig(size=(192, 128), people=(2, 2), fps=30.0)
@@ -367,7 +367,7 @@ def test_dataset_loads_with_the_3dmppe_reader(datasets: tuple[Path, Path]) -> No
 def test_command_line_writes_images_and_a_contact_sheet(tmp_path: Path) -> None:
     import cv2
 
-    from mp3d_ros.synth import main
+    from mp3d_ros.cli.synth import main
 
     sheet = tmp_path / "sheet.png"
     assert (
@@ -401,7 +401,7 @@ def test_command_line_writes_images_and_a_contact_sheet(tmp_path: Path) -> None:
 
 
 def test_command_line_batched_rendering(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from mp3d_ros.synth import main
+    from mp3d_ros.cli.synth import main
 
     common = ["--images", "3", "--seed", "2", "--size", "96x64", "--people", "1,2"]
     assert main(["--out", str(tmp_path / "one"), *common]) == 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mp3d_ros.camera import (
+from mp3d_ros.geometry.camera import (
     Intrinsics,
     back_project,
     letterbox_transform,
@@ -19,10 +19,10 @@ from mp3d_ros.camera import (
     transform_intrinsics,
     transform_points_px,
 )
-from mp3d_ros.data.targets import SceneAnnotation, TargetGenerator, collate_targets, targets_as_outputs
-from mp3d_ros.decode import DecodeConfig, decode, decode_batch, snap_to_heatmaps
+from mp3d_ros.geometry.skeleton import MUPOTS_17
+from mp3d_ros.model.codec.decode import DecodeConfig, decode, decode_batch, snap_to_heatmaps
+from mp3d_ros.model.codec.targets import SceneAnnotation, TargetGenerator, collate_targets, targets_as_outputs
 from mp3d_ros.model.config import ModelConfig
-from mp3d_ros.skeleton import MUPOTS_17
 
 # MuPoTS-17 template, metres, pelvis at the origin, y down, facing the camera (-z).
 _TEMPLATE = np.array([

@@ -12,6 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mp3d_ros.cli.models import FILES, check_integrity, convert, fetch_package
+from mp3d_ros.inference.movenet_lift import RAW_PIXELS
+from mp3d_ros.inference.preprocess import letterbox_batch
 from mp3d_ros.model.movenet import (
     MoveNet,
     MoveNetDecodeConfig,
@@ -21,10 +24,7 @@ from mp3d_ros.model.movenet import (
     movenet_multipose_lightning,
     read_movenet_metadata,
 )
-from mp3d_ros.model.movenet_lift import RAW_PIXELS
 from mp3d_ros.model.tfjs import load_graph_model, run_graph
-from mp3d_ros.models_cli import FILES, check_integrity, convert, fetch_package
-from mp3d_ros.preprocess import letterbox_batch
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "models" / "movenet_multipose.safetensors"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mp3d_ros.people import People
-from mp3d_ros.skeleton import get_joint_set
-from mp3d_ros.tracking import Tracker, TrackerConfig, root_covariance_cam
+from mp3d_ros.geometry.people import People
+from mp3d_ros.geometry.skeleton import get_joint_set
+from mp3d_ros.tracking.tracker import Tracker, TrackerConfig, root_covariance_cam
 
 SKELETON = "mupots_17"
 JOINTS = get_joint_set(SKELETON)

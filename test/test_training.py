@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from mp3d_ros.checkpoint import Checkpoint, save_checkpoint
+from mp3d_ros.cli.train import main
 from mp3d_ros.data.mppe import read_3dmppe_json
-from mp3d_ros.data.synthetic import SceneConfig, write_dataset
-from mp3d_ros.inference import Estimator
+from mp3d_ros.inference.estimator import Estimator
+from mp3d_ros.model.checkpoint import Checkpoint, save_checkpoint
 from mp3d_ros.model.network import build_network
-from mp3d_ros.train import main
+from mp3d_ros.synthetic.scenes import SceneConfig, write_dataset
 from mp3d_ros.training.config import NORMALIZATIONS, load_train_config, model_config
 from mp3d_ros.training.data import read_rgb
 from mp3d_ros.training.state import list_checkpoints, load_init_weights, load_resume_checkpoint
@@ -59,9 +59,9 @@ def config_path(tmp_path_factory) -> Path:
 
 
 def torchrun(config: Path, out_dir: Path, *extra: str, device: str = "cpu") -> subprocess.Popen:
-    """``torchrun --standalone --nproc_per_node 2 -m mp3d_ros.train`` (gloo on the CPU, NCCL on GPUs)."""
+    """``torchrun --standalone --nproc_per_node 2 -m mp3d_ros.cli.train`` (gloo on the CPU, NCCL on GPUs)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "mp3d_ros.train", "--config", str(config), "--set", f"out_dir={out_dir}",
+               "-m", "mp3d_ros.cli.train", "--config", str(config), "--set", f"out_dir={out_dir}",
                "--set", f"device={device}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

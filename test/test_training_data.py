@@ -12,8 +12,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mp3d_ros.data.synthetic import SceneConfig, write_dataset
-from mp3d_ros.skeleton import COCO_17, MUCO_21, convert_joints
+from mp3d_ros.geometry.skeleton import COCO_17, MUCO_21, convert_joints
+from mp3d_ros.synthetic.scenes import SceneConfig, write_dataset
 from mp3d_ros.training.config import ScheduleConfig, load_train_config, model_config
 from mp3d_ros.training.data import (
     MixedBatchSampler,

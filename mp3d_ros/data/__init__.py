@@ -1,1 +1,2 @@
-"""Datasets, training targets and synthetic scenes (no ROS)."""
+"""Dataset readers (3DMPPE JSON, CMU Panoptic, COCO), geometry-consistent augmentation and the
+lifter's training poses from motion capture."""

@@ -1,7 +1,7 @@
 """Training augmentation that keeps 2D, 3D and intrinsics consistent.
 
 Every geometric change (flip, scale, rotation, translation, and the final letterbox to the network
-input) is one :class:`~mp3d_ros.camera.ImageTransform`; :func:`~mp3d_ros.camera.transform_intrinsics`
+input) is one :class:`~mp3d_ros.geometry.camera.ImageTransform`; :func:`~mp3d_ros.geometry.camera.transform_intrinsics`
 gives the camera of the augmented image and the map ``Q`` of camera points into its frame. So after
 augmentation ``project(keypoints_cam_m, intrinsics) == keypoints_img_px`` still holds and depth
 targets stay metric: a zoom changes the focal length (and with it the focal-normalised depth), never
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from mp3d_ros.camera import (
+from mp3d_ros.geometry.camera import (
     ImageTransform,
     Intrinsics,
     hflip_transform,
@@ -27,7 +27,7 @@ from mp3d_ros.camera import (
     transform_points_px,
     warp_image,
 )
-from mp3d_ros.skeleton import flip_permutation, get_joint_set
+from mp3d_ros.geometry.skeleton import flip_permutation, get_joint_set
 
 __all__ = ["Sample", "AugmentConfig", "sample_transform", "apply_transform", "augment"]
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from mp3d_ros.camera import Intrinsics
 from mp3d_ros.data.mppe import DEFAULT_FPS, AnnotatedImage, load_json
-from mp3d_ros.skeleton import COCO_17
+from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.skeleton import COCO_17
 
 __all__ = ["read_coco_keypoints", "PERSON_CATEGORY_ID"]
 

@@ -1,6 +1,6 @@
 """Training pairs for the 2D -> 3D lifter: mocap poses seen through random cameras.
 
-A pose bank (:func:`load_pose_bank`) holds CMU mocap poses (:mod:`mp3d_ros.data.bvh`) in the union
+A pose bank (:func:`load_pose_bank`) holds CMU mocap poses (:mod:`mp3d_ros.synthetic.bvh`) in the union
 of COCO-17 and MuPoTS-17, root-relative, Y up, scaled from the mocap figure's stature to the
 lifter's canonical height. :func:`sample_lifting_batch` then draws, all in torch on one device:
 
@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from mp3d_ros.data.bvh import load_mocap_poses, read_bvh, rest_positions, to_joint_set
-from mp3d_ros.skeleton import COCO_17, MUPOTS_17, JointSet, flip_permutation
+from mp3d_ros.geometry.skeleton import COCO_17, MUPOTS_17, JointSet, flip_permutation
+from mp3d_ros.synthetic.bvh import load_mocap_poses, read_bvh, rest_positions, to_joint_set
 
 __all__ = [
     "LIFTING_JOINTS",

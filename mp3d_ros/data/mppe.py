@@ -31,8 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from mp3d_ros.camera import Intrinsics
-from mp3d_ros.skeleton import get_joint_set
+from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.skeleton import get_joint_set
 
 __all__ = [
     "AnnotatedImage",
@@ -68,7 +68,7 @@ class AnnotatedImage:
         sequence: sequence name ('TS1'.., a synthetic scene, a Human3.6M video); '' if unknown.
         frame_index: ``frame_idx`` when given, else the order of the image within its sequence.
         stamp_s: ``stamp`` when given, else ``frame_index / 30``.
-        joint_set: name of the joint set of the arrays (:mod:`mp3d_ros.skeleton`).
+        joint_set: name of the joint set of the arrays (:mod:`mp3d_ros.geometry.skeleton`).
         keypoints_cam_m: (P, J, 3) joints in metres in the camera frame (NaN where unlabelled or
             when ``has_3d`` is False).
         keypoints_img_px: (P, J, 2) joint pixels (NaN where unlabelled).

@@ -10,7 +10,7 @@ SMAP's ``lib/preprocess/data_format.md`` describes one JSON file per split::
          "bodys": N x 15 x 11},                 # per joint [x, y, Z, v, X, Y, Z, fx, fy, cx, cy]
         ...]}
 
-- joints in SMAP's "MPI15" order, which is :data:`mp3d_ros.skeleton.PANOPTIC_15` (neck, head/nose,
+- joints in SMAP's "MPI15" order, which is :data:`mp3d_ros.geometry.skeleton.PANOPTIC_15` (neck, head/nose,
   pelvis, left arm, left leg, right arm, right leg; the first 15 of Panoptic's ``coco19``);
 - ``x, y`` pixels; ``X, Y, Z`` the camera-frame joint in **centimetres**; ``v`` 0 = not labelled,
   1 = labelled but occluded, 2 = visible;
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from mp3d_ros.camera import Intrinsics
 from mp3d_ros.data.mppe import DEFAULT_FPS, AnnotatedImage, load_json
-from mp3d_ros.skeleton import PANOPTIC_15
+from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.skeleton import PANOPTIC_15
 
 __all__ = ["read_panoptic_smap_json", "panoptic_activity"]
 

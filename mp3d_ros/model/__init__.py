@@ -1,1 +1,1 @@
-"""The networks: backbones, heads and the real-camera model."""
+"""The networks: backbones, heads, MoveNet, the lifter, checkpoints and the pose-map codec."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from mp3d_ros.skeleton import get_joint_set
+from mp3d_ros.geometry.skeleton import get_joint_set
 
 __all__ = ["BACKBONES", "DECODE_SWITCHES", "DEPTH_HEADS", "ModelConfig", "lite_mobilenet_fpn_config",
            "mar_hrnet_w32_config"]
@@ -29,7 +29,7 @@ class ModelConfig:
     # Backbone: "hrnet_w32" (the papers', stride-4 HRNetV2 representation) or "mobilenet_fpn"
     # (MobileNetV2 x1.5 + MoveNet's FPN, loadable from MoveNet MultiPose's weights).
     backbone: str = "hrnet_w32"
-    # Joint set the network predicts (mp3d_ros.skeleton); needs a root (pelvis) and a neck.
+    # Joint set the network predicts (mp3d_ros.geometry.skeleton); needs a root (pelvis) and a neck.
     joint_set: str = "mupots_17"
     # Network input (W, H) in pixels; must be divisible by 32 (the backbones' coarsest stride).
     input_size: tuple[int, int] = (832, 512)

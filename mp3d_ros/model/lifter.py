@@ -32,7 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mp3d_ros.skeleton import get_joint_set
+from mp3d_ros.geometry.skeleton import get_joint_set
 
 __all__ = [
     "LifterConfig",

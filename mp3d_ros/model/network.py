@@ -9,7 +9,7 @@ log-depth bins.
 
 Output maps (:class:`NetworkOutput`), all at stride 4, shape (B, C, h, w) with h = H/4, w = W/4.
 Map pixel (x, y) is centred on input pixel ``u = 4 x + 1.5``, ``v = 4 y + 1.5`` (half-pixel
-centres, as :func:`mp3d_ros.camera.resize_transform`). Offsets are in map pixels and point *from*
+centres, as :func:`mp3d_ros.geometry.camera.resize_transform`). Offsets are in map pixels and point *from*
 the pixel that holds them *to* the target: ``target = (x, y) + offset``.
 """
 
@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mp3d_ros.geometry import decode_log_depth_bins
+from mp3d_ros.geometry.depth import decode_log_depth_bins
+from mp3d_ros.geometry.skeleton import get_joint_set
 from mp3d_ros.model.config import ModelConfig, lite_mobilenet_fpn_config, mar_hrnet_w32_config
 from mp3d_ros.model.heads import ConvHead, DisentangledHead, PoseGuidedDepthQuery
 from mp3d_ros.model.hrnet import hrnet_w32
 from mp3d_ros.model.mobilenet_fpn import FeatureInfo, mobilenet_fpn_movenet
-from mp3d_ros.skeleton import get_joint_set
 
 __all__ = ["NetworkOutput", "PoseNetwork", "build_network", "lite_mobilenet_fpn", "mar_hrnet_w32"]
 

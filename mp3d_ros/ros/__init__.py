@@ -1,5 +1,4 @@
-"""The ROS 2 edge: the node, message conversion and RViz markers.
+"""The ROS 2 edge: the node, its ROS-free frame core, diagnostics, settings and launch support.
 
-Only ``node.py`` imports rclpy; the conversion and frame-handling modules work with any message
-classes built by keyword (rclpy's or the ``rosbags`` library's) and are tested without ROS.
+Only ``node.py`` imports rclpy; message building lives in :mod:`mp3d_ros.messages`, below this layer.
 """

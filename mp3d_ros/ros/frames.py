@@ -29,9 +29,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mp3d_ros.camera import Intrinsics
-from mp3d_ros.people import People
-from mp3d_ros.ros.conversions import (
+from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.people import People
+from mp3d_ros.messages.conversions import (
     MessageClasses,
     RigidTransform,
     make_header,
@@ -40,10 +40,10 @@ from mp3d_ros.ros.conversions import (
     stamp_to_ns,
     transform_people,
 )
-from mp3d_ros.ros.images import any_image_to_rgb, UnsupportedEncodingError
-from mp3d_ros.ros.markers import MarkerStyle, people_to_markers
+from mp3d_ros.messages.images import UnsupportedEncodingError, any_image_to_rgb
+from mp3d_ros.messages.markers import MarkerStyle, people_to_markers
 from mp3d_ros.ros.settings import NodeSettings
-from mp3d_ros.tracking import Tracker
+from mp3d_ros.tracking.tracker import Tracker
 
 __all__ = [
     "ErrorKind", "Frame", "FrameBuffer", "ThrottledLog", "FrameResult", "FrameProcessor",

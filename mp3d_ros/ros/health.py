@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mp3d_ros.camera import Intrinsics
+from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.ros.frames import ErrorKind, FrameBuffer, FrameProcessor, Log, event_rate_hz
 from mp3d_ros.ros.settings import NodeSettings
 

@@ -35,14 +35,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray, MeshFile
 
-from mp3d_ros.msg import Keypoint3D, Person3D, PoseArray3D
-from mp3d_ros.ros.conversions import (
+from mp3d_ros.messages.conversions import (
     MessageClasses,
     RigidTransform,
     make_diagnostic_array,
     make_header,
     make_time,
 )
+from mp3d_ros.msg import Keypoint3D, Person3D, PoseArray3D
 from mp3d_ros.ros.frames import FrameBuffer, FrameProcessor, FrameResult, FrameWorker, ThrottledLog
 from mp3d_ros.ros.health import DiagnosticsMonitor, load_estimator
 from mp3d_ros.ros.settings import PARAMETERS, NodeSettings, ParameterSpec, SettingsError
@@ -80,13 +80,13 @@ class PoseNode(Node):
     """Wires ROS callbacks, publishers and timers to the ROS-free frame-handling core."""
 
     def __init__(self, estimator_factory: Callable[..., Any] | None = None, **node_kwargs: Any) -> None:
-        """``estimator_factory`` defaults to :class:`mp3d_ros.inference.Estimator`; ``node_kwargs``
+        """``estimator_factory`` defaults to :class:`mp3d_ros.inference.estimator.Estimator`; ``node_kwargs``
         go to rclpy's ``Node`` (``namespace``, ``parameter_overrides``, ...)."""
         super().__init__("pose_node", **node_kwargs)
         self.settings = self._read_settings()
         settings = self.settings
         if estimator_factory is None:
-            from mp3d_ros.inference import Estimator  # heavy (torch); imported only when running
+            from mp3d_ros.inference.estimator import Estimator  # heavy (torch); imported only when running
 
             estimator_factory = Estimator
         self.loaded = load_estimator(estimator_factory, settings, self._log)

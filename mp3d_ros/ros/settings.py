@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Union
 
-from mp3d_ros.tracking import TrackerConfig
+from mp3d_ros.tracking.tracker import TrackerConfig
 
 __all__ = ["ParameterSpec", "PARAMETERS", "SettingsError", "NodeSettings", "defaults"]
 

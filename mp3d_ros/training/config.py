@@ -9,8 +9,8 @@ commented example):
 - batch size per process, loader workers, seed, device, AMP, channels_last;
 - ``optim`` (Adam / AdamW, gradient clipping) and ``schedule`` (linear warm-up, then linear decay
   to 0: DRM §4.1, warm-up over the first epoch), in steps or in epochs of one dataset;
-- ``loss`` (:class:`~mp3d_ros.losses.LossConfig`), ``targets``
-  (:class:`~mp3d_ros.data.targets.TargetConfig`), ``augment``
+- ``loss`` (:class:`~mp3d_ros.training.losses.LossConfig`), ``targets``
+  (:class:`~mp3d_ros.model.codec.targets.TargetConfig`), ``augment``
   (:class:`~mp3d_ros.data.augment.AugmentConfig`), ``init`` (starting weights), ``normalization``;
 - ``validation`` (a 3D set scored with the evaluator every ``validate_every`` steps);
 - where the run goes (``out_dir``, ``log_dir``) and how often it logs / saves.
@@ -27,11 +27,11 @@ from typing import Any
 
 from mp3d_ros.config import config_from_dict, load_config
 from mp3d_ros.data.augment import AugmentConfig
-from mp3d_ros.data.targets import TargetConfig
-from mp3d_ros.losses import LossConfig
+from mp3d_ros.inference.preprocess import IMAGENET, Normalization
+from mp3d_ros.model.codec.targets import TargetConfig
 from mp3d_ros.model.config import ModelConfig, lite_mobilenet_fpn_config, mar_hrnet_w32_config
 from mp3d_ros.model.movenet import MoveNetDecodeConfig
-from mp3d_ros.preprocess import IMAGENET, Normalization
+from mp3d_ros.training.losses import LossConfig
 
 __all__ = [
     "AMP_DTYPES",

@@ -12,7 +12,7 @@
   augmentation's random generator is seeded by ``(seed, dataset, stream position)``, never by the
   worker it runs in, so the number of loader workers does not change the data.
 
-Joints are mapped into the network's joint set (:func:`mp3d_ros.skeleton.convert_joints`): joints a
+Joints are mapped into the network's joint set (:func:`mp3d_ros.geometry.skeleton.convert_joints`): joints a
 dataset lacks are unlabelled (masked in the losses), and 2D-only datasets (COCO) get no 3D targets.
 """
 
@@ -32,10 +32,16 @@ from mp3d_ros.data.augment import AugmentConfig, Sample, augment
 from mp3d_ros.data.coco import read_coco_keypoints
 from mp3d_ros.data.mppe import AnnotatedImage, read_3dmppe_json
 from mp3d_ros.data.panoptic import read_panoptic_smap_json
-from mp3d_ros.data.synthetic import ANNOTATION_FILE
-from mp3d_ros.data.targets import SceneAnnotation, TargetConfig, TargetGenerator, TargetMaps, collate_targets
+from mp3d_ros.geometry.skeleton import convert_joints, get_joint_set
+from mp3d_ros.model.codec.targets import (
+    SceneAnnotation,
+    TargetConfig,
+    TargetGenerator,
+    TargetMaps,
+    collate_targets,
+)
 from mp3d_ros.model.config import ModelConfig
-from mp3d_ros.skeleton import convert_joints, get_joint_set
+from mp3d_ros.synthetic.scenes import ANNOTATION_FILE
 
 __all__ = [
     "Batch",

@@ -2,7 +2,7 @@
 
 Every step: a batch mixed by ratio (:class:`~mp3d_ros.training.data.MixedBatchSampler`), normalised
 on the device, the forward pass under autocast (bf16, or fp16 with loss scaling) in channels_last,
-the losses (:func:`mp3d_ros.losses.compute_losses`) in float32, backward (DDP averages the
+the losses (:func:`mp3d_ros.training.losses.compute_losses`) in float32, backward (DDP averages the
 gradients), the global gradient norm (clipped when configured; a step with a non-finite norm is
 skipped and counted), the optimiser and the warm-up / linear-decay schedule.
 
@@ -33,11 +33,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mp3d_ros.config import config_to_dict
-from mp3d_ros.losses import compute_losses
 from mp3d_ros.model.network import NetworkOutput, build_network
 from mp3d_ros.training import state
 from mp3d_ros.training.config import TrainConfig, model_config, normalization
-from mp3d_ros.training.data import MixedBatchSampler, TrainingDataset, batch_counts, collate_batch, load_sources
+from mp3d_ros.training.data import (
+    MixedBatchSampler,
+    TrainingDataset,
+    batch_counts,
+    collate_batch,
+    load_sources,
+)
 from mp3d_ros.training.distributed import (
     DistContext,
     all_gather_objects,
@@ -46,12 +51,13 @@ from mp3d_ros.training.distributed import (
     mean_over_processes,
     shutdown_distributed,
 )
+from mp3d_ros.training.losses import compute_losses
 from mp3d_ros.training.optim import build_optimizer, build_scheduler, schedule_lengths
 from mp3d_ros.training.validation import load_validation_set, normalize_images, validate
 
 __all__ = ["RunProgress", "TrainResult", "Trainer", "train"]
 
-LOG = logging.getLogger("mp3d_ros.train")
+LOG = logging.getLogger("mp3d_ros.training")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Checkpoints of a training run: what goes in, where, and the checks on resume and init.
 
-A run checkpoint is an :class:`mp3d_ros.checkpoint.Checkpoint` (written atomically, loadable by
-:func:`mp3d_ros.pipelines.load_pipeline` for inference as it is) whose training part holds the
+A run checkpoint is an :class:`mp3d_ros.model.checkpoint.Checkpoint` (written atomically, loadable by
+:func:`mp3d_ros.inference.pipelines.load_pipeline` for inference as it is) whose training part holds the
 optimiser, the learning-rate scheduler, the AMP loss scaler, the step, the training config, the
 number of processes and every process's random-number-generator states (torch, CUDA, numpy,
 Python). Together with the step-determined data order (:mod:`mp3d_ros.training.data`) that makes a
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mp3d_ros.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mp3d_ros.config import config_to_dict
+from mp3d_ros.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.resources import find_share_path
 
@@ -43,7 +43,7 @@ __all__ = [
     "write_checkpoint",
 ]
 
-LOG = logging.getLogger("mp3d_ros.train")
+LOG = logging.getLogger("mp3d_ros.training")
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"step_(\d+)\.pt")
 # Training-config keys that may change between an interrupted run and its resumption: they change

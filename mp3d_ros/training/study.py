@@ -11,7 +11,7 @@ feeds every batch of one data loader to each in turn, so all variants see identi
 augmentations and targets in the same order: the same budget by construction, at the cost of one
 data pipeline (a variant's logged images/s counts the loading and the variants stepped before it
 in each step, so the last variant's is the study's rate). Targets are drawn once and re-expressed
-in each variant's depth units (:func:`~mp3d_ros.data.targets.in_depth_units`). Each variant writes
+in each variant's depth units (:func:`~mp3d_ros.model.codec.targets.in_depth_units`). Each variant writes
 its own run folder (``<out_dir>/<name>/``: checkpoints, metrics.jsonl, TensorBoard), and
 :func:`release_models` writes the final weights of every variant, decode variants included, as
 inference checkpoints (``<out_dir>/models/<name>.pt``) that ``mp3d-eval --checkpoint`` and the
@@ -26,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mp3d_ros.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
 from mp3d_ros.config import load_config
-from mp3d_ros.data.targets import in_depth_units
+from mp3d_ros.model.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
+from mp3d_ros.model.codec.targets import in_depth_units
 from mp3d_ros.model.config import DECODE_SWITCHES, ModelConfig
 from mp3d_ros.training.config import TrainConfig, load_train_config, model_config
 from mp3d_ros.training.distributed import init_distributed, shutdown_distributed
-from mp3d_ros.training.loop import TrainResult, Trainer
+from mp3d_ros.training.loop import Trainer, TrainResult
 from mp3d_ros.training.state import list_checkpoints
 
 __all__ = ["StudyConfig", "load_study", "release_models", "study_train_configs", "train_study"]

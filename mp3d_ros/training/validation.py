@@ -1,12 +1,12 @@
 """Periodic validation during training: predict a 3D set with the network, score it with the evaluator.
 
-Images are letterboxed to the network input (:func:`mp3d_ros.camera.letterbox_transform`, moved with
+Images are letterboxed to the network input (:func:`mp3d_ros.geometry.camera.letterbox_transform`, moved with
 :func:`mp3d_ros.data.augment.apply_transform`, as at inference), the maps decoded with
-:func:`mp3d_ros.decode.decode_batch` and :func:`~mp3d_ros.decode.to_people` into the source image
+:func:`mp3d_ros.model.codec.decode.decode_batch` and :func:`~mp3d_ros.model.codec.decode.to_people` into the source image
 and its camera, and scored as ``mp3d-eval`` does: the MuPoTS-3D protocol
-(:func:`mp3d_ros.metrics.evaluate_mupots`: PCK_abs, PCK_rel, PCK_root, PCOD, AP_root^25, MRPE) for
+(:func:`mp3d_ros.evaluation.metrics.evaluate_mupots`: PCK_abs, PCK_rel, PCK_root, PCOD, AP_root^25, MRPE) for
 MuPoTS-3D, MuCo-3DHP, Human3.6M and synthetic scenes, MPJPE / RtError
-(:func:`~mp3d_ros.metrics.evaluate_panoptic`) for CMU Panoptic. A subset spread evenly over the set
+(:func:`~mp3d_ros.evaluation.metrics.evaluate_panoptic`) for CMU Panoptic. A subset spread evenly over the set
 keeps this quick; ``mp3d-eval`` scores the full benchmark.
 """
 
@@ -21,16 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from mp3d_ros.camera import letterbox_transform
 from mp3d_ros.data.augment import apply_transform
 from mp3d_ros.data.mppe import AnnotatedImage
 from mp3d_ros.data.panoptic import panoptic_activity
-from mp3d_ros.decode import DecodeConfig, decode_batch, to_people
-from mp3d_ros.evaluate import ground_truth_frames, prediction_frames
-from mp3d_ros.metrics import evaluate_mupots, evaluate_panoptic
+from mp3d_ros.evaluation.evaluate import ground_truth_frames, prediction_frames
+from mp3d_ros.evaluation.metrics import evaluate_mupots, evaluate_panoptic
+from mp3d_ros.geometry.camera import letterbox_transform
+from mp3d_ros.geometry.people import People
+from mp3d_ros.inference.preprocess import Normalization
+from mp3d_ros.model.codec.decode import DecodeConfig, decode_batch, to_people
 from mp3d_ros.model.config import ModelConfig
-from mp3d_ros.people import People
-from mp3d_ros.preprocess import Normalization
 from mp3d_ros.training.data import annotated_sample, load_source, read_rgb
 
 __all__ = ["ValidationSet", "load_validation_set", "normalize_images", "predict", "validate"]

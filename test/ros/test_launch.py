@@ -20,15 +20,15 @@ import launch_testing  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+from mp3d_ros.msg import PoseArray3D  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from mp3d_ros.msg import PoseArray3D  # noqa: E402
-from mp3d_ros.ros.conversions import make_camera_info, make_header, stamp_to_ns  # noqa: E402
-from mp3d_ros.ros.images import rgb_to_image  # noqa: E402
+from launch import LaunchDescription  # noqa: E402
+from mp3d_ros.messages.conversions import make_camera_info, make_header, stamp_to_ns  # noqa: E402
+from mp3d_ros.messages.images import rgb_to_image  # noqa: E402
 from mp3d_ros.ros.node import message_classes  # noqa: E402
 
 pytestmark = pytest.mark.ros

@@ -16,20 +16,20 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="needs a ROS 2 installation (rclpy)")
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from mp3d_ros.msg import PoseArray3D  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from mp3d_ros.camera import Intrinsics  # noqa: E402
-from mp3d_ros.msg import PoseArray3D  # noqa: E402
-from mp3d_ros.people import People  # noqa: E402
-from mp3d_ros.ros.conversions import make_camera_info, make_header, stamp_to_ns  # noqa: E402
-from mp3d_ros.ros.images import rgb_to_compressed_image, rgb_to_image  # noqa: E402
+from mp3d_ros.geometry.camera import Intrinsics  # noqa: E402
+from mp3d_ros.geometry.people import People  # noqa: E402
+from mp3d_ros.geometry.skeleton import get_joint_set  # noqa: E402
+from mp3d_ros.messages.conversions import make_camera_info, make_header, stamp_to_ns  # noqa: E402
+from mp3d_ros.messages.images import rgb_to_compressed_image, rgb_to_image  # noqa: E402
 from mp3d_ros.ros.node import PoseNode, message_classes  # noqa: E402
 from mp3d_ros.ros.settings import SettingsError  # noqa: E402
-from mp3d_ros.skeleton import get_joint_set  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

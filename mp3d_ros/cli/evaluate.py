@@ -1,0 +1,83 @@
+"""``mp3d-eval``: run the estimator over a benchmark (or load saved predictions) and print its metrics.
+
+    mp3d-eval --model M --dataset mupots --data DIR [--out PRED.json] [--device cuda] [--batch 8]
+    mp3d-eval --dataset mupots --data DIR --predictions PRED.json [--baseline kvalue]
+
+The datasets and the layout ``--data`` points at are described in :mod:`mp3d_ros.evaluation.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from mp3d_ros.evaluation.evaluate import (
+    DATASETS,
+    ground_truth_frames,
+    json_safe,
+    kvalue_baseline,
+    load_dataset,
+    pair_predictions,
+    prediction_frames,
+    report,
+    run_estimator,
+)
+from mp3d_ros.evaluation.predictions import load_predictions, save_predictions
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mp3d-eval", description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="trained checkpoint of the papers' network")
+    source.add_argument("--model", help="model name or exported model file for the Estimator")
+    source.add_argument("--predictions", type=Path, help="score a saved predictions JSON instead")
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    parser.add_argument("--data", required=True, type=Path, help="dataset folder or annotation file")
+    parser.add_argument("--out", type=Path, help="write the estimator's predictions here (JSON)")
+    parser.add_argument("--baseline", choices=["kvalue"],
+                        help="replace each person's root depth by RootNet's k-value before scoring")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    parser.add_argument("--batch", type=int, default=8, help="images per estimator call")
+    parser.add_argument("--metrics-out", type=Path, help="also write the metrics as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mp3d-eval``; returns the exit status (0 ok, 1 bad input)."""
+    args = _parser().parse_args(argv)
+    if args.batch < 1:
+        _parser().error("--batch must be at least 1")
+    try:
+        images, image_root = load_dataset(args.dataset, args.data)
+        if args.predictions is not None:
+            saved, _ = load_predictions(args.predictions)
+        else:
+            model = args.checkpoint or args.model
+            saved = run_estimator(model, images, image_root, args.device, args.batch)
+            out = args.out or Path(f"predictions_{args.dataset}.json")
+            save_predictions(out, saved, {"model": model, "dataset": args.dataset,
+                                          "data": str(args.data)})
+            print(f"predictions written to {out}")
+        people = pair_predictions(images, saved)
+        if args.baseline == "kvalue":
+            people = [kvalue_baseline(p, im.intrinsics) for p, im in zip(people, images)]
+        text, result = report(args.dataset, (prediction_frames(people), ground_truth_frames(images)))
+    except ValueError as error:
+        print(f"mp3d-eval: error: {error}", file=sys.stderr)
+        return 1
+    depth = "RootNet k-value root depth (box of the predicted 2D joints)" if args.baseline else \
+        "the estimator's root depth"
+    print(f"mp3d-eval: {args.dataset}, {len(images)} images, depth from {depth}\n")
+    print(text)
+    if args.metrics_out is not None:
+        args.metrics_out.write_text(json.dumps(json_safe(result), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""``mp3d-replay``: the whole pipeline over a rosbag2 recording, without ROS.
+
+    mp3d-replay BAG [--out OUT_BAG] [--report DIR] [--model M] [--device cuda]
+
+What is read, paired, skipped and written is described in :mod:`mp3d_ros.evaluation.replay`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from mp3d_ros.evaluation.replay import replay_bag
+from mp3d_ros.evaluation.replay_report import summary_text, write_report
+from mp3d_ros.inference.estimator import Estimator
+from mp3d_ros.tracking.tracker import Tracker
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mp3d-replay", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("bag", help="rosbag2 folder (sqlite3 or MCAP storage)")
+    parser.add_argument("--out", help="write PoseArray3D + MarkerArray outputs to this new bag")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
+                        help="storage of the output bag")
+    parser.add_argument("--copy-inputs", action="store_true",
+                        help="also copy the image, CameraInfo and ground-truth topics into --out")
+    parser.add_argument("--image-topic", help="default: the bag's Image/CompressedImage topic")
+    parser.add_argument("--camera-info-topic", help="default: the bag's CameraInfo topic")
+    parser.add_argument("--gt-topic", help="default: the bag's PoseArray3D topic, if any")
+    parser.add_argument("--rectified", action="store_true",
+                        help="images are rectified: use CameraInfo P instead of K + D")
+    parser.add_argument("--model", default=None,
+                        help="model name or file for the Estimator (default: its default model)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"))
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    parser.add_argument("--no-tracking", action="store_true", help="report people without track ids")
+    parser.add_argument("--report", help="folder for the Markdown summary, metrics JSON and plots")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many images")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    estimator = Estimator(args.model, backend=args.backend, device=args.device)
+    print(f"model {estimator.model_name} on {estimator.backend_name}", file=sys.stderr)
+    result = replay_bag(
+        args.bag, estimator.estimate, out_bag=args.out, image_topic=args.image_topic,
+        camera_info_topic=args.camera_info_topic, ground_truth_topic=args.gt_topic,
+        rectified=args.rectified, copy_inputs=args.copy_inputs, storage=args.storage,
+        tracker=None if args.no_tracking else Tracker(), max_frames=args.max_frames,
+    )
+    print(summary_text(result, Path(args.bag).name))
+    if args.report:
+        write_report(result, args.report, Path(args.bag).name)
+        print(f"report written to {args.report}")
+    if args.out:
+        print(f"outputs written to {args.out}")
+    return 130 if result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

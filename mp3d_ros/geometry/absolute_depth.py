@@ -1,0 +1,363 @@
+"""Absolute root depth of a person from a 2.5D pose, the live intrinsics and a body-size prior.
+
+Inputs per person: the undistorted rays ``r_j = [x_j, y_j, 1]`` of the joints seen in the image, and
+a lifted root-relative 3D pose (camera-aligned axes) whose size is that of a body of
+``canonical_height_m``. The lifted pose is scaled by ``s = prior.height_m / canonical_height_m``;
+its z column gives the relative depths ``d_j`` and its distances give segment lengths. Joint j is
+then at ``P_j = (Z + d_j) r_j`` (MAR Eq. 1) for the root depth ``Z``.
+
+Two estimates of ``Z``:
+
+- **torso** (MAR Eq. 7-8, :func:`mp3d_ros.geometry.depth.geometric_root_depth`): the depth at which the
+  hip-midpoint -> shoulder-midpoint distance equals its scaled lifted length (COCO detectors see
+  hips and shoulders, not the pelvis and thorax of the 3D sets);
+- **bones**: least squares over all seen rigid segments (upper arms, forearms, thighs, shins,
+  shoulder and hip widths) on the residuals ``e_k(Z) = |Z a_k + b_k| - L_k`` with
+  ``a_k = r_i - r_j`` and ``b_k = d_i r_i - d_j r_j`` for segment ``k = (i, j)``: generalised least
+  squares ``min_Z e^T Sigma^-1 e``, solved by Gauss-Newton from the mean of the per-segment closed
+  forms. ``Sigma`` is the residuals' covariance at the current depth: each length's own
+  uncertainty (``segment_rel_sigma``), plus the 2D keypoint noise across each joint's ray and the
+  relative-depth noise along it, propagated through ``de_k = u_k . (dP_i - dP_j)`` (segments that
+  share a joint are correlated). The depth's sigma is ``(J^T Sigma^-1 J)^-1/2`` with
+  ``J_k = de_k/dZ``: short segments and segments seen end-on have small ``J_k``, so fewer and
+  shorter visible bones give a larger uncertainty.
+
+The two share no segment, so their errors are treated as independent and fused with MAR Eq. 12
+(:func:`mp3d_ros.geometry.depth.fuse_depths`). The body-size prior adds an error common to both, a
+relative ``height_sigma_m / height_m``, added in quadrature after the fusion. With the noise the
+prior describes, the reported 1-sigma covers about 68% of the errors (tested).
+
+**Scale assumption.** Monocular images fix only the ratio of size to distance: every person is
+assumed to be ``prior.height_m`` tall. A child of 1.2 m at 3 m looks like a 1.7 m adult at 4.25 m
+and is placed there (depth and lateral position both scaled by 1.7 / 1.2, along the same rays);
+its reported sigma covers adult height variation only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mp3d_ros.geometry.camera import Intrinsics, pixel_rays
+from mp3d_ros.geometry.camera_torch import compiled_once
+from mp3d_ros.geometry.depth import fuse_depths, geometric_root_depth
+from mp3d_ros.geometry.skeleton import JointSet
+
+__all__ = ["BodyPrior", "RootDepth", "SEGMENTS", "estimate_root_depth", "estimate_root_depth_px"]
+
+# Rigid segments whose both ends COCO-style detectors see; the torso (hip midpoint -> shoulder
+# midpoint) is left out because the closed form uses it, which keeps the two estimates independent.
+SEGMENTS: tuple[tuple[str, str], ...] = (
+    ("left_shoulder", "left_elbow"),
+    ("left_elbow", "left_wrist"),
+    ("right_shoulder", "right_elbow"),
+    ("right_elbow", "right_wrist"),
+    ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"),
+    ("right_hip", "right_knee"),
+    ("right_knee", "right_ankle"),
+    ("left_shoulder", "right_shoulder"),
+    ("left_hip", "right_hip"),
+)
+_HIPS = ("left_hip", "right_hip")
+_SHOULDERS = ("left_shoulder", "right_shoulder")
+_GAUSS_NEWTON_STEPS = 8
+_MIN_DEPTH_M = 0.1
+_MIDPOINT_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class BodyPrior:
+    """Body size and the noise levels the uncertainty is computed from.
+
+    Attributes:
+        height_m: assumed standing height of everybody (the scale assumption above).
+        height_sigma_m: standard deviation of real heights around it (adults, both sexes).
+        segment_rel_sigma: relative standard deviation of one segment's length around the scaled
+            lifted length (body proportions and lifting error).
+        rel_depth_sigma_m: standard deviation of one lifted relative depth, metres.
+        keypoint_sigma_px: standard deviation of a detected 2D keypoint per axis, pixels.
+    """
+
+    height_m: float = 1.70
+    height_sigma_m: float = 0.09
+    segment_rel_sigma: float = 0.08
+    rel_depth_sigma_m: float = 0.05
+    keypoint_sigma_px: float = 3.0
+
+
+@dataclass(frozen=True)
+class RootDepth:
+    """Root (pelvis) depth estimates for P people; tensors of shape (P,), metres.
+
+    ``depth_m`` / ``sigma_m`` / ``valid`` are the fused result with the body-size error included;
+    the ``torso_*`` and ``bones_*`` fields are the two estimates before fusion, their sigmas
+    without the common body-size error. Invalid entries hold 0 depth and infinite sigma.
+    """
+
+    depth_m: torch.Tensor
+    sigma_m: torch.Tensor
+    valid: torch.Tensor
+    torso_depth_m: torch.Tensor
+    torso_sigma_m: torch.Tensor
+    torso_valid: torch.Tensor
+    bones_depth_m: torch.Tensor
+    bones_sigma_m: torch.Tensor
+    bones_valid: torch.Tensor
+    num_segments: torch.Tensor
+
+
+def _pick(values: torch.Tensor, joints: Sequence[int]) -> torch.Tensor:
+    """(P, J, *) values at ``joints`` -> (P, len(joints), *).
+
+    One view per joint, stacked: indexing with a list would copy the list to the device, which a
+    CUDA graph cannot capture.
+    """
+    return torch.stack([values[:, j] for j in joints], dim=1)
+
+
+def _one_hot(joints: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """(len(joints), J) rows of the identity for (P, J, *) joint values ``like``."""
+    eye = torch.eye(like.shape[1], dtype=like.dtype, device=like.device)
+    return torch.stack([eye[j] for j in joints])
+
+
+def _residual_covariance(
+    coefficients: torch.Tensor,
+    direction: torch.Tensor,
+    rays: torch.Tensor,
+    rel: torch.Tensor,
+    depth_m: torch.Tensor,
+    length_m: torch.Tensor,
+    ray_sigma: torch.Tensor | float,
+    prior: BodyPrior,
+) -> torch.Tensor:
+    """(P, S, S) covariance of the residuals ``|D_k| - L_k`` for ``D_k = sum_j c_kj P_j``.
+
+    Joint j at ``P_j = (Z + d_j) r_j`` moves across its ray by ``(Z + d_j) ray_sigma`` per image
+    axis (2D noise ``sigma_px / f``) and along it by ``sigma_d r_j`` (relative-depth noise).
+    Linearised, ``d|D_k| = u_k . dD_k`` with the unit ``direction`` u (P, S, 3), so segments
+    sharing a joint are correlated. Each length adds its own ``(segment_rel_sigma L_k)^2``.
+    """
+    # Broadcast products rather than batched matmuls: the matrices are tiny (S <= 10, J = 17).
+    lateral = ((depth_m[:, None] + rel) * ray_sigma) ** 2  # (P, J)
+    in_plane = (direction[:, :, None, :2] * direction[:, None, :, :2]).sum(-1)  # (P, S, S)
+    pair = coefficients[:, None, :] * coefficients[None, :, :]  # (S, S, J): c_kj c_lj
+    shared = (pair * lateral[:, None, None, :]).sum(-1)
+    # along[p, k, j] = c_kj (u_k . r_j): how joint j's depth noise moves residual k.
+    along = coefficients * (direction[:, :, None, :] * rays[:, None, :, :]).sum(-1)
+    depth_part = (along[:, :, None] * along[:, None]).sum(-1)
+    cov = in_plane * shared + prior.rel_depth_sigma_m**2 * depth_part
+    return cov + torch.diag_embed((prior.segment_rel_sigma * length_m) ** 2)
+
+
+def _whitened_products(
+    cov: torch.Tensor, jacobian: torch.Tensor, residual: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``J^T Sigma^-1 J`` and ``J^T Sigma^-1 e`` (each (P,)) for SPD ``cov`` (P, S, S).
+
+    Gaussian elimination of ``[Sigma | J e]`` without pivoting (fine for SPD matrices) gives
+    ``Sigma = L D L^T`` and the right-hand sides ``L^-1 J`` and ``L^-1 e``, so the products are
+    ``sum_k (L^-1 J)_k (L^-1 .)_k / D_k``. Unlike ``torch.linalg.solve`` it never checks for
+    errors on the host, which a CUDA graph cannot capture.
+    """
+    m = torch.cat([cov, jacobian[..., None], residual[..., None]], dim=-1)  # (P, S, S + 2)
+    pivots, whitened = [], []
+    for _ in range(cov.shape[-1]):
+        row = m[:, 0]
+        pivots.append(row[:, 0])
+        whitened.append(row[:, -2:])
+        m = m[:, 1:, 1:] - m[:, 1:, :1] * (row[:, None, 1:] / row[:, None, :1])
+    pivot = torch.stack(pivots, dim=1)  # (P, S): D
+    whitened_j, whitened_e = torch.stack(whitened, dim=1).unbind(-1)  # (P, S): L^-1 J, L^-1 e
+    return (whitened_j * whitened_j / pivot).sum(-1), (whitened_j * whitened_e / pivot).sum(-1)
+
+
+def _closed_form(ray_a, ray_b, rel_a, rel_b, length_m) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth of the ``b`` end at which the segment has ``length_m`` (MAR Eq. 7-8), and validity."""
+    identity = torch.eye(3, dtype=ray_a.dtype, device=ray_a.device)
+    return geometric_root_depth(ray_b[..., :2], ray_a[..., :2], rel_a - rel_b, identity, length_m)
+
+
+def _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior):
+    """Least-squares root depth over the seen segments: (depth, sigma, valid, count), each (P,).
+
+    Generalised least squares: the residuals' covariance (shared joints correlate segments) weights
+    the Gauss-Newton steps, and ``sigma = (J^T Sigma^-1 J)^-1/2`` at the solution.
+    """
+    i, j = [a for a, _ in segments], [b for _, b in segments]
+    coefficients = _one_hot(i, rays) - _one_hot(j, rays)  # (S, J)
+    length = (_pick(pose_m, i) - _pick(pose_m, j)).norm(dim=-1)  # (P, S)
+    rays_i, rays_j, rel_i, rel_j = _pick(rays, i), _pick(rays, j), _pick(rel, i), _pick(rel, j)
+    a = rays_i - rays_j
+    b = rel_i[..., None] * rays_i - rel_j[..., None] * rays_j
+    z_end, ok = _closed_form(rays_i, rays_j, rel_i, rel_j, length)
+    use = _pick(seen, i) & _pick(seen, j) & (length > 1e-3)
+    start = use & ok
+    count = start.sum(-1)
+    z = torch.where(start, z_end - rel_j, torch.zeros_like(z_end)).sum(-1) / count.clamp_min(1)
+    z = z.clamp_min(_MIN_DEPTH_M)
+    mask = use.to(rays.dtype)
+    information = torch.zeros_like(z)
+    for _ in range(_GAUSS_NEWTON_STEPS):
+        z, information = _gauss_newton_step(
+            z, a, b, length, mask, count, coefficients, rays, rel, ray_sigma, prior)
+    valid = (count > 0) & (z > _MIN_DEPTH_M) & (information > 0)
+    sigma = torch.where(valid, information.clamp_min(1e-12).rsqrt(), torch.full_like(z, math.inf))
+    return torch.where(valid, z, torch.zeros_like(z)), sigma, valid, use.sum(-1)
+
+
+@compiled_once
+def _gauss_newton_step(z, a, b, length, mask, count, coefficients, rays, rel, ray_sigma, prior):
+    """One step of :func:`_bones`: the new depth and ``J^T Sigma^-1 J`` at the old one, each (P,)."""
+    vector = z[:, None, None] * a + b
+    norm = vector.norm(dim=-1).clamp_min(1e-9)
+    direction = vector / norm[..., None]
+    residual = (norm - length) * mask
+    jacobian = (a * direction).sum(-1) * mask
+    cov = _residual_covariance(coefficients, direction, rays, rel, z, length, ray_sigma, prior)
+    # Unused segments: decoupled unit-variance rows with zero residual and Jacobian.
+    cov = cov * mask[:, :, None] * mask[:, None, :] + torch.diag_embed(1 - mask)
+    information, numerator = _whitened_products(cov, jacobian, residual)
+    step = numerator / information.clamp_min(1e-12)
+    return torch.where(count > 0, (z - step).clamp_min(_MIN_DEPTH_M), z), information
+
+
+def _midpoint_ray(rays: torch.Tensor, rel: torch.Tensor, depth_m: torch.Tensor) -> torch.Tensor:
+    """(P, 3) ray of the 3D midpoint of two joints (P, 2, 3) when the root is at ``depth_m`` (P,)."""
+    midpoint = ((depth_m[:, None] + rel)[..., None] * rays).mean(1)
+    return midpoint / midpoint[:, 2:3].clamp_min(1e-9)
+
+
+@compiled_once
+def _torso_round(ray_hip, ray_sh, rays_hip, rays_sh, rel_hip, rel_sh, rels_hip, rels_sh, omega):
+    """One round of :func:`_torso`: hip depth, its validity, root depth and the new midpoint rays."""
+    z_hip, ok = _closed_form(ray_sh, ray_hip, rel_sh, rel_hip, omega)
+    z_root = torch.where(ok, z_hip - rel_hip, torch.ones_like(z_hip))
+    return (z_hip, ok, z_root, _midpoint_ray(rays_hip, rels_hip, z_root),
+            _midpoint_ray(rays_sh, rels_sh, z_root))
+
+
+def _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior):
+    """MAR's closed form on hip midpoint -> shoulder midpoint: (depth, sigma, valid), each (P,).
+
+    The ray of a 3D midpoint depends a little on the depth (its two joints are at different depths),
+    so the closed form is repeated with the midpoint rays at the previous depth, starting from the
+    image midpoints; the error shrinks by about ``d / Z`` per round.
+    """
+    seen_all = _pick(seen, hips).all(-1) & _pick(seen, shoulders).all(-1)
+    rays_hip, rays_sh = _pick(rays, hips), _pick(rays, shoulders)
+    rels_hip, rels_sh = _pick(rel, hips), _pick(rel, shoulders)
+    rel_hip, rel_sh = rels_hip.mean(1), rels_sh.mean(1)
+    omega = (_pick(pose_m, shoulders).mean(1) - _pick(pose_m, hips).mean(1)).norm(dim=-1)
+    ray_hip, ray_sh = rays_hip.mean(1), rays_sh.mean(1)
+    for _ in range(_MIDPOINT_ROUNDS):
+        z_hip, ok, z_root, ray_hip, ray_sh = _torso_round(
+            ray_hip, ray_sh, rays_hip, rays_sh, rel_hip, rel_sh, rels_hip, rels_sh, omega)
+    valid = seen_all & ok & (z_root > _MIN_DEPTH_M)
+    vector = (z_hip + rel_sh)[:, None] * ray_sh - z_hip[:, None] * ray_hip
+    norm = vector.norm(dim=-1).clamp_min(1e-9)
+    direction = vector / norm[..., None]
+    jacobian = ((ray_sh - ray_hip) * direction).sum(-1)
+    coefficients = 0.5 * (_one_hot(shoulders, rays).sum(0) - _one_hot(hips, rays).sum(0))[None]
+    variance = _residual_covariance(
+        coefficients, direction[:, None], rays, rel, z_root, omega[:, None], ray_sigma, prior
+    )[:, 0, 0]
+    sigma = (variance / jacobian.square().clamp_min(1e-12)).sqrt()
+    return (
+        torch.where(valid, z_root, torch.zeros_like(z_root)),
+        torch.where(valid, sigma, torch.full_like(sigma, math.inf)),
+        valid,
+    )
+
+
+def estimate_root_depth(
+    rays: torch.Tensor,
+    seen: torch.Tensor,
+    pose_rel_m: torch.Tensor,
+    joint_set: JointSet,
+    focal_px: torch.Tensor | float,
+    canonical_height_m: float,
+    prior: BodyPrior = BodyPrior(),
+    keypoint_sigma_px: torch.Tensor | float | None = None,
+) -> RootDepth:
+    """Root depths of P people from rays, seen flags and lifted poses.
+
+    Batched with tensor operations of static shapes only (CUDA graphs capture it).
+
+    Args:
+        rays: (P, J, 3) undistorted normalised rays ``[x, y, 1]`` of the joints (any finite value
+            where not seen).
+        seen: (P, J) bool, True where the joint's 2D position is a detection (not inferred).
+        pose_rel_m: (P, J, 3) lifted pose, root-relative, camera-aligned axes, metres, for a body of
+            ``canonical_height_m``.
+        joint_set: the joint set of the J joints (its ``root`` is the pelvis).
+        focal_px: ``sqrt(fx * fy)`` of the image the keypoints were detected in (for the noise),
+            one for all or (P,) per person.
+        canonical_height_m: standing height of the body the lifted poses are sized for.
+        prior: the body-size prior and noise levels.
+        keypoint_sigma_px: 2D noise per axis, one for all or (P,); ``prior.keypoint_sigma_px``
+            when None.
+    """
+    keypoint_sigma_px = prior.keypoint_sigma_px if keypoint_sigma_px is None else keypoint_sigma_px
+    ray_sigma = keypoint_sigma_px / focal_px
+    if isinstance(ray_sigma, torch.Tensor):
+        ray_sigma = ray_sigma[:, None]  # per person, across its joints
+    scale = prior.height_m / canonical_height_m
+    pose_m = (pose_rel_m - pose_rel_m[:, joint_set.root : joint_set.root + 1]) * scale
+    rel = pose_m[..., 2]
+    seen = seen.bool()
+    segments = [(joint_set.index(a), joint_set.index(b)) for a, b in SEGMENTS]
+    hips = [joint_set.index(n) for n in _HIPS]
+    shoulders = [joint_set.index(n) for n in _SHOULDERS]
+    z_b, s_b, v_b, count = _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior)
+    z_t, s_t, v_t = _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior)
+    # Eq. 12 with the bones as the "regressed" estimate; where only the torso exists, use it alone.
+    fused, fused_sigma = fuse_depths(
+        z_b, torch.nan_to_num(s_b, posinf=1.0), z_t, torch.nan_to_num(s_t, posinf=1.0), v_t & v_b
+    )
+    depth = torch.where(v_b, fused, z_t)
+    sigma_indep = torch.where(v_b, fused_sigma, s_t)
+    valid = v_b | v_t
+    sigma = torch.sqrt(sigma_indep**2 + (depth * prior.height_sigma_m / prior.height_m) ** 2)
+    return RootDepth(
+        depth_m=torch.where(valid, depth, torch.zeros_like(depth)),
+        sigma_m=torch.where(valid, sigma, torch.full_like(sigma, math.inf)),
+        valid=valid,
+        torso_depth_m=z_t,
+        torso_sigma_m=s_t,
+        torso_valid=v_t,
+        bones_depth_m=z_b,
+        bones_sigma_m=s_b,
+        bones_valid=v_b,
+        num_segments=count,
+    )
+
+
+def estimate_root_depth_px(
+    uv_px: np.ndarray,
+    seen: np.ndarray,
+    pose_rel_m: np.ndarray,
+    intrinsics: Intrinsics,
+    joint_set: JointSet,
+    canonical_height_m: float,
+    prior: BodyPrior = BodyPrior(),
+    keypoint_sigma_px: float | None = None,
+) -> RootDepth:
+    """:func:`estimate_root_depth` from (P, J, 2) observed (distorted) pixels and live intrinsics."""
+    uv = np.where(np.asarray(seen)[..., None], np.asarray(uv_px, dtype=np.float64), 0.0)
+    rays = torch.from_numpy(pixel_rays(uv, intrinsics))
+    return estimate_root_depth(
+        rays,
+        torch.from_numpy(np.asarray(seen, dtype=bool)),
+        torch.as_tensor(np.asarray(pose_rel_m, dtype=np.float64)),
+        joint_set,
+        math.sqrt(intrinsics.fx * intrinsics.fy),
+        canonical_height_m,
+        prior,
+        keypoint_sigma_px,
+    )

@@ -1,0 +1,363 @@
+"""``Estimator``: an RGB image and its live intrinsics in, :class:`~mp3d_ros.geometry.people.People` out.
+
+Two models share the output, so callers never care which one runs:
+
+- ``movenet-lift`` (the default): MoveNet MultiPose 2D + the mocap-trained lifter + geometric root
+  depth (:mod:`mp3d_ros.inference.movenet_lift`), shipped in ``models/``;
+- the papers' network (:mod:`mp3d_ros.model.network`) from a training checkpoint (``.pt``).
+
+and two backends run their network: ``torch`` (eval mode, inference mode, channels-last, half
+precision on GPU, optional CUDA-graph replay or ``torch.compile``) and ``onnxruntime`` (a file
+written by ``mp3d-export``; providers tried in the order TensorRT, CUDA, CPU).
+
+A frame goes through three timed stages (``last_timings_ms``):
+
+1. ``preprocess``: on the host the letterbox of each image and one row of camera parameters
+   (:func:`mp3d_ros.geometry.camera_torch.camera_rows`); on the network's device the uint8 image is uploaded,
+   letterboxed and normalised (:func:`mp3d_ros.inference.preprocess.letterbox_tensors`);
+2. ``network``: the network;
+3. ``decode``: decoding to people in the source image's pixels and the camera's metres, back-
+   projected with the live intrinsics, on the network's device for torch (in torch on the CPU for
+   onnxruntime), then one copy of the packed result that the host slices into :class:`People`.
+
+With ``cuda_graph`` stage 1's device part is one CUDA graph and the network with stage 3's device
+part another, per batch layout (image sizes and lens families), replayed over static input
+buffers; ``network`` then includes the device-side decoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from mp3d_ros.geometry.camera import Intrinsics, letterbox_transform
+from mp3d_ros.geometry.camera_torch import camera_rows
+from mp3d_ros.geometry.people import People
+from mp3d_ros.inference.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
+from mp3d_ros.inference.preprocess import check_rgb_image, letterbox_tensors
+from mp3d_ros.model.codec.decode import unpack_people
+
+__all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner"]
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_MODEL = "movenet-lift"
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def _run_stages(runner: "TorchRunner | OnnxRunner", images: Sequence[np.ndarray], rows: np.ndarray,
+                lenses: tuple[str, ...], clock: _StageClock) -> np.ndarray:
+    """A frame stage by stage (no CUDA graph): packed people (B, K, C) on the host."""
+    pipeline = runner.pipeline
+    pixels = [torch.from_numpy(np.ascontiguousarray(image)).to(runner.device) for image in images]
+    batch = letterbox_tensors(pixels, pipeline.input_size, pipeline.normalization, runner.dtype)
+    clock.mark("preprocess")
+    outputs = runner.network(batch)
+    clock.mark("network")
+    rows_tensor = torch.from_numpy(rows).to(outputs[0].device)
+    return runner.decode(outputs, rows_tensor, lenses).cpu().numpy()
+
+
+class _Graph:
+    """``function()`` captured as one CUDA graph over static buffers; ``output`` is its result."""
+
+    def __init__(self, function: Callable[[], torch.Tensor]) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm-up outside the graph (compilation, cuDNN autotuning, allocator)
+                function()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = function()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class _FrameGraphs:
+    """One batch layout (image sizes, lens families) as two CUDA graphs over static buffers.
+
+    Each frame is copied into pinned host buffers and from there, asynchronously, into the static
+    uint8 images and camera rows on the device (the driver would stage a pageable upload through
+    its own buffers, blocking the host); the pre-processing graph and the network-and-decoding
+    graph replay, and one copy brings the packed people back. Two graphs rather than one keep the
+    stage timings apart for microseconds.
+    """
+
+    def __init__(self, runner: "TorchRunner", images: Sequence[np.ndarray], rows: np.ndarray,
+                 lenses: tuple[str, ...]) -> None:
+        pipeline = runner.pipeline
+        self.host_images = [torch.empty(image.shape, dtype=torch.uint8, pin_memory=True) for image in images]
+        self.host_rows = torch.empty(rows.shape, dtype=torch.float64, pin_memory=True)
+        self.images = [torch.empty_like(host, device=runner.device) for host in self.host_images]
+        self.rows = torch.empty_like(self.host_rows, device=runner.device)
+        self._upload(images, rows)  # the warm-ups below then see a real frame
+        self.preprocess = _Graph(lambda: letterbox_tensors(
+            self.images, pipeline.input_size, pipeline.normalization, runner.dtype))
+        self.preprocess.replay()
+        self.network_and_decode = _Graph(
+            lambda: runner.decode(runner.network(self.preprocess.output), self.rows, lenses))
+        self.host_output = torch.empty_like(self.network_and_decode.output, device="cpu", pin_memory=True)
+
+    def _upload(self, images: Sequence[np.ndarray], rows: np.ndarray) -> None:
+        # The previous frame ended with a synchronisation: its copies out of the buffers are done.
+        for host, static, image in zip(self.host_images, self.images, images):
+            np.copyto(host.numpy(), image)
+            static.copy_(host, non_blocking=True)
+        np.copyto(self.host_rows.numpy(), rows)
+        self.rows.copy_(self.host_rows, non_blocking=True)
+
+    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, clock: _StageClock) -> np.ndarray:
+        self._upload(images, rows)
+        self.preprocess.replay()
+        clock.mark("preprocess")
+        self.network_and_decode.replay()
+        clock.mark("network")
+        self.host_output.copy_(self.network_and_decode.output, non_blocking=True)
+        torch.cuda.current_stream().synchronize()
+        return self.host_output.numpy().copy()  # the buffer is the next frame's
+
+
+class TorchRunner:
+    """Runs a pipeline in torch on ``device`` (network at ``dtype``, decoding in float32/64).
+
+    With ``cuda_graph`` every batch layout is captured once as CUDA graphs (:class:`_FrameGraphs`);
+    with ``compile_network`` the network and the decoding are compiled by ``torch.compile``.
+    """
+
+    def __init__(self, pipeline: Pipeline, device: torch.device, dtype: torch.dtype,
+                 cuda_graph: bool = False, compile_network: bool = False) -> None:
+        if cuda_graph and device.type != "cuda":
+            raise ValueError("cuda_graph=True needs device='cuda'")
+        if device.type == "cuda":
+            # One input shape per input size: cuDNN's search for the fastest convolution
+            # algorithms is paid once, at the first frame.
+            torch.backends.cudnn.benchmark = True
+        module = pipeline.network().to(device=device, dtype=dtype).eval()
+        module = module.to(memory_format=torch.channels_last)
+        decode = pipeline.to(device).decode_rows
+        if compile_network:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # folds batch norms into convolutions
+            module = torch.compile(module)
+            # Decoding is hundreds of tiny element-wise operations; fused they are a few kernels.
+            decode = torch.compile(decode, dynamic=False)
+        self.module, self.pipeline, self.device, self.dtype = module, pipeline, device, dtype
+        self.decode = decode
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[tuple, _FrameGraphs] = {}
+        self.name = f"torch:{device.type}:{_dtype_name(dtype)}" + (":cuda-graph" if cuda_graph else "") \
+            + (":compiled" if compile_network else "")
+
+    def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.module(batch)
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, lenses: tuple[str, ...],
+                 clock: _StageClock) -> np.ndarray:
+        """Packed people (B, K, C) of a batch on the host (:meth:`PeopleTensors.pack`)."""
+        if not self.cuda_graph:
+            return _run_stages(self, images, rows, lenses, clock)
+        key = (tuple(image.shape for image in images), lenses)
+        if key not in self._graphs:
+            self._graphs[key] = _FrameGraphs(self, images, rows, lenses)
+        return self._graphs[key](images, rows, clock)
+
+
+class OnnxRunner:
+    """Runs an exported network with onnxruntime (best available execution provider); decoding
+    runs in torch on the CPU."""
+
+    def __init__(self, session: Any, pipeline: Pipeline) -> None:
+        self.session = session
+        self.pipeline = pipeline
+        self.output_names = list(pipeline.output_names)
+        self.decode = pipeline.decode_rows
+        self.input_name = session.get_inputs()[0].name
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.name = f"onnxruntime:{session.get_providers()[0]}"
+
+    def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feed = {self.input_name: batch.contiguous().numpy()}
+        outputs = self.session.run(self.output_names, feed)
+        return tuple(torch.from_numpy(np.ascontiguousarray(o)) for o in outputs)
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, lenses: tuple[str, ...],
+                 clock: _StageClock) -> np.ndarray:
+        """Packed people (B, K, C) of a batch (:meth:`PeopleTensors.pack`)."""
+        return _run_stages(self, images, rows, lenses, clock)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in PRECISIONS.items()}[dtype]
+
+
+def open_onnx_session(path: Path, device: torch.device, threads: int | None = None) -> Any:
+    """An onnxruntime session of ``path`` with providers TensorRT -> CUDA -> CPU as available."""
+    import onnxruntime
+
+    available = set(onnxruntime.get_available_providers())
+    wanted = ONNX_PROVIDERS if device.type == "cuda" else ONNX_PROVIDERS[-1:]
+    providers = [p for p in wanted if p in available]
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own exception types for bad files
+        raise ValueError(f"model {path} is corrupt or not an ONNX model: {error}") from error
+    LOGGER.info("onnxruntime providers for %s: %s (available: %s)", path.name,
+                session.get_providers(), sorted(available))
+    return session
+
+
+class Estimator:
+    """People in images from one camera (any camera: intrinsics are given per frame).
+
+    Args:
+        model_path: ``"movenet-lift"`` (default), a checkpoint of the papers' network (``.pt``), or
+            an ONNX file from ``mp3d-export``.
+        backend: ``"auto"`` (onnxruntime for ``.onnx`` files, torch otherwise), ``"torch"`` or
+            ``"onnxruntime"``.
+        device: ``"cuda"`` or ``"cpu"``; default CUDA when available.
+        precision: ``"fp16"``, ``"bf16"`` or ``"fp32"``; default fp16 on CUDA, fp32 on CPU.
+        input_size: network input (W, H), multiples of 32; default the model's own. A fixed-size
+            ONNX model refuses another size.
+        joint_set: refuse a model predicting another joint set (default: accept any).
+        max_people: most people reported per image.
+        cuda_graph: replay the pre-processing, and the network with the device-side decoding, as
+            CUDA graphs per batch layout (CUDA only); ``last_timings_ms["network"]`` then
+            includes that decoding.
+        compile_network: ``torch.compile`` the network (batch norms folded) and the decoding.
+        threads: CPU threads for torch / onnxruntime. Default on CPU: half the cores (at least
+            one), because OpenMP threads that spin-wait collapse (20x slower measured on 2 cores)
+            when a camera driver or RViz competes for the same cores.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        backend: str = "auto",
+        device: str | None = None,
+        precision: str | None = None,
+        input_size: tuple[int, int] | None = None,
+        joint_set: str | None = None,
+        max_people: int = 20,
+        cuda_graph: bool = False,
+        compile_network: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        model = str(model_path) if model_path is not None else DEFAULT_MODEL
+        if backend not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"backend must be auto, torch or onnxruntime, got {backend!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device='cuda' was asked for but torch sees no CUDA GPU")
+        precision = precision or ("fp16" if self.device.type == "cuda" else "fp32")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if threads is None and self.device.type == "cpu":
+            threads = max(1, (os.cpu_count() or 2) // 2)
+        if threads:
+            torch.set_num_threads(int(threads))
+        is_onnx = model.endswith(".onnx")
+        if backend == "auto":
+            backend = "onnxruntime" if is_onnx else "torch"
+        if backend == "onnxruntime" and not is_onnx:
+            raise ValueError(f"backend onnxruntime needs an .onnx model, got {model!r} "
+                             "(write one with mp3d-export)")
+        if backend == "torch" and is_onnx:
+            raise ValueError(f"backend torch cannot run the ONNX file {model}")
+        if is_onnx:
+            path = Path(model)
+            if not path.is_file():
+                raise FileNotFoundError(f"model {path} does not exist")
+            session = open_onnx_session(path, self.device, threads)
+            metadata = session.get_modelmeta().custom_metadata_map
+            self.pipeline = pipeline_from_onnx_metadata(metadata, path, max_people)
+            if input_size is not None and tuple(input_size) != self.pipeline.input_size:
+                raise ValueError(f"model {path} was exported for input size "
+                                 f"{self.pipeline.input_size}, not {tuple(input_size)}")
+            self.runner: TorchRunner | OnnxRunner = OnnxRunner(session, self.pipeline)
+        else:
+            self.pipeline = load_pipeline(model, input_size=input_size, max_people=max_people)
+            self.runner = TorchRunner(self.pipeline, self.device, PRECISIONS[precision],
+                                      cuda_graph=cuda_graph, compile_network=compile_network)
+        if joint_set is not None and self.pipeline.joint_set != joint_set:
+            raise ValueError(f"model {model} predicts joint set {self.pipeline.joint_set!r}, "
+                             f"not {joint_set!r}")
+        self.model_name = model
+        self.last_timings_ms: dict[str, float] = {}
+        LOGGER.info("Estimator: model %s on %s, input %s", model, self.backend_name,
+                    self.pipeline.input_size)
+
+    @property
+    def backend_name(self) -> str:
+        return self.runner.name
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.pipeline.input_size
+
+    @property
+    def joint_set(self) -> str:
+        return self.pipeline.joint_set
+
+    def estimate(self, image: np.ndarray, intrinsics: Intrinsics) -> People:
+        """People in one (H, W, 3) uint8 RGB image taken with ``intrinsics``."""
+        return self.estimate_batch([image], [intrinsics])[0]
+
+    def estimate_batch(self, images: Sequence[np.ndarray], intrinsics: Sequence[Intrinsics]) -> list[People]:
+        """People in each image of a batch (images may differ in size and camera)."""
+        if len(images) != len(intrinsics):
+            raise ValueError(f"{len(images)} images but {len(intrinsics)} intrinsics")
+        for index, (image, intr) in enumerate(zip(images, intrinsics)):
+            check_rgb_image(image, f"image {index}")
+            intr.check_image_size(image.shape[1], image.shape[0], f"image {index}")
+        clock = _StageClock(self.device)
+        transforms = [letterbox_transform((image.shape[1], image.shape[0]), self.pipeline.input_size)
+                      for image in images]
+        rows, lenses = camera_rows(transforms, intrinsics)
+        people = unpack_people(self.runner(list(images), rows, lenses, clock), self.pipeline.joint_set)
+        clock.mark("decode")
+        self.last_timings_ms = clock.elapsed_ms()
+        return people
+
+
+class _StageClock:
+    """Stage durations in ms: CUDA events on a GPU (one synchronisation at the end), else a clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.names: list[str] = []
+        self.marks: list = [self._now()]
+
+    def _now(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        self.names.append(name)
+        self.marks.append(self._now())
+
+    def elapsed_ms(self) -> dict[str, float]:
+        if self.cuda:
+            self.marks[-1].synchronize()
+            spans = [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
+        else:
+            spans = [1e3 * (b - a) for a, b in zip(self.marks, self.marks[1:])]
+        return dict(zip(self.names, spans))

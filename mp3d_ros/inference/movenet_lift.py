@@ -1,0 +1,209 @@
+"""``movenet-lift``: the real-camera default model (MoveNet 2D -> mocap lifter -> geometric depth).
+
+1. MoveNet MultiPose (:mod:`mp3d_ros.model.movenet`) finds people and their COCO-17 keypoints in the
+   letterboxed image (one forward pass and a batched decode on the device);
+2. keypoints go back to source pixels, are undistorted into rays with the frame's live intrinsics,
+   and the lifter (:mod:`mp3d_ros.model.lifter`) gives each person's root-relative MuPoTS-17 pose;
+3. :func:`mp3d_ros.geometry.absolute_depth.estimate_root_depth` gives the root depth and its sigma from the
+   seen keypoints, the lifted pose and the body-size prior (everybody is ``prior.height_m`` tall:
+   a child is placed farther away, see that module);
+4. joints are placed in metres: a seen joint on its ray at ``Z + d_j`` (MAR Eq. 1, so it projects
+   exactly onto its detection); every other joint, and the five MuPoTS joints COCO lacks (pelvis,
+   neck, spine, head, head_top), at the root plus the scaled lifted offset, with 2D from projecting
+   it through the frame's camera (distortion included), flagged ``inferred``.
+
+Steps 2-4 run batched on the network's device for all ``max_people`` slots at once
+(:meth:`MoveNetLift.people_tensors`, static shapes, so a CUDA graph captures them with the network).
+
+Confidence of the joints COCO lacks: the mean MoveNet score of the keypoints they sit between
+(pelvis: hips; neck: shoulders; spine: hips and shoulders; head and head_top: the face points).
+People below ``min_person_score``, and people without one seen limb or torso segment (no depth can
+be measured), are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mp3d_ros.geometry.absolute_depth import BodyPrior, estimate_root_depth
+from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.camera_torch import CameraBatch, map_points_px, pixel_rays, project
+from mp3d_ros.geometry.people import People
+from mp3d_ros.geometry.skeleton import COCO_17, MUPOTS_17, index_map
+from mp3d_ros.inference.preprocess import Normalization, letterbox_batch
+from mp3d_ros.model.codec.decode import PeopleTensors, unpack_people
+from mp3d_ros.model.lifter import Lifter, lift, load_lifter
+from mp3d_ros.model.movenet import (
+    MoveNet,
+    MoveNetMaps,
+    MoveNetPeople,
+    decode_movenet,
+    movenet_multipose_lightning,
+)
+
+__all__ = ["MoveNetLiftConfig", "MoveNetLift", "RAW_PIXELS"]
+
+# MoveNet normalises inside the model, so the batch carries raw 0-255 RGB (padding 0 = black).
+RAW_PIXELS = Normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+_COCO_TO_MUPOTS = index_map(COCO_17, MUPOTS_17).tolist()  # -1 for the joints COCO lacks
+_SUPPORT = {  # MuPoTS joints COCO lacks -> the COCO keypoints whose scores give their confidence
+    "pelvis": ("left_hip", "right_hip"),
+    "neck": ("left_shoulder", "right_shoulder"),
+    "spine": ("left_hip", "right_hip", "left_shoulder", "right_shoulder"),
+    "head": ("nose", "left_eye", "right_eye", "left_ear", "right_ear"),
+    "head_top": ("nose", "left_eye", "right_eye", "left_ear", "right_ear"),
+}
+
+
+@dataclass(frozen=True)
+class MoveNetLiftConfig:
+    """Inference settings of ``movenet-lift``."""
+
+    # Network input (W, H), multiples of 32; MoveNet MultiPose was trained with 256 on the long side.
+    input_size: tuple[int, int] = (256, 256)
+    # People decoded per image (MoveNet's graph keeps 6).
+    max_people: int = 6
+    # People with a lower MoveNet score are left out.
+    min_person_score: float = 0.2
+    # Keypoints with a lower MoveNet score count as not seen (lifted and projected instead).
+    min_keypoint_score: float = 0.25
+    # 2D keypoint error of MoveNet, standard deviation per axis in network-input pixels.
+    keypoint_sigma_input_px: float = 1.5
+    # Body-size prior and noise levels of the geometric depth.
+    prior: BodyPrior = field(default_factory=BodyPrior)
+
+
+class MoveNetLift(nn.Module):
+    """MoveNet MultiPose + lifter + geometric root depth; outputs :class:`People` in MuPoTS-17."""
+
+    def __init__(
+        self, movenet: MoveNet, lifter: Lifter, cfg: MoveNetLiftConfig = MoveNetLiftConfig()
+    ) -> None:
+        super().__init__()
+        for size in cfg.input_size:
+            if size % 32:
+                raise ValueError(f"input_size {cfg.input_size} must be multiples of 32")
+        self.movenet = movenet
+        self.lifter = lifter
+        self.cfg = cfg
+        self.decode_cfg = replace(movenet.decode_cfg, max_people=cfg.max_people)
+
+    @classmethod
+    def from_files(
+        cls,
+        movenet_weights: str | Path,
+        lifter_weights: str | Path,
+        cfg: MoveNetLiftConfig = MoveNetLiftConfig(),
+        device: torch.device | str = "cpu",
+    ) -> "MoveNetLift":
+        """Load both parts (strictly) in eval mode on ``device``."""
+        lifter, _ = load_lifter(lifter_weights)
+        return cls(movenet_multipose_lightning(movenet_weights), lifter, cfg).to(device).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.movenet.parameters()).device
+
+    def forward(self, images: torch.Tensor) -> MoveNetMaps:
+        """(B, 3, H, W) RGB in [0, 255] (letterboxed, multiples of 32) -> MoveNet's raw maps."""
+        return self.movenet(images)
+
+    def decode(self, maps: MoveNetMaps) -> MoveNetPeople:
+        """Batched MoveNet decoding on the maps' device (``max_people`` per image)."""
+        return decode_movenet(maps, self.decode_cfg)
+
+    @torch.no_grad()
+    def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics) -> People:
+        """People in one (H, W, 3) uint8 RGB image taken with the camera ``intrinsics``."""
+        intrinsics.check_image_size(image_rgb.shape[1], image_rgb.shape[0])
+        batch, transforms = letterbox_batch(
+            [image_rgb], self.cfg.input_size, RAW_PIXELS, self.device
+        )
+        cameras = CameraBatch.build(transforms, [intrinsics], self.device)
+        people = self.people_tensors(self.decode(self(batch)), cameras)
+        return unpack_people(people.pack().cpu().numpy(), MUPOTS_17.name)[0]
+
+    @torch.no_grad()
+    def people_tensors(self, detections: MoveNetPeople, cameras: CameraBatch) -> PeopleTensors:
+        """3D people of a decoded batch on its device (steps 2-4 of the module docstring).
+
+        All ``max_people`` slots of every image are computed at once (float64; the lifter in
+        float32) and the ones to leave out are masked, so the shapes are static and a CUDA graph
+        captures the whole step. ``cameras`` are the images' cameras and letterboxes.
+        """
+        dtype = torch.float64
+        b, k = detections.scores.shape
+        scores = detections.keypoint_scores.to(dtype)
+        person_score = detections.scores.to(dtype)
+        keep = person_score >= self.cfg.min_person_score
+        uv_coco = map_points_px(detections.keypoints_px.to(dtype), cameras.input_to_source)
+        size = cameras.size_px.to(dtype)[:, None, None]
+        inside = ((uv_coco >= -0.5) & (uv_coco <= size - 0.5)).all(-1)
+        seen_coco = (scores >= self.cfg.min_keypoint_score) & inside
+        rays_coco = pixel_rays(torch.where(seen_coco[..., None], uv_coco, torch.zeros_like(uv_coco)),
+                               cameras)
+        confidence_coco = torch.where(seen_coco, scores, torch.zeros_like(scores))
+        pose = lift(self.lifter, rays_coco.flatten(0, 1).float(), confidence_coco.flatten(0, 1).float())
+        pose = pose.to(dtype).unflatten(0, (b, k))
+        # COCO keypoints into MuPoTS-17; the five joints COCO lacks are never seen.
+        seen, rays, uv, confidence = (_to_mupots(t) for t in (seen_coco, rays_coco, uv_coco, scores))
+        for name, support in _SUPPORT.items():
+            confidence[:, :, MUPOTS_17.index(name)] = torch.stack(
+                [scores[:, :, COCO_17.index(n)] for n in support], dim=-1).mean(-1)
+        K = cameras.K.to(dtype)
+        # Network-input pixels to source pixels: times the inverse letterbox's scale.
+        a = cameras.input_to_source.to(dtype)
+        scale = (a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]).abs().sqrt()
+        per_person = [t[:, None].expand(b, k).flatten() for t in (
+            torch.sqrt(K[:, 0, 0] * K[:, 1, 1]), self.cfg.keypoint_sigma_input_px * scale)]
+        depth = estimate_root_depth(
+            rays.flatten(0, 1), seen.flatten(0, 1), pose.flatten(0, 1), MUPOTS_17, per_person[0],
+            self.lifter.cfg.canonical_height_m, self.cfg.prior, per_person[1])
+        depth_m = depth.depth_m.unflatten(0, (b, k))
+        joints_m = self._place(depth_m, pose, rays, seen)
+        uv = torch.where(seen[..., None], uv, project(joints_m, cameras))
+        valid = keep & depth.valid.unflatten(0, (b, k))
+        # People are listed by score; a stable sort keeps MoveNet's order among equal scores.
+        order = torch.sort(torch.where(valid, person_score, torch.full_like(person_score, -1.0)),
+                           dim=1, descending=True, stable=True).indices
+        people = PeopleTensors(
+            uv_px=uv, keypoints_m=joints_m, confidence=confidence.clamp(0.0, 1.0), inferred=~seen,
+            score=person_score.clamp(0.0, 1.0), root_sigma_m=depth.sigma_m.unflatten(0, (b, k)),
+            valid=valid)
+        return PeopleTensors(*(_gather_people(t, order) for t in people))
+
+    def _place(self, depth_m: torch.Tensor, pose: torch.Tensor, rays: torch.Tensor,
+               seen: torch.Tensor) -> torch.Tensor:
+        """(B, K, J, 3) joints in metres: seen joints on their rays at ``Z + d_j``, the others at
+        the root plus their scaled lifted offsets; the root's x, y fit the seen joints best."""
+        root = MUPOTS_17.root
+        offsets = (pose - pose[:, :, root : root + 1]) * (
+            self.cfg.prior.height_m / self.lifter.cfg.canonical_height_m
+        )
+        on_rays = (depth_m[..., None, None] + offsets[..., 2:]) * rays
+        from_seen = ((on_rays - offsets)[..., :2] * seen[..., None]).sum(2)
+        # Without seen joints there is no depth and the person is masked out; avoid 0 / 0 there.
+        lateral = from_seen / seen.sum(2, keepdim=True).clamp_min(1)
+        root_m = torch.cat([lateral, depth_m[..., None]], dim=-1)
+        return torch.where(seen[..., None], on_rays, root_m[:, :, None] + offsets)
+
+
+def _to_mupots(coco: torch.Tensor) -> torch.Tensor:
+    """(B, K, 17 COCO, *) -> (B, K, 17 MuPoTS, *), zero (False) at the joints COCO lacks.
+
+    One view per joint, stacked: indexing with a list would copy it to the device, which a CUDA
+    graph cannot capture.
+    """
+    absent = torch.zeros_like(coco[:, :, 0])
+    return torch.stack([coco[:, :, c] if c >= 0 else absent for c in _COCO_TO_MUPOTS], dim=2)
+
+
+def _gather_people(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """(B, K, *) per-person values in the (B, K) ``order``."""
+    index = order.reshape(order.shape + (1,) * (values.dim() - 2)).expand_as(values)
+    return values.gather(1, index)

@@ -1,0 +1,196 @@
+"""The models an :class:`~mp3d_ros.inference.estimator.Estimator` can run, behind one interface.
+
+A :class:`Pipeline` says what its network needs (input size, normalisation), gives the network as a
+module returning a plain tuple of tensors (``output_names`` order, so torch, CUDA graphs and ONNX
+all see the same thing), and decodes those tensors, on their device, into
+:class:`~mp3d_ros.model.codec.decode.PeopleTensors` of the source images with their live intrinsics
+(:class:`~mp3d_ros.geometry.camera_torch.CameraBatch`): the host only unpacks one copied array into
+:class:`~mp3d_ros.geometry.people.People` (:func:`~mp3d_ros.model.codec.decode.unpack_people`).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from mp3d_ros.geometry.camera_torch import CameraBatch
+from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
+from mp3d_ros.inference.preprocess import Normalization
+from mp3d_ros.model.checkpoint import load_checkpoint
+from mp3d_ros.model.codec.decode import DecodeConfig, PeopleTensors, decode_batch, source_people
+from mp3d_ros.model.config import ModelConfig
+from mp3d_ros.model.movenet import MoveNetMaps
+from mp3d_ros.model.network import NetworkOutput, build_network
+from mp3d_ros.resources import find_share_path
+
+__all__ = ["MODEL_KINDS", "Pipeline", "PaperPipeline", "MoveNetLiftPipeline", "load_pipeline",
+           "pipeline_from_onnx_metadata", "MOVENET_WEIGHTS", "LIFTER_WEIGHTS"]
+
+MODEL_KINDS = ("movenet-lift", "paper")
+MOVENET_WEIGHTS = "models/movenet_multipose.safetensors"
+LIFTER_WEIGHTS = "models/lifter.safetensors"
+ONNX_FORMAT_VERSION = "1"
+
+
+class _TupleOutputs(nn.Module):
+    """A network whose NamedTuple output becomes a tuple of its non-None tensors."""
+
+    def __init__(self, network: nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.network = network
+        self.names = tuple(names)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.network(images)
+        return tuple(getattr(outputs, name) for name in self.names)
+
+
+class Pipeline(ABC):
+    """A model: network input requirements, the network, and its decoding."""
+
+    kind: str
+    joint_set: str
+    input_size: tuple[int, int]
+    normalization: Normalization
+    output_names: tuple[str, ...]
+
+    @abstractmethod
+    def network(self) -> nn.Module:
+        """(B, 3, H, W) normalised batch -> tuple of tensors in ``output_names`` order."""
+
+    @abstractmethod
+    def device_decode(self, outputs: Sequence[torch.Tensor], cameras: CameraBatch) -> PeopleTensors:
+        """The network's outputs -> people of the source images, on the outputs' device.
+
+        Only tensor operations of static shapes, so a CUDA graph can capture it with the network.
+        """
+
+    def to(self, device: torch.device) -> "Pipeline":
+        """Move what decoding needs besides the network (e.g. a lifting network) to ``device``."""
+        return self
+
+    def decode_rows(self, outputs: Sequence[torch.Tensor], rows: torch.Tensor,
+                    lenses: tuple[str, ...]) -> torch.Tensor:
+        """:meth:`device_decode` with the cameras as :func:`~mp3d_ros.geometry.camera_torch.camera_rows`
+        gives them, packed for one copy to the host (:meth:`PeopleTensors.pack`)."""
+        return self.device_decode(outputs, CameraBatch.from_rows(rows, lenses)).pack()
+
+    def onnx_metadata(self) -> dict[str, str]:
+        """What an exported ONNX file must carry to be decoded again (checked on load)."""
+        return {
+            "mp3d_ros.format": ONNX_FORMAT_VERSION,
+            "mp3d_ros.kind": self.kind,
+            "mp3d_ros.joint_set": self.joint_set,
+            "mp3d_ros.input_size": f"{self.input_size[0]}x{self.input_size[1]}",
+            "mp3d_ros.normalization": json.dumps(self.normalization.to_dict()),
+            "mp3d_ros.outputs": ",".join(self.output_names),
+        }
+
+
+class PaperPipeline(Pipeline):
+    """The papers' network (:mod:`mp3d_ros.model.network`) and its decoding (:mod:`mp3d_ros.model.codec.decode`)."""
+
+    kind = "paper"
+
+    def __init__(self, config: ModelConfig, normalization: Normalization,
+                 state_dict: dict[str, torch.Tensor] | None, max_people: int = 20) -> None:
+        self.config = config
+        self.joint_set = config.joint_set
+        self.input_size = config.input_size
+        self.normalization = normalization
+        self.state_dict = state_dict
+        self.decode_config = DecodeConfig.from_model_config(config, max_people=max_people)
+        names = [n for n in NetworkOutput._fields if n != "root_depth_logits"]
+        if config.depth_head == "log_bins":
+            names.append("root_depth_logits")
+        self.output_names = tuple(names)
+
+    def network(self) -> nn.Module:
+        if self.state_dict is None:
+            raise ValueError("this pipeline was built from ONNX metadata and has no torch weights")
+        network = build_network(self.config)
+        network.load_state_dict(self.state_dict, strict=True)
+        return _TupleOutputs(network, self.output_names)
+
+    def device_decode(self, outputs, cameras) -> PeopleTensors:
+        maps = NetworkOutput(**{name: t.float() for name, t in zip(self.output_names, outputs)})
+        return source_people(decode_batch(maps, cameras.K_input.float(), self.decode_config), cameras)
+
+    def onnx_metadata(self) -> dict[str, str]:
+        return {**super().onnx_metadata(), "mp3d_ros.model_config": json.dumps(self.config.to_dict())}
+
+
+class MoveNetLiftPipeline(Pipeline):
+    """``movenet-lift``: MoveNet's maps from the network; decoding, lifting and depth after it."""
+
+    kind = "movenet-lift"
+
+    def __init__(self, model: MoveNetLift) -> None:
+        self.model = model
+        self.joint_set = "mupots_17"
+        self.input_size = tuple(model.cfg.input_size)
+        self.normalization = RAW_PIXELS
+        self.output_names = MoveNetMaps._fields
+
+    def network(self) -> nn.Module:
+        return _TupleOutputs(self.model.movenet, self.output_names)
+
+    @torch.no_grad()
+    def device_decode(self, outputs, cameras) -> PeopleTensors:
+        maps = MoveNetMaps(*(t.float() for t in outputs))
+        return self.model.people_tensors(self.model.decode(maps), cameras)
+
+    def to(self, device: torch.device) -> "MoveNetLiftPipeline":
+        self.model.lifter.to(device)
+        return self
+
+
+def load_pipeline(model: str, input_size: tuple[int, int] | None = None,
+                  max_people: int = 20) -> Pipeline:
+    """``"movenet-lift"`` (shipped in ``models/``) or a checkpoint file of the papers' network."""
+    if model == "movenet-lift":
+        config = MoveNetLiftConfig(max_people=max_people)
+        if input_size is not None:
+            config = replace(config, input_size=tuple(input_size))
+        return MoveNetLiftPipeline(MoveNetLift.from_files(
+            find_share_path(MOVENET_WEIGHTS), find_share_path(LIFTER_WEIGHTS), config))
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"model {model!r} is neither a model name ({', '.join(MODEL_KINDS[:1])}) nor an existing "
+            "file (a checkpoint .pt or an ONNX export .onnx)")
+    checkpoint = load_checkpoint(path)
+    config = ModelConfig.from_dict(checkpoint.model_config)
+    if input_size is not None:
+        config = replace(config, input_size=tuple(input_size))
+    return PaperPipeline(config, Normalization.from_dict(checkpoint.normalization),
+                         checkpoint.model_state, max_people)
+
+
+def pipeline_from_onnx_metadata(metadata: dict[str, str], path: Path, max_people: int = 20) -> Pipeline:
+    """The decoding side of an exported model, from the metadata ``mp3d-export`` wrote."""
+    if metadata.get("mp3d_ros.format") != ONNX_FORMAT_VERSION:
+        raise ValueError(f"{path} is not an mp3d_ros export (metadata mp3d_ros.format is "
+                         f"{metadata.get('mp3d_ros.format')!r}, expected {ONNX_FORMAT_VERSION!r})")
+    width, height = (int(v) for v in metadata["mp3d_ros.input_size"].split("x"))
+    kind = metadata["mp3d_ros.kind"]
+    if kind == "movenet-lift":
+        pipeline: Pipeline = load_pipeline("movenet-lift", (width, height), max_people)
+    elif kind == "paper":
+        config = ModelConfig.from_dict(json.loads(metadata["mp3d_ros.model_config"]))
+        normalization = Normalization.from_dict(json.loads(metadata["mp3d_ros.normalization"]))
+        pipeline = PaperPipeline(config, normalization, None, max_people)
+    else:
+        raise ValueError(f"{path}: unknown model kind {kind!r}; known: {MODEL_KINDS}")
+    expected = pipeline.onnx_metadata()
+    for key in ("mp3d_ros.joint_set", "mp3d_ros.input_size", "mp3d_ros.outputs", "mp3d_ros.normalization"):
+        if metadata.get(key) != expected[key]:
+            raise ValueError(f"{path}: metadata {key} is {metadata.get(key)!r}, this mp3d_ros "
+                             f"expects {expected[key]!r}")
+    return pipeline

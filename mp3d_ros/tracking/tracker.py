@@ -1,0 +1,328 @@
+"""Multi-person tracking on 3D roots: stable ids and velocities for human-aware navigation.
+
+Each person's root (pelvis) is tracked with a constant-velocity Kalman filter (state
+``[x, y, z, vx, vy, vz]`` in metres and m/s, white-noise acceleration process model). Every frame:
+
+1. all tracks are predicted to the frame's stamp (``dt`` from stamps, so irregular frame intervals and
+   dropped frames are handled; a stamp that goes back in time, e.g. a looping bag, resets the tracker);
+2. detections are assigned to tracks with the Hungarian algorithm on the squared Mahalanobis distance
+   of the innovation, gated by a chi-square threshold and by a hard Euclidean distance; confirmed
+   tracks are matched first, so a fresh tentative track never steals a person from a confirmed one;
+3. matched tracks are updated (Joseph form), unmatched detections start tentative tracks, and tracks
+   without a detection count a miss.
+
+A tentative track is confirmed after ``birth_hits`` detections and only then gets an id (1, 2, ...;
+never reused, 0 means untracked); it is deleted on its first miss. A confirmed track dies after
+``death_misses`` consecutive misses or ``max_coast_s`` seconds without a detection.
+
+The measurement covariance of a root comes from the estimator's depth uncertainty: the depth error of
+a monocular estimate moves the root along its viewing ray (``P = Z * ray``), the 2D error moves it
+sideways by a small angle, see :func:`root_covariance_cam`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from mp3d_ros.geometry.people import People
+
+__all__ = ["TrackerConfig", "Tracker", "TrackSummary", "root_covariance_cam"]
+
+# Cost given to gated-out pairs so the Hungarian solver never prefers them; such pairs are discarded
+# after the assignment.
+_INFEASIBLE_COST = 1e9
+
+
+def root_covariance_cam(
+    root_m: np.ndarray, root_sigma_m: np.ndarray, angular_sigma_rad: float = 0.01
+) -> np.ndarray:
+    """Covariance (m^2) of root positions in the camera optical frame.
+
+    A depth error ``dZ`` moves ``P = Z * [x, y, 1]`` by ``dZ * P / Z``, so the depth part is
+    ``sigma_z^2 (P/Z)(P/Z)^T`` (elongated along the viewing ray); the 2D localisation error adds
+    ``(angular_sigma * |P|)^2`` across the ray.
+
+    Args:
+        root_m: (P, 3) roots in metres, z > 0.
+        root_sigma_m: (P,) standard deviation of the root depth z, metres.
+        angular_sigma_rad: standard deviation of the viewing direction, radians.
+
+    Returns:
+        (P, 3, 3) symmetric positive definite covariances.
+    """
+    root_m = np.asarray(root_m, dtype=np.float64).reshape(-1, 3)
+    sigma_z = np.asarray(root_sigma_m, dtype=np.float64).reshape(-1)
+    z = np.maximum(root_m[:, 2:3], 1e-6)
+    ray = root_m / z
+    range_m = np.linalg.norm(root_m, axis=1)
+    unit = root_m / np.maximum(range_m, 1e-9)[:, None]
+    along = sigma_z[:, None, None] ** 2 * ray[:, :, None] * ray[:, None, :]
+    across = (angular_sigma_rad * np.maximum(range_m, 1e-3))[:, None, None] ** 2 * (
+        np.eye(3) - unit[:, :, None] * unit[:, None, :]
+    )
+    return along + across
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Tracker settings; the defaults suit walking people seen at 5-30 Hz from 1-15 m.
+
+    Attributes:
+        gate_chi2: Mahalanobis gate on the innovation, chi-square with 3 dof (16.27 = 99.9 %: a
+            tighter gate splits tracks on ordinary outliers of monocular depth).
+        gate_m: hard gate on the Euclidean distance between a predicted root and a detection, metres;
+            caps the Mahalanobis gate when a track's uncertainty has grown large.
+        birth_hits: detections needed to confirm a track and give it an id (1 = at once).
+        death_misses: consecutive frames without a detection after which a confirmed track dies.
+        max_coast_s: a track without a detection for longer than this dies, whatever its misses.
+        accel_sigma_mps2: standard deviation of the white-noise acceleration (process noise), m/s^2;
+            larger follows turns and stops faster, smaller gives smoother velocities.
+        init_velocity_sigma_mps: prior standard deviation of a new track's velocity, m/s.
+        angular_sigma_rad: sideways measurement noise of a root as an angle, radians.
+        min_root_sigma_m: isotropic standard deviation, metres, added to every root covariance: a
+            floor on the certainty an estimator may claim (a zero depth sigma would freeze tracks).
+        min_score: people below this score are passed through untracked (id 0).
+    """
+
+    gate_chi2: float = 16.27
+    gate_m: float = 1.5
+    birth_hits: int = 3
+    death_misses: int = 10
+    max_coast_s: float = 2.0
+    accel_sigma_mps2: float = 1.0
+    init_velocity_sigma_mps: float = 1.5
+    angular_sigma_rad: float = 0.01
+    min_root_sigma_m: float = 0.05
+    min_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive = {
+            "gate_chi2": self.gate_chi2, "gate_m": self.gate_m, "max_coast_s": self.max_coast_s,
+            "accel_sigma_mps2": self.accel_sigma_mps2,
+            "init_velocity_sigma_mps": self.init_velocity_sigma_mps,
+            "angular_sigma_rad": self.angular_sigma_rad, "min_root_sigma_m": self.min_root_sigma_m,
+        }
+        for name, value in positive.items():
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"TrackerConfig.{name} must be a finite number > 0, got {value}")
+        if int(self.birth_hits) < 1:
+            raise ValueError(f"TrackerConfig.birth_hits must be >= 1, got {self.birth_hits}")
+        if int(self.death_misses) < 1:
+            raise ValueError(f"TrackerConfig.death_misses must be >= 1, got {self.death_misses}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"TrackerConfig.min_score must be in [0, 1], got {self.min_score}")
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """Read-only view of one live track (for diagnostics and tests)."""
+
+    track_id: int  # 0 while tentative
+    age_frames: int
+    hits: int
+    misses: int
+    position_m: np.ndarray
+    velocity_mps: np.ndarray
+
+
+@dataclass(eq=False)
+class _Track:
+    state: np.ndarray  # (6,) [x, y, z, vx, vy, vz]
+    cov: np.ndarray  # (6, 6)
+    track_id: int = 0
+    hits: int = 1
+    misses: int = 0
+    age_frames: int = 1
+    last_hit_s: float = 0.0
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id > 0
+
+
+class Tracker:
+    """Multi-person root tracker; feed it every processed frame in stamp order.
+
+    Not thread-safe: one worker owns it. ``resets`` counts the resets caused by time going backwards.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self._last_stamp_s: float | None = None
+        self.resets = 0
+
+    def reset(self) -> None:
+        """Forget all tracks (ids keep counting up, so an id is never given to two people)."""
+        self._tracks = []
+        self._last_stamp_s = None
+
+    @property
+    def tracks(self) -> list[TrackSummary]:
+        return [
+            TrackSummary(t.track_id, t.age_frames, t.hits, t.misses, t.state[:3].copy(),
+                         t.state[3:].copy())
+            for t in self._tracks
+        ]
+
+    def update(
+        self, people: People, stamp_s: float, root_cov_m2: np.ndarray | None = None
+    ) -> People:
+        """Track the people of one frame and return them with track fields filled.
+
+        Args:
+            people: detections of the frame; their roots are in the frame the tracks live in.
+            stamp_s: capture time of the frame, seconds.
+            root_cov_m2: (P, 3, 3) root covariances in that frame; by default
+                :func:`root_covariance_cam` (the people are in the camera optical frame). Either way
+                ``min_root_sigma_m^2 * I`` is added.
+
+        Returns:
+            ``people`` with ``track_id``, ``track_age``, ``velocity_mps`` and ``velocity_cov`` set for
+            detections on confirmed tracks (zeros for the others). Keypoints are not changed.
+        """
+        stamp_s = float(stamp_s)
+        if not np.isfinite(stamp_s):
+            raise ValueError(f"stamp_s must be finite, got {stamp_s}")
+        if self._last_stamp_s is not None and stamp_s < self._last_stamp_s:
+            # Time went backwards (a looping bag, a restarted camera): old tracks are meaningless.
+            self.reset()
+            self.resets += 1
+        dt_s = 0.0 if self._last_stamp_s is None else stamp_s - self._last_stamp_s
+        self._last_stamp_s = stamp_s
+        self._predict(dt_s)
+
+        roots = np.asarray(people.root_m, dtype=np.float64)
+        if root_cov_m2 is None:
+            root_cov_m2 = root_covariance_cam(roots, people.root_sigma_m, self.config.angular_sigma_rad)
+        root_cov_m2 = np.asarray(root_cov_m2, dtype=np.float64).reshape(len(people), 3, 3)
+        root_cov_m2 = root_cov_m2 + self.config.min_root_sigma_m ** 2 * np.eye(3)
+        usable = (np.asarray(people.score) >= self.config.min_score) & np.all(
+            np.isfinite(roots), axis=1) & np.all(np.isfinite(root_cov_m2), axis=(1, 2))
+        candidates = np.flatnonzero(usable)
+
+        matches = self._associate(roots, root_cov_m2, candidates)
+        matched_tracks = {t for t, _ in matches}
+        track_of_detection: dict[int, _Track] = {}
+        for t_index, d_index in matches:
+            track = self._tracks[t_index]
+            self._correct(track, roots[d_index], root_cov_m2[d_index], stamp_s)
+            track_of_detection[d_index] = track
+        survivors = [track_of_detection[d] for d in sorted(track_of_detection)]
+        for t_index, track in enumerate(self._tracks):
+            if t_index in matched_tracks:
+                continue
+            track.misses += 1
+            coasting_s = stamp_s - track.last_hit_s
+            if track.confirmed and track.misses < self.config.death_misses and (
+                    coasting_s <= self.config.max_coast_s):
+                survivors.append(track)
+        for d_index in candidates:
+            if d_index not in track_of_detection:
+                track = self._new_track(roots[d_index], root_cov_m2[d_index], stamp_s)
+                track_of_detection[int(d_index)] = track
+                survivors.append(track)
+        self._tracks = survivors
+        return self._fill(people, track_of_detection)
+
+    # ------------------------------------------------------------------ filter steps
+
+    def _predict(self, dt_s: float) -> None:
+        if dt_s <= 0 or not self._tracks:
+            for track in self._tracks:
+                track.age_frames += 1
+            return
+        F = np.eye(6)
+        F[:3, 3:] = dt_s * np.eye(3)
+        q = self.config.accel_sigma_mps2 ** 2
+        Q = np.zeros((6, 6))
+        Q[:3, :3] = q * dt_s ** 3 / 3 * np.eye(3)
+        Q[:3, 3:] = Q[3:, :3] = q * dt_s ** 2 / 2 * np.eye(3)
+        Q[3:, 3:] = q * dt_s * np.eye(3)
+        for track in self._tracks:
+            track.state = F @ track.state
+            track.cov = F @ track.cov @ F.T + Q
+            track.age_frames += 1
+
+    def _correct(self, track: _Track, root_m: np.ndarray, cov_m2: np.ndarray, stamp_s: float) -> None:
+        innovation = root_m - track.state[:3]
+        S = track.cov[:3, :3] + cov_m2
+        gain = np.linalg.solve(S, track.cov[:3, :]).T  # P H^T S^-1 (S symmetric)
+        track.state = track.state + gain @ innovation
+        joseph = np.eye(6)
+        joseph[:, :3] -= gain
+        track.cov = joseph @ track.cov @ joseph.T + gain @ cov_m2 @ gain.T
+        track.cov = 0.5 * (track.cov + track.cov.T)
+        track.hits += 1
+        track.misses = 0
+        track.last_hit_s = stamp_s
+        if not track.confirmed and track.hits >= self.config.birth_hits:
+            self._confirm(track)
+
+    def _new_track(self, root_m: np.ndarray, cov_m2: np.ndarray, stamp_s: float) -> _Track:
+        cov = np.zeros((6, 6))
+        cov[:3, :3] = cov_m2
+        cov[3:, 3:] = self.config.init_velocity_sigma_mps ** 2 * np.eye(3)
+        track = _Track(np.concatenate([root_m, np.zeros(3)]), cov, last_hit_s=stamp_s)
+        if self.config.birth_hits <= 1:
+            self._confirm(track)
+        return track
+
+    def _confirm(self, track: _Track) -> None:
+        track.track_id = self._next_id
+        self._next_id += 1
+
+    # ------------------------------------------------------------------ association
+
+    def _associate(
+        self, roots: np.ndarray, covs: np.ndarray, candidates: np.ndarray
+    ) -> list[tuple[int, int]]:
+        """(track index, detection index) pairs: confirmed tracks first, then tentative ones."""
+        matches: list[tuple[int, int]] = []
+        free = [int(d) for d in candidates]
+        for confirmed in (True, False):
+            tracks = [i for i, t in enumerate(self._tracks) if t.confirmed == confirmed]
+            if not tracks or not free:
+                continue
+            cost = self._cost(tracks, roots[free], covs[free])
+            rows, cols = linear_sum_assignment(cost)
+            taken = set()
+            for r, c in zip(rows, cols):
+                if cost[r, c] < _INFEASIBLE_COST:
+                    matches.append((tracks[r], free[c]))
+                    taken.add(free[c])
+            free = [d for d in free if d not in taken]
+        return matches
+
+    def _cost(self, track_indices: list[int], roots: np.ndarray, covs: np.ndarray) -> np.ndarray:
+        """(T, D) squared Mahalanobis distances, gated pairs set to ``_INFEASIBLE_COST``."""
+        positions = np.stack([self._tracks[i].state[:3] for i in track_indices])
+        position_covs = np.stack([self._tracks[i].cov[:3, :3] for i in track_indices])
+        innovation = roots[None, :, :] - positions[:, None, :]  # (T, D, 3)
+        S = position_covs[:, None] + covs[None, :]  # (T, D, 3, 3)
+        solved = np.linalg.solve(S, innovation[..., None])[..., 0]
+        mahalanobis2 = np.einsum("tdi,tdi->td", innovation, solved)
+        distance_m = np.linalg.norm(innovation, axis=-1)
+        feasible = (mahalanobis2 <= self.config.gate_chi2) & (distance_m <= self.config.gate_m)
+        return np.where(feasible, mahalanobis2, _INFEASIBLE_COST)
+
+    # ------------------------------------------------------------------ output
+
+    def _fill(self, people: People, track_of_detection: dict[int, _Track]) -> People:
+        count = len(people)
+        track_id = np.zeros(count, dtype=np.int64)
+        track_age = np.zeros(count, dtype=np.int64)
+        velocity = np.zeros((count, 3))
+        velocity_cov = np.zeros((count, 3, 3))
+        for d_index, track in track_of_detection.items():
+            if track.confirmed:
+                track_id[d_index] = track.track_id
+                track_age[d_index] = track.age_frames
+                velocity[d_index] = track.state[3:]
+                velocity_cov[d_index] = track.cov[3:, 3:]
+        return replace(people, track_id=track_id, track_age=track_age, velocity_mps=velocity,
+                       velocity_cov=velocity_cov)

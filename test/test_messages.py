@@ -21,6 +21,8 @@ def populated_pose_array(store):
             root_covariance=np.arange(9, dtype=np.float64) * (i + 1),
             velocity=Vector3(x=0.1, y=0.0, z=-0.3),
             velocity_covariance=np.eye(3).ravel() * 0.01,
+            depth_cues=Person3D.DEPTH_CUE_FLOOR | Person3D.DEPTH_CUE_BODY_SIZE, height_m=1.62 + 0.1 * i,
+            height_sigma_m=0.04,
             keypoints=[
                 Keypoint3D(position=Point(x=j * 0.1, y=-j * 0.1, z=4.0 + 0.01 * j), u=100.0 + j,
                            v=200.5 - j, confidence=0.5, seen=bool(j % 2))
@@ -50,6 +52,8 @@ def test_messages_round_trip_through_cdr() -> None:
         assert [k.seen for k in received.keypoints] == [k.seen for k in sent.keypoints]
         assert [k.u for k in received.keypoints] == [k.u for k in sent.keypoints]
         assert received.score == np.float32(sent.score)
+        assert received.depth_cues == sent.depth_cues == 6
+        assert received.height_m == np.float32(sent.height_m)
 
 
 def test_every_field_is_commented_with_unit_or_meaning() -> None:
@@ -62,3 +66,11 @@ def test_every_field_is_commented_with_unit_or_meaning() -> None:
                 field_type = line.split()[0]
                 if re.match(r"(geometry_msgs/Point|geometry_msgs/Vector3|float64\[9\])", field_type):
                     assert re.search(r"metres|m/s|m\^2", " ".join(comment)), (path.name, line)
+
+
+def test_depth_cue_bits_match_the_message_constants() -> None:
+    from mp3d_ros.geometry import people
+
+    person = typestore().types["mp3d_ros/msg/Person3D"]
+    for name in ("DEPTH_CUE_NETWORK", "DEPTH_CUE_BODY_SIZE", "DEPTH_CUE_FLOOR"):
+        assert getattr(person, name) == getattr(people, name), name

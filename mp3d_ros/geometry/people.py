@@ -12,7 +12,13 @@ import numpy as np
 
 from mp3d_ros.geometry.skeleton import JointSet, get_joint_set
 
-__all__ = ["People"]
+__all__ = ["DEPTH_CUE_BODY_SIZE", "DEPTH_CUE_FLOOR", "DEPTH_CUE_NETWORK", "People"]
+
+
+# Bits of People.depth_cues (the same values as Person3D.DEPTH_CUE_* in msg/Person3D.msg).
+DEPTH_CUE_NETWORK = 1  # the network's regressed root depth (the papers' network)
+DEPTH_CUE_BODY_SIZE = 2  # MAR Eq. 7-8 and the segment fit from a stature prior
+DEPTH_CUE_FLOOR = 4  # the seen ankles' rays meeting the floor plane
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +38,11 @@ class People:
         track_age: (P,) int64 number of frames the track has existed, 0 when untracked.
         velocity_mps: (P, 3) root velocity in the optical frame, m/s (zeros when unknown).
         velocity_cov: (P, 3, 3) its covariance, (m/s)^2 (zeros when unknown).
+        depth_cues: (P,) uint8 bit mask of the cues the root depth came from (``DEPTH_CUE_*``:
+            the network's regression, body size, the floor); 0 when unknown.
+        height_m: (P,) stature in metres, measured when the depth came from the floor; 0 when
+            unknown (a body-size depth assumes the stature instead of measuring it).
+        height_sigma_m: (P,) standard deviation of ``height_m``, 0 when unknown.
     """
 
     skeleton: str
@@ -45,6 +56,9 @@ class People:
     track_age: np.ndarray = field(default=None)  # type: ignore[assignment]
     velocity_mps: np.ndarray = field(default=None)  # type: ignore[assignment]
     velocity_cov: np.ndarray = field(default=None)  # type: ignore[assignment]
+    depth_cues: np.ndarray = field(default=None)  # type: ignore[assignment]
+    height_m: np.ndarray = field(default=None)  # type: ignore[assignment]
+    height_sigma_m: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         joint_set = get_joint_set(self.skeleton)
@@ -54,6 +68,9 @@ class People:
             "track_age": np.zeros(count, dtype=np.int64),
             "velocity_mps": np.zeros((count, 3)),
             "velocity_cov": np.zeros((count, 3, 3)),
+            "depth_cues": np.zeros(count, dtype=np.uint8),
+            "height_m": np.zeros(count),
+            "height_sigma_m": np.zeros(count),
         }
         for name, default in defaults.items():
             if getattr(self, name) is None:
@@ -69,6 +86,9 @@ class People:
             "track_age": (count,),
             "velocity_mps": (count, 3),
             "velocity_cov": (count, 3, 3),
+            "depth_cues": (count,),
+            "height_m": (count,),
+            "height_sigma_m": (count,),
         }
         for name, shape in shapes.items():
             value = np.asarray(getattr(self, name))
@@ -113,7 +133,8 @@ class People:
                 name: np.asarray(getattr(self, name))[index]
                 for name in (
                     "uv_px", "keypoints_m", "confidence", "inferred", "score", "root_sigma_m",
-                    "track_id", "track_age", "velocity_mps", "velocity_cov",
+                    "track_id", "track_age", "velocity_mps", "velocity_cov", "depth_cues",
+                    "height_m", "height_sigma_m",
                 )
             },
         )

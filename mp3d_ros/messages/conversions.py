@@ -250,6 +250,9 @@ def people_to_pose_array(
             root_covariance=np.asarray(root_cov_m2[i], dtype=np.float64).reshape(9).copy(),
             velocity=classes.Vector3(x=velocity[0], y=velocity[1], z=velocity[2]),
             velocity_covariance=np.asarray(people.velocity_cov[i], dtype=np.float64).reshape(9).copy(),
+            depth_cues=int(people.depth_cues[i]),
+            height_m=float(people.height_m[i]),
+            height_sigma_m=float(people.height_sigma_m[i]),
             keypoints=[
                 classes.Keypoint3D(
                     position=classes.Point(x=p[0], y=p[1], z=p[2]), u=uv[i][j][0], v=uv[i][j][1],
@@ -285,6 +288,7 @@ def pose_array_to_people(msg: Any) -> People:
     score, sigma = np.zeros(count), np.zeros(count)
     track_id, track_age = np.zeros(count, dtype=np.int64), np.zeros(count, dtype=np.int64)
     velocity, velocity_cov = np.zeros((count, 3)), np.zeros((count, 3, 3))
+    depth_cues, height, height_sigma = np.zeros(count, dtype=np.uint8), np.zeros(count), np.zeros(count)
     for i, person in enumerate(msg.people):
         if len(person.keypoints) != joints:
             raise ValueError(
@@ -298,6 +302,7 @@ def pose_array_to_people(msg: Any) -> People:
         score[i], track_id[i], track_age[i] = person.score, person.track_id, person.track_age
         velocity[i] = (person.velocity.x, person.velocity.y, person.velocity.z)
         velocity_cov[i] = np.asarray(person.velocity_covariance, dtype=np.float64).reshape(3, 3)
+        depth_cues[i], height[i], height_sigma[i] = person.depth_cues, person.height_m, person.height_sigma_m
         root = keypoints[i, joint_set.root]
         cov = np.asarray(person.root_covariance, dtype=np.float64).reshape(3, 3)
         range_m = np.linalg.norm(root)
@@ -307,7 +312,8 @@ def pose_array_to_people(msg: Any) -> People:
     return People(
         joint_set.name, uv_px=uv, keypoints_m=keypoints, confidence=confidence, inferred=inferred,
         score=score, root_sigma_m=sigma, track_id=track_id, track_age=track_age,
-        velocity_mps=velocity, velocity_cov=velocity_cov,
+        velocity_mps=velocity, velocity_cov=velocity_cov, depth_cues=depth_cues, height_m=height,
+        height_sigma_m=height_sigma,
     )
 
 

@@ -124,10 +124,11 @@ def test_late_pairs_and_duplicates_are_ignored_and_order_is_kept() -> None:
     assert buffer.take().image is new
     buffer.on_pair(old, info_msg(0))  # its pair came too late: never processed after a newer frame
     buffer.on_pair(new, info_msg(33 * MS))  # a duplicate of a processed frame
-    buffer.on_image(new)
+    buffer.on_image(new)  # the same image delivered again: received, dropped and counted
     clock.advance(1.0)
     assert buffer.take() is None
-    assert (buffer.received, buffer.taken, buffer.dropped, buffer.waiting) == (2, 1, 1, 0)
+    assert (buffer.received, buffer.taken, buffer.dropped, buffer.waiting) == (3, 1, 2, 0)
+    assert buffer.duplicates == 1 and buffer.time_jumps == 0
 
 
 def test_pair_arriving_before_the_image_callback_is_counted_once() -> None:
@@ -259,7 +260,7 @@ def make_processor(estimator=None, clock=None, **overrides):
 
     estimator = estimator or FakeEstimator()
     processor = FrameProcessor(estimator.estimate, settings, CLASSES, log,
-                               lookup_transform=lookup if settings.target_frame else None,
+                               lookup_transform=lookup if settings.target_frame or settings.ground_frame else None,
                                ros_now_s=lambda: 1.5, clock=clock or FakeClock())
     return processor, estimator, lines, lookups
 
@@ -283,7 +284,8 @@ def test_a_good_frame_gives_poses_and_markers_with_the_image_header() -> None:
     assert result.markers.markers[0].action == CLASSES.Marker.DELETEALL
     np.testing.assert_allclose(pose_array_to_people(result.poses).root_m[0], [0.0, 0.2, 4.0])
     assert processor.stats.processed == 1
-    assert processor.stats.latency_s[-1] == pytest.approx(1.5 - 1.000000123)
+    assert processor.stats.latency_s[-1] == 0.0  # arrival to done on the (frozen) monotonic clock
+    assert processor.stats.stamp_age_s[-1] == pytest.approx(1.5 - 1.000000123)
 
 
 def test_intrinsics_come_from_each_frames_camera_info() -> None:
@@ -461,7 +463,7 @@ def test_estimator_falls_back_to_cpu_when_the_gpu_fails() -> None:
 
 
 def test_warm_up_failure_counts_as_a_start_failure_and_both_errors_are_reported() -> None:
-    settings = NodeSettings.from_values({})
+    settings = NodeSettings.from_values({"device": "cuda"})
     with pytest.raises(RuntimeError, match="cuda .*out of memory.*cpu .*broken"):
         load_estimator(lambda **kw: FakeEstimator(RuntimeError(
             "out of memory" if kw["device"] == "cuda" else "broken model")), settings, lambda *a: None)

@@ -11,7 +11,14 @@ Data flow (the node only wires ROS callbacks to these objects):
 replaces it) and a few images still waiting for their CameraInfo. An image that finds no CameraInfo
 within ``camera_info_wait_s`` is processed with the latest CameraInfo of its frame_id (the processor
 warns); frames are never processed out of order, and every image is accounted for:
-``received = processed + failed + dropped + waiting``.
+``received = processed + failed + dropped + waiting`` (an exact duplicate, the same frame_id and
+stamp delivered again, is received and dropped, and counted as a duplicate).
+
+Time going backwards (a looping bag, a bag played again into a running node): an image whose stamp is
+older than the last one of its frame_id starts a new *epoch*: the pairing and duplicate memory is
+cleared (waiting frames are dropped), the jump is counted and reported, and the processor resets the
+tracker when it sees a frame of the new epoch. Without this the duplicate filter took the loop's
+repeated stamps for duplicates and the node went silent after one pass.
 
 :class:`FrameProcessor` turns one frame into messages and counts each kind of bad input
 (:class:`ErrorKind`), logging each kind at most once per ``log_throttle_s``. The worker and the
@@ -29,7 +36,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+import cv2
+
 from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.floor import FloorPlane
 from mp3d_ros.geometry.people import People
 from mp3d_ros.messages.conversions import (
     MessageClasses,
@@ -47,12 +57,14 @@ from mp3d_ros.tracking.tracker import Tracker
 
 __all__ = [
     "ErrorKind", "Frame", "FrameBuffer", "ThrottledLog", "FrameResult", "FrameProcessor",
-    "FrameWorker", "select_people", "event_rate_hz", "Log",
+    "FrameWorker", "select_people", "finite_people", "floor_from_transform", "stamp_age_s",
+    "event_rate_hz", "Log",
 ]
 
 Log = Callable[[str, str], None]  # (level: "info" | "warn" | "error", message)
 _MAX_WAITING_IMAGES = 16  # images kept while their CameraInfo may still arrive
 _REMEMBERED_KEYS = 256  # recently handled images, so a late duplicate is ignored
+_MAX_CAMERA_INFO_FRAMES = 32  # frame_ids whose latest CameraInfo is kept (least recently seen go)
 
 
 class ErrorKind(str, Enum):
@@ -65,6 +77,7 @@ class ErrorKind(str, Enum):
     SIZE_MISMATCH = "size_mismatch"
     ESTIMATOR_FAILURE = "estimator_failure"
     TRANSFORM_FAILURE = "transform_failure"
+    INTERNAL_ERROR = "internal_error"  # a bug: any other exception while processing a frame
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +92,7 @@ class Frame:
     received_s: float  # monotonic arrival time
     paired: bool  # True: CameraInfo matched within the slop; False: fallback (or none)
     camera_info_frames: tuple[str, ...] = ()  # frame_ids that have a CameraInfo (for messages)
+    epoch: int = 0  # incremented by each backward time jump
 
 
 def _key(msg: Any) -> tuple[str, int]:
@@ -88,34 +102,59 @@ def _key(msg: Any) -> tuple[str, int]:
 class FrameBuffer:
     """Thread-safe single-slot buffer with CameraInfo pairing and fallback (see module docstring)."""
 
-    def __init__(self, camera_info_wait_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, camera_info_wait_s: float, clock: Callable[[], float] = time.monotonic,
+                 on_time_jump: Callable[[str], None] | None = None) -> None:
+        """``on_time_jump(message)`` is called (outside the lock) after each backward time jump."""
         self.camera_info_wait_s = float(camera_info_wait_s)
         self._clock = clock
+        self._on_time_jump = on_time_jump
         self._cond = threading.Condition()
         self._ready: Frame | None = None
         self._waiting: OrderedDict[tuple[str, int], Frame] = OrderedDict()
-        self._infos: dict[str, tuple[Any, float]] = {}
+        self._infos: OrderedDict[str, tuple[Any, float]] = OrderedDict()
         self._handled: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._delivered: OrderedDict[tuple[str, int], None] = OrderedDict()  # seen by on_image
+        self._last_stamp_ns: dict[str, int] = {}
         self._next_seq = 0
         self._last_taken_seq = -1
         self._closed = False
+        self.epoch = 0
         self.received = 0
         self.taken = 0
         self.dropped = 0
-        self._arrivals_s: deque[float] = deque(maxlen=512)
+        self.duplicates = 0  # also counted in dropped
+        self.time_jumps = 0
+        self._arrivals_s: deque[float] = deque(maxlen=512)  # every image delivery, duplicates too
 
     # ------------------------------------------------------------------ callbacks (never block)
 
     def on_camera_info(self, msg: Any) -> None:
         with self._cond:
-            self._infos[str(msg.header.frame_id)] = (msg, self._clock())
+            frame_id = str(msg.header.frame_id)
+            self._infos[frame_id] = (msg, self._clock())
+            self._infos.move_to_end(frame_id)
+            while len(self._infos) > _MAX_CAMERA_INFO_FRAMES:
+                self._infos.popitem(last=False)
 
     def on_image(self, msg: Any) -> None:
         with self._cond:
-            self._add_image(msg)
+            self._arrivals_s.append(self._clock())
+            key = _key(msg)
+            if key in self._delivered:  # the same image sent again
+                self.received += 1
+                self.duplicates += 1
+                self.dropped += 1
+                return
+            self._remember(self._delivered, key)
+            jump = self._check_time_jump(key)
+            if not self._known(key):  # else its pair came first and registered it
+                self._add_image(msg)
             self._cond.notify_all()
+        if jump and self._on_time_jump is not None:
+            self._on_time_jump(jump)
 
     def on_pair(self, image: Any, camera_info: Any) -> None:
+        jump = ""
         with self._cond:
             key = _key(image)
             if key in self._handled or (
@@ -123,12 +162,13 @@ class FrameBuffer:
                 return  # already handled (processed, failed or dropped) or already ready
             frame = self._waiting.pop(key, None)
             if frame is None:  # the pair arrived before the image callback
+                jump = self._check_time_jump(key)
                 frame = self._add_image(image, waiting=False)
             if frame.seq < self._last_taken_seq:
                 self._drop(frame)  # never process out of order
                 return
             frame = Frame(image, camera_info, frame.frame_id, frame.stamp_ns, frame.seq,
-                          frame.received_s, paired=True)
+                          frame.received_s, paired=True, epoch=self.epoch)
             if self._ready is not None and self._ready.seq > frame.seq:
                 self._drop(frame)
                 return
@@ -137,6 +177,8 @@ class FrameBuffer:
             self._ready = frame
             self._drop_waiting_before(frame.seq)
             self._cond.notify_all()
+        if jump and self._on_time_jump is not None:
+            self._on_time_jump(jump)
 
     # ------------------------------------------------------------------ worker side
 
@@ -187,21 +229,43 @@ class FrameBuffer:
             return event_rate_hz(self._arrivals_s, self._clock(), window_s)
 
     def last_image_age_s(self) -> float | None:
+        """Seconds since the last image delivery (any, duplicates included); None before the first."""
         with self._cond:
             return self._clock() - self._arrivals_s[-1] if self._arrivals_s else None
 
     # ------------------------------------------------------------------ internals (lock held)
 
-    def _add_image(self, msg: Any, waiting: bool = True) -> Frame | None:
-        """Register a new image (None for a duplicate delivery of a known one)."""
+    def _known(self, key: tuple[str, int]) -> bool:
+        return key in self._waiting or key in self._handled or (
+            self._ready is not None and (self._ready.frame_id, self._ready.stamp_ns) == key)
+
+    def _check_time_jump(self, key: tuple[str, int]) -> str:
+        """Start a new epoch when ``key``'s stamp is older than its frame_id's last; the report or ""."""
+        frame_id, stamp_ns = key
+        last_ns = self._last_stamp_ns.get(frame_id)
+        self._last_stamp_ns[frame_id] = stamp_ns if last_ns is None else max(stamp_ns, last_ns)
+        if last_ns is None or stamp_ns >= last_ns:
+            return ""
+        self.time_jumps += 1
+        self.epoch += 1
+        if self._ready is not None:
+            self._drop(self._ready)
+            self._ready = None
+        for frame in list(self._waiting.values()):
+            self._drop(frame)
+        self._waiting.clear()
+        self._handled.clear()
+        self._delivered = OrderedDict([(key, None)])
+        self._last_stamp_ns = {frame_id: stamp_ns}
+        return (f"time jumped back by {(last_ns - stamp_ns) * 1e-9:.3f} s on frame {frame_id!r} (a "
+                f"looping or replayed bag?): pairing and tracking start again")
+
+    def _add_image(self, msg: Any, waiting: bool = True) -> Frame:
+        """Register a new image."""
         key = _key(msg)
-        if key in self._waiting or key in self._handled or (
-                self._ready is not None and (self._ready.frame_id, self._ready.stamp_ns) == key):
-            return None
         now = self._clock()
         self.received += 1
-        self._arrivals_s.append(now)
-        frame = Frame(msg, None, key[0], key[1], self._next_seq, now, paired=False)
+        frame = Frame(msg, None, key[0], key[1], self._next_seq, now, paired=False, epoch=self.epoch)
         self._next_seq += 1
         if waiting:
             self._waiting[key] = frame
@@ -224,24 +288,25 @@ class FrameBuffer:
             info = self._infos.get(newest.frame_id)
             frame = Frame(newest.image, info[0] if info else None, newest.frame_id, newest.stamp_ns,
                           newest.seq, newest.received_s, paired=False,
-                          camera_info_frames=tuple(sorted(self._infos)))
-        self._remember((frame.frame_id, frame.stamp_ns))
+                          camera_info_frames=tuple(sorted(self._infos)), epoch=newest.epoch)
+        self._remember(self._handled, (frame.frame_id, frame.stamp_ns))
         self._last_taken_seq = frame.seq
         self.taken += 1
         return frame
 
     def _drop(self, frame: Frame) -> None:
         self.dropped += 1
-        self._remember((frame.frame_id, frame.stamp_ns))
+        self._remember(self._handled, (frame.frame_id, frame.stamp_ns))
 
     def _drop_waiting_before(self, seq: int) -> None:
         for key in [k for k, f in self._waiting.items() if f.seq < seq]:
             self._drop(self._waiting.pop(key))
 
-    def _remember(self, key: tuple[str, int]) -> None:
-        self._handled[key] = None
-        while len(self._handled) > _REMEMBERED_KEYS:
-            self._handled.popitem(last=False)
+    @staticmethod
+    def _remember(keys: OrderedDict, key: tuple[str, int]) -> None:
+        keys[key] = None
+        while len(keys) > _REMEMBERED_KEYS:
+            keys.popitem(last=False)
 
 
 def event_rate_hz(times_s: deque, now_s: float, window_s: float) -> float:
@@ -278,6 +343,36 @@ class ThrottledLog:
         self._log(level, f"{message}{suffix}")
 
 
+# Beyond this difference between the node's clock and the image stamps, a "stamp age" would measure
+# the clocks, not the pipeline (a bag played without --clock, a camera with its own time base).
+_CLOCKS_AGREE_S = 10.0
+
+
+def stamp_age_s(now_s: float, stamp_s: float, agree_s: float = _CLOCKS_AGREE_S) -> tuple[float | None, str]:
+    """(now - stamp, "") when the clock and the stamp agree within ``agree_s``, else (None, why)."""
+    age_s = now_s - stamp_s
+    if abs(age_s) <= agree_s:
+        return age_s, ""
+    return None, f"stamp age unavailable: clock and stamps differ by {age_s:.0f} s"
+
+
+def finite_people(people: People) -> tuple[People, int]:
+    """The people whose joints, pixels, scores and velocities are all finite, and how many were not."""
+    count = len(people)
+    finite = (np.isfinite(np.asarray(people.keypoints_m, np.float64).reshape(count, -1)).all(axis=1)
+              & np.isfinite(np.asarray(people.uv_px, np.float64).reshape(count, -1)).all(axis=1)
+              & np.isfinite(np.asarray(people.score, np.float64))
+              & np.isfinite(np.asarray(people.root_sigma_m, np.float64))
+              & np.isfinite(np.asarray(people.velocity_mps, np.float64).reshape(count, -1)).all(axis=1))
+    bad = int(count - finite.sum())
+    return (people if not bad else people.select(finite)), bad
+
+
+def floor_from_transform(ground_from_camera: RigidTransform) -> FloorPlane:
+    """The floor (z = 0 of the ground frame) from tf2's ``ground_frame <- camera optical frame``."""
+    return FloorPlane.from_camera_pose(ground_from_camera.rotation, ground_from_camera.translation_m)
+
+
 def select_people(people: People, score_threshold: float, max_people: int) -> People:
     """The ``max_people`` highest-scoring people with score >= ``score_threshold``, best first."""
     scores = np.asarray(people.score, dtype=np.float64)
@@ -305,10 +400,14 @@ class ProcessingStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
     processed: int = 0
     camera_info_fallbacks: int = 0
+    non_finite_people: int = 0  # people dropped for NaN/inf values (never published)
+    floor_unavailable: int = 0  # frames estimated without the floor (no ground_frame transform)
     last_people: int = 0
     processed_s: deque = field(default_factory=lambda: deque(maxlen=512))
     processing_s: deque = field(default_factory=lambda: deque(maxlen=100))
-    latency_s: deque = field(default_factory=lambda: deque(maxlen=100))
+    latency_s: deque = field(default_factory=lambda: deque(maxlen=100))  # arrival -> done, monotonic
+    stamp_age_s: deque = field(default_factory=lambda: deque(maxlen=100))  # ROS now - image stamp
+    stamp_age_note: str = ""  # why the stamp age is unavailable
 
 
 class _FrameError(Exception):
@@ -321,45 +420,54 @@ class FrameProcessor:
     """Runs one frame through decoding, the estimator, tf2, tracking and message building.
 
     Args:
-        estimate: ``(image_rgb, intrinsics) -> People`` (the Estimator's ``estimate``).
+        estimate: ``(image_rgb, intrinsics, floor=None) -> People`` (the Estimator's ``estimate``;
+            ``floor`` is passed only when ``settings.ground_frame`` gave one).
         settings: validated node settings.
         classes: message classes to build outputs with.
         log: throttled log for bad input.
         lookup_transform: ``(target_frame, source_frame, stamp_ns) -> RigidTransform``, raising on
-            failure; needed when ``settings.target_frame`` is set.
-        ros_now_s: current ROS time in seconds (latency = publish time - image stamp).
+            failure; needed when ``settings.target_frame`` or ``settings.ground_frame`` is set.
+        ros_now_s: current ROS time in seconds (for the stamp age, when it agrees with the stamps).
         clock: monotonic clock for processing times and rates.
     """
 
     def __init__(
-        self, estimate: Callable[[np.ndarray, Intrinsics], People], settings: NodeSettings,
+        self, estimate: Callable[..., People], settings: NodeSettings,
         classes: MessageClasses, log: ThrottledLog,
         lookup_transform: Callable[[str, str, int], RigidTransform] | None = None,
         ros_now_s: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if settings.target_frame and lookup_transform is None:
-            raise ValueError("target_frame is set but no lookup_transform was given")
+        if (settings.target_frame or settings.ground_frame) and lookup_transform is None:
+            raise ValueError("target_frame or ground_frame is set but no lookup_transform was given")
         self._estimate, self.settings, self._classes, self.log = estimate, settings, classes, log
         self._lookup, self._ros_now_s, self._clock = lookup_transform, ros_now_s, clock
         self.tracker = Tracker(settings.tracking) if settings.tracking else None
         self._track_frame: str | None = None
+        self._epoch = 0
         self._style = MarkerStyle(lifetime_s=settings.marker_lifetime_s)
         self.stats = ProcessingStats()
 
     def process(self, frame: Frame) -> FrameResult | None:
-        """Messages for ``frame``, or None when it was bad input (counted and logged)."""
+        """Messages for ``frame``, or None when it failed (counted under an :class:`ErrorKind`, logged)."""
         start_s = self._clock()
         try:
-            people, root_cov, distance_m, frame_id = self._estimate_people(frame)
+            return self._process(frame, start_s)
         except _FrameError as error:
-            self.log.report(error.kind.value, "warn" if error.kind != ErrorKind.ESTIMATOR_FAILURE
-                            else "error", str(error))
-            return None
+            self.log.report(error.kind.value, "error" if error.kind in (
+                ErrorKind.ESTIMATOR_FAILURE, ErrorKind.INTERNAL_ERROR) else "warn", str(error))
+        except Exception as error:  # noqa: BLE001 - counted, so received = processed + failed + ...
+            self.log.report(ErrorKind.INTERNAL_ERROR.value, "error",
+                            f"frame processing failed unexpectedly: {type(error).__name__}: {error}")
+        return None
+
+    def _process(self, frame: Frame, start_s: float) -> FrameResult:
+        people, root_cov, distance_m, frame_id = self._estimate_people(frame)
         stamp_s = frame.stamp_ns * 1e-9
         if self.tracker is not None:
-            if frame_id != self._track_frame:
-                self.tracker.reset()  # tracks in another frame are meaningless here
-                self._track_frame = frame_id
+            if frame_id != self._track_frame or frame.epoch != self._epoch:
+                # Tracks in another frame, or from before time jumped back, are meaningless here.
+                self.tracker.reset()
+                self._track_frame, self._epoch = frame_id, frame.epoch
             people = self.tracker.update(people, stamp_s, root_cov)
         header = make_header(self._classes, frame.stamp_ns, frame_id)
         poses = people_to_pose_array(people, header, self._classes, root_cov)
@@ -367,12 +475,16 @@ class FrameProcessor:
         if self.settings.publish_markers:
             markers = people_to_markers(people, header, self._classes, self._style, distance_m)
         done_s = self._clock()
+        age_s, age_note = stamp_age_s(self._ros_now_s(), stamp_s)
         with self.stats.lock:
             self.stats.processed += 1
             self.stats.last_people = len(people)
             self.stats.processed_s.append(done_s)
             self.stats.processing_s.append(done_s - start_s)
-            self.stats.latency_s.append(self._ros_now_s() - stamp_s)
+            self.stats.latency_s.append(done_s - frame.received_s)
+            if age_s is not None:
+                self.stats.stamp_age_s.append(age_s)
+            self.stats.stamp_age_note = age_note
         return FrameResult(frame.stamp_ns, frame_id, people, poses, markers, done_s - start_s)
 
     def _estimate_people(self, frame: Frame) -> tuple[People, np.ndarray, np.ndarray, str]:
@@ -402,17 +514,25 @@ class FrameProcessor:
             rgb = any_image_to_rgb(frame.image)
         except UnsupportedEncodingError as error:
             raise _FrameError(ErrorKind.UNSUPPORTED_ENCODING, str(error)) from None
-        except ValueError as error:
+        except (ValueError, cv2.error) as error:  # cv2.imdecode raises on e.g. a 65500x65500 header
             raise _FrameError(ErrorKind.BAD_IMAGE, f"bad image: {error}") from None
         try:
             intrinsics.check_image_size(rgb.shape[1], rgb.shape[0], "image")
         except ValueError as error:
             raise _FrameError(ErrorKind.SIZE_MISMATCH, str(error)) from None
+        floor = self._floor(frame)
         try:
-            people = self._estimate(rgb, intrinsics)
+            people = (self._estimate(rgb, intrinsics) if floor is None
+                      else self._estimate(rgb, intrinsics, floor=floor))
         except Exception as error:  # noqa: BLE001 - any estimator failure must not stop the node
             raise _FrameError(ErrorKind.ESTIMATOR_FAILURE,
                               f"estimator failed: {type(error).__name__}: {error}") from None
+        people, non_finite = finite_people(people)
+        if non_finite:
+            with self.stats.lock:
+                self.stats.non_finite_people += non_finite
+            self.log.report("non_finite_people", "warn",
+                            f"{non_finite} people with non-finite values were not published")
         people = select_people(people, self.settings.score_threshold, self.settings.max_people)
         root_cov = people_root_covariance(people)
         distance_m = np.linalg.norm(people.root_m, axis=1)
@@ -428,6 +548,21 @@ class FrameProcessor:
             people, root_cov = transform_people(people, transform), transform.rotate_covariance(root_cov)
             frame_id = target
         return people, root_cov, distance_m, frame_id
+
+    def _floor(self, frame: Frame) -> FloorPlane | None:
+        """The floor from tf2 at the image stamp; None (counted, logged) when there is none."""
+        ground = self.settings.ground_frame
+        if not ground:
+            return None
+        try:
+            return floor_from_transform(self._lookup(ground, frame.frame_id, frame.stamp_ns))
+        except Exception as error:  # noqa: BLE001 - tf2 raises several unrelated types
+            with self.stats.lock:
+                self.stats.floor_unavailable += 1
+            self.log.report("floor_unavailable", "warn", (
+                f"no transform {frame.frame_id!r} -> ground_frame {ground!r} at the image stamp "
+                f"({type(error).__name__}: {error}); estimating without the floor"))
+            return None
 
 
 class FrameWorker:
@@ -457,9 +592,10 @@ class FrameWorker:
             frame = self._buffer.wait(self._poll_s)
             if frame is None:
                 continue
+            result = self._processor.process(frame)  # counts its own failures
+            if result is None:
+                continue
             try:
-                result = self._processor.process(frame)
-                if result is not None:
-                    self._publish(result)
+                self._publish(result)
             except Exception as error:  # noqa: BLE001 - keep the worker alive; the cause is logged
-                self._log("error", f"frame processing failed unexpectedly: {type(error).__name__}: {error}")
+                self._log("error", f"publishing failed: {type(error).__name__}: {error}")

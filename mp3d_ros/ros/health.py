@@ -1,8 +1,12 @@
 """Estimator start-up with a CPU fallback, and the node's /diagnostics report. No ROS import.
 
-Start-up: the estimator is built on the requested device and run once on a blank frame, so a missing
-GPU, CUDA out-of-memory or a broken backend shows up at start; then it is built again on the CPU
-(fp32) with an error log. Only when the CPU fails too does the node stop, with both errors.
+Start-up: ``device: auto`` becomes the GPU when CUDA is available and the CPU otherwise (logged at
+INFO); the CPU always runs fp32 (fp16 on a CPU is slower than fp32). The estimator is built on that
+device and run once on a blank frame, so a missing GPU, CUDA out-of-memory or a broken backend shows
+up at start; then it is built again on the CPU (fp32) with an error log. Only when the CPU fails too
+does the node stop, with both errors. OpenCV's thread pool is then sized like torch's: by default it
+takes every core, and its idle workers spin after each decode and resize, which doubled the node's
+CPU use on a 2-core robot (docs/ros.md).
 
 Diagnostics: one status per period with the frame rates, latency, processing time, drops, every
 error kind, CameraInfo fallbacks and age, and the backend. Its level is ERROR when frames failed and
@@ -16,13 +20,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.ros.frames import ErrorKind, FrameBuffer, FrameProcessor, Log, event_rate_hz
 from mp3d_ros.ros.settings import NodeSettings
 
-__all__ = ["LoadedEstimator", "load_estimator", "DiagnosticsReport", "DiagnosticsMonitor"]
+__all__ = [
+    "LoadedEstimator", "resolve_device", "precision_for", "load_estimator", "match_opencv_threads",
+    "DiagnosticsReport", "DiagnosticsMonitor",
+]
 
 # Blank frame for the start-up check: small enough to be quick on a CPU, a common camera shape.
 _WARMUP_SIZE = (640, 480)
@@ -37,19 +45,44 @@ class LoadedEstimator:
     fallback_reason: str | None  # why the requested device was not used, None when it was
 
 
-def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log) -> LoadedEstimator:
+def _torch_cuda_available() -> bool:
+    import torch  # heavy; only when a node starts
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(requested: str, cuda_available: Callable[[], bool]) -> tuple[str, str | None]:
+    """The device to start on, and an INFO line saying what ``auto`` chose (None otherwise)."""
+    if requested != "auto":
+        return requested, None
+    if cuda_available():
+        return "cuda", "device auto: CUDA is available, running on the GPU"
+    return "cpu", "device auto: no CUDA device, running on the CPU (fp32)"
+
+
+def precision_for(device: str, precision: str) -> str:
+    """``precision`` on a GPU; fp32 on the CPU, where fp16 runs slower than fp32."""
+    return precision if device.startswith("cuda") else "fp32"
+
+
+def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log,
+                   cuda_available: Callable[[], bool] = _torch_cuda_available) -> LoadedEstimator:
     """Build and warm up the estimator; on failure retry on the CPU in fp32.
 
     Args:
         factory: ``Estimator``-like callable taking ``model_path, backend, device, precision,
             input_size`` keywords; the result has ``estimate(image_rgb, intrinsics)`` and
             ``backend_name``.
+        cuda_available: whether a CUDA device exists (for ``device: auto``).
 
     Raises:
         RuntimeError: naming every attempt and its error when no device works.
     """
-    attempts = [(settings.device, settings.precision)]
-    if settings.device != "cpu":
+    device, chosen = resolve_device(settings.device, cuda_available)
+    if chosen:
+        log("info", chosen)
+    attempts = [(device, precision_for(device, settings.precision))]
+    if device != "cpu":
         attempts.append(("cpu", "fp32"))
     errors: list[str] = []
     for index, (device, precision) in enumerate(attempts):
@@ -70,6 +103,13 @@ def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log
         return LoadedEstimator(estimator, device, precision, str(getattr(estimator, "backend_name", "?")),
                                errors[0] if errors else None)
     raise RuntimeError("the estimator could not start: " + "; ".join(errors))
+
+
+def match_opencv_threads(threads: int) -> int:
+    """Size OpenCV's thread pool to ``threads`` (torch's intra-op count); returns the old size."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(max(1, int(threads)))
+    return previous
 
 
 @dataclass(frozen=True)
@@ -101,6 +141,9 @@ class DiagnosticsMonitor:
             processing = float(np.mean(stats.processing_s)) if stats.processing_s else None
             latency = stats.latency_s[-1] if stats.latency_s else None
             latency_mean = float(np.mean(stats.latency_s)) if stats.latency_s else None
+            stamp_age = stats.stamp_age_s[-1] if stats.stamp_age_s and not stats.stamp_age_note else None
+            stamp_note, non_finite = stats.stamp_age_note, stats.non_finite_people
+            floor_unavailable = stats.floor_unavailable
         errors = {kind.value: log.counts.get(kind.value, 0) for kind in ErrorKind}
         counters = {"processed": processed, "fallbacks": fallbacks, **errors}
         delta = {k: v - self._previous.get(k, 0) for k, v in counters.items()}
@@ -110,13 +153,20 @@ class DiagnosticsMonitor:
         values = {
             "frame_rate_hz": _fmt(frame_rate, 2),
             "input_rate_hz": _fmt(self._buffer.input_rate_hz(self.window_s), 2),
+            # Arrival (monotonic) to poses built: the node's own delay, whatever the clocks say.
             "latency_s": _fmt(latency),
             "latency_mean_s": _fmt(latency_mean),
+            "stamp_age_s": stamp_note or _fmt(stamp_age),
             "processing_time_mean_s": _fmt(processing),
             "frames_received": str(self._buffer.received),
             "frames_processed": str(processed),
             "frames_dropped": str(self._buffer.dropped),
+            "frames_duplicate": str(self._buffer.duplicates),
             "frames_failed": str(sum(errors.values())),
+            "frames_waiting": str(self._buffer.waiting),
+            "time_jumps": str(self._buffer.time_jumps),
+            "non_finite_people": str(non_finite),
+            "floor_unavailable": str(floor_unavailable),
             **{f"errors.{kind}": str(count) for kind, count in errors.items()},
             "camera_info_fallbacks": str(fallbacks),
             "camera_info_age_s": _fmt(info_age),

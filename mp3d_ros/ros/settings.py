@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Union
+from typing import AbstractSet as Set
+from typing import Any, Mapping, Sequence, Union
 
 from mp3d_ros.tracking.tracker import TrackerConfig
 
@@ -45,8 +46,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model_path", "", "Model: \"movenet-lift\", a checkpoint (.pt) of the papers' "
                   "network or an ONNX export (.onnx); empty = the shipped default (movenet-lift)."),
     ParameterSpec("backend", "auto", "Inference backend.", choices=("auto", "torch", "onnxruntime")),
-    ParameterSpec("device", "cuda", "Device: 'cuda', 'cuda:N' or 'cpu'. If the GPU or backend fails at "
-                  "start the node falls back to 'cpu' (fp32) with an error log."),
+    ParameterSpec("device", "auto", "Device: 'auto' (the GPU when CUDA is available, else the CPU; "
+                  "logged at start), 'cuda', 'cuda:N' or 'cpu'. If a requested GPU or the backend fails "
+                  "at start the node falls back to 'cpu' (fp32) with an error log."),
     ParameterSpec("precision", "fp16", "Inference precision on the GPU (the CPU always runs fp32).",
                   choices=("fp16", "bf16", "fp32")),
     ParameterSpec("input_width", 0, "Network input width in pixels; 0 = the model's default.", 0, 4096),
@@ -68,8 +70,17 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("target_frame", "", "Frame to publish poses in (via tf2 at the image stamp); empty = "
                   "the image's optical frame. Tracking runs in this frame, so choose a world-fixed "
                   "frame (odom, map) for ego-motion-free velocities."),
-    ParameterSpec("transform_timeout_s", 0.05, "How long to wait for the transform at the image stamp, "
-                  "seconds.", 0.0, 2.0),
+    ParameterSpec("transform_timeout_s", 0.05, "How long to wait for a transform (target_frame or "
+                  "ground_frame) at the image stamp, seconds.", 0.0, 2.0),
+    ParameterSpec("ground_frame", "", "A frame whose x-y plane is the floor (z up), e.g. "
+                  "'base_footprint'; empty = off. When set, the camera's pose over the floor is looked "
+                  "up at each image stamp (ground_frame <- image frame) and people's depth also comes "
+                  "from where their feet meet the floor; without the transform the frame is estimated "
+                  "without the floor (counted in /diagnostics)."),
+    ParameterSpec("publish_people", True, "Publish ~/people (people_msgs/msg/People: tracked people in "
+                  "the output frame, for navigation) when people_msgs is installed."),
+    ParameterSpec("publish_tf", False, "Broadcast a TF frame 'person_<track id>' at each confirmed "
+                  "track's root, child of the output frame."),
     ParameterSpec("publish_markers", True, "Publish ~/markers (visualization_msgs/MarkerArray) for RViz."),
     ParameterSpec("marker_lifetime_s", 0.5, "Lifetime of the markers, seconds; they also vanish with each "
                   "new frame (DELETEALL).", 0.0, 60.0),
@@ -140,6 +151,9 @@ class NodeSettings:
     camera_info_wait_s: float
     target_frame: str
     transform_timeout_s: float
+    ground_frame: str
+    publish_people: bool
+    publish_tf: bool
     publish_markers: bool
     marker_lifetime_s: float
     diagnostics_period_s: float
@@ -152,17 +166,26 @@ class NodeSettings:
         return (self.input_width, self.input_height) if self.input_width else None
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "NodeSettings":
+    def from_values(cls, values: Mapping[str, Any], known_problems: Sequence[str] = (),
+                    unchecked: Set[str] = frozenset()) -> "NodeSettings":
         """Validate parameter values (missing ones take their defaults).
 
+        Args:
+            values: parameter values by name.
+            known_problems: problems found before (the node's declarations rclpy refused), reported
+                together with the ones found here.
+            unchecked: names whose value in ``values`` is a stand-in for a refused one (their
+                problem is already in ``known_problems``).
+
         Raises:
-            SettingsError: listing every unknown name and invalid value.
+            SettingsError: listing every unknown name, refused and invalid value at once.
         """
         merged = {**defaults(), **values}
-        problems = [f"unknown parameter {name!r}" for name in values if name not in _SPECS]
-        invalid = {name: _check(_SPECS[name], merged[name]) for name in _SPECS}
+        problems = list(known_problems)
+        problems += [f"unknown parameter {name!r}" for name in values if name not in _SPECS]
+        invalid = {name: _check(_SPECS[name], merged[name]) for name in _SPECS if name not in unchecked}
         problems += [problem for problem in invalid.values() if problem]
-        problems += _cross_checks(merged, {name for name, problem in invalid.items() if problem})
+        problems += _cross_checks(merged, {name for name, problem in invalid.items() if problem} | set(unchecked))
         tracking = None
         if not problems and merged["tracking.enabled"]:
             try:
@@ -187,8 +210,8 @@ class NodeSettings:
 def _cross_checks(values: Mapping[str, Any], invalid: set[str]) -> list[str]:
     """Checks beyond one value's type and range (skipping values already found invalid)."""
     problems = []
-    if "device" not in invalid and not re.fullmatch(r"cpu|cuda(:\d+)?", values["device"]):
-        problems.append(f"device is {values['device']!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    if "device" not in invalid and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", values["device"]):
+        problems.append(f"device is {values['device']!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     width, height = values["input_width"], values["input_height"]
     if not {"input_width", "input_height"} & invalid:
         if (width == 0) != (height == 0):
@@ -196,7 +219,8 @@ def _cross_checks(values: Mapping[str, Any], invalid: set[str]) -> list[str]:
                             f"set, got {width}x{height}")
         elif width and (width < 32 or height < 32):
             problems.append(f"input size {width}x{height} is too small (at least 32x32)")
-    if "target_frame" not in invalid and values["target_frame"].startswith("/"):
-        problems.append(f"target_frame {values['target_frame']!r} must not start with '/' (tf2 frame ids "
-                        f"have no leading slash)")
+    for name in ("target_frame", "ground_frame"):
+        if name not in invalid and values[name].startswith("/"):
+            problems.append(f"{name} {values[name]!r} must not start with '/' (tf2 frame ids have no "
+                            f"leading slash)")
     return problems

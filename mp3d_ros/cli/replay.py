@@ -3,6 +3,10 @@
     mp3d-replay BAG [--out OUT_BAG] [--report DIR] [--model M] [--device cuda]
 
 What is read, paired, skipped and written is described in :mod:`mp3d_ros.evaluation.replay`.
+Exit status: 0 when the whole bag was read; 1 when the replay finished but parts of the bag could
+not be read (damaged storage: the summary names them; every frame read is in the outputs and the
+report); 2 for bad input (one ``mp3d-replay: error: ...`` line on stderr, nothing written); 130 when
+interrupted (what was processed is written).
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mp3d_ros.evaluation.replay import replay_bag
+from mp3d_ros.evaluation.bag_reading import read_metadata
+from mp3d_ros.evaluation.replay import ReplayInputError, check_output_bag, replay_bag
 from mp3d_ros.evaluation.replay_report import summary_text, write_report
 from mp3d_ros.inference.estimator import Estimator
+from mp3d_ros.messages.pairing import DEFAULT_SYNC_SLOP_S
 from mp3d_ros.tracking.tracker import Tracker
 
 
@@ -40,26 +46,46 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-tracking", action="store_true", help="report people without track ids")
     parser.add_argument("--report", help="folder for the Markdown summary, metrics JSON and plots")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many images")
+    parser.add_argument("--sync-slop-s", type=float, default=DEFAULT_SYNC_SLOP_S,
+                        help="largest stamp difference, seconds, pairing an image with its CameraInfo "
+                             "(the node's sync_slop_s)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    estimator = Estimator(args.model, backend=args.backend, device=args.device)
-    print(f"model {estimator.model_name} on {estimator.backend_name}", file=sys.stderr)
-    result = replay_bag(
-        args.bag, estimator.estimate, out_bag=args.out, image_topic=args.image_topic,
-        camera_info_topic=args.camera_info_topic, ground_truth_topic=args.gt_topic,
-        rectified=args.rectified, copy_inputs=args.copy_inputs, storage=args.storage,
-        tracker=None if args.no_tracking else Tracker(), max_frames=args.max_frames,
-    )
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        read_metadata(args.bag)  # refuse bad input before loading the model
+        if args.out:
+            check_output_bag(args.out)
+        estimator = Estimator(args.model, backend=args.backend, device=args.device)
+        print(f"model {estimator.model_name} on {estimator.backend_name}", file=sys.stderr)
+        result = replay_bag(
+            args.bag, estimator.estimate, out_bag=args.out, image_topic=args.image_topic,
+            camera_info_topic=args.camera_info_topic, ground_truth_topic=args.gt_topic,
+            rectified=args.rectified, copy_inputs=args.copy_inputs, storage=args.storage,
+            tracker=None if args.no_tracking else Tracker(), max_frames=args.max_frames,
+            sync_slop_s=args.sync_slop_s,
+        )
+    except ReplayInputError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(summary_text(result, Path(args.bag).name))
     if args.report:
-        write_report(result, args.report, Path(args.bag).name)
+        try:
+            write_report(result, args.report, Path(args.bag).name)
+        except OSError as error:
+            parser.exit(2, f"{parser.prog}: error: {args.report}: cannot write the report ({error})\n")
         print(f"report written to {args.report}")
     if args.out:
         print(f"outputs written to {args.out}")
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    if result.read_damage:
+        print(f"{parser.prog}: warning: {args.bag}: parts of the bag could not be read "
+              f"({len(result.read_damage)} listed under 'could not read')", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

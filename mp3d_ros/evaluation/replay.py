@@ -1,27 +1,33 @@
-"""The whole pipeline over a rosbag2 recording, without ROS (``mp3d-replay``'s library). over a rosbag2 recording, without ROS.
+"""The whole pipeline over a rosbag2 recording, without ROS (``mp3d-replay``'s library).
 
-Reads a rosbag2 bag (sqlite3 or MCAP storage) with the ``rosbags`` library, pairs each image with the
-CameraInfo in force at its stamp (same ``frame_id``: the latest one stamped at or before the image),
-runs the estimator with those live intrinsics, tracks people, and writes ``PoseArray3D`` and
-``MarkerArray`` outputs into a new bag stamped with the source images' stamps. Frames that cannot be
-processed (corrupt message, unsupported encoding, no usable CameraInfo, image size differing from
-its CameraInfo) are skipped and counted by reason, never silently. With a ground-truth
+Reads a rosbag2 bag (sqlite3 or MCAP storage) with :mod:`~mp3d_ros.evaluation.bag_reading`, which
+keeps every message it can read from a damaged file and names what it cannot. Each image is paired
+with a CameraInfo of its ``frame_id`` as the node pairs them (:func:`mp3d_ros.messages.pairing.pair_stamp`:
+within the slop, else the latest earlier one, counted as a fallback), the estimator runs with those
+live intrinsics, people are tracked, and ``PoseArray3D`` and ``MarkerArray`` outputs go into a new bag
+stamped with the source images' stamps. Frames that cannot be processed (corrupt or undecodable
+message, unsupported encoding, no usable CameraInfo, image size differing from its CameraInfo, a
+stamp already seen) are skipped and counted by reason, never silently. With a ground-truth
 ``PoseArray3D`` topic, the evaluator's metrics are computed over the whole bag
-(:mod:`mp3d_ros.evaluation.replay_report`).
+(:mod:`mp3d_ros.evaluation.replay_report`); the ground truth of a skipped frame counts as missed.
+
+Bad input a replay cannot start from raises :class:`ReplayInputError` before any frame is read.
 """
 
 from __future__ import annotations
 
-import bisect
+import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mp3d_ros.evaluation.bag_reading import BagSource, ReplayInputError
 from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.geometry.people import People
 from mp3d_ros.messages.conversions import (
@@ -32,6 +38,7 @@ from mp3d_ros.messages.conversions import (
 )
 from mp3d_ros.messages.images import UnsupportedEncodingError, any_image_to_rgb
 from mp3d_ros.messages.markers import people_to_markers
+from mp3d_ros.messages.pairing import DEFAULT_SYNC_SLOP_S, pair_stamp
 from mp3d_ros.messages.typestore import typestore
 from mp3d_ros.tracking.tracker import Tracker
 
@@ -39,11 +46,14 @@ __all__ = [
     "IMAGE_TYPES",
     "CAMERA_INFO_TYPE",
     "POSES_TYPE",
+    "ReplayInputError",
     "ReplayTopics",
     "FrameResult",
+    "GroundTruthMessage",
     "ReplayResult",
     "pick_topics",
     "CameraInfoTimeline",
+    "check_output_bag",
     "replay_bag",
 ]
 
@@ -53,6 +63,7 @@ POSES_TYPE = "mp3d_ros/msg/PoseArray3D"
 MARKERS_TYPE = "visualization_msgs/msg/MarkerArray"
 
 Estimate = Callable[[np.ndarray, Intrinsics], People]
+FrameKey = tuple[int, int]  # (header stamp ns, how many earlier messages had that stamp)
 
 
 @dataclass(frozen=True)
@@ -74,9 +85,17 @@ class FrameResult:
     ground_truth: People | None
 
 
+@dataclass(frozen=True, eq=False)
+class GroundTruthMessage:
+    """One ground-truth message: its key (stamp, occurrence of that stamp) and its people."""
+
+    key: FrameKey
+    people: People
+
+
 @dataclass
 class ReplayResult:
-    """Everything a replay produced, and everything it skipped with why."""
+    """Everything a replay produced, and everything it skipped or could not read, with why."""
 
     topics: ReplayTopics
     frames: list[FrameResult] = field(default_factory=list)
@@ -85,6 +104,18 @@ class ReplayResult:
     images_seen: int = 0
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    ground_truth: list[GroundTruthMessage] = field(default_factory=list)
+    processed_keys: dict[FrameKey, int] = field(default_factory=dict)  # key -> index in frames
+    image_keys: set[FrameKey] = field(default_factory=set)  # every image read, processed or not
+    read_damage: list[str] = field(default_factory=list)
+    images_lost: bool = False  # images whose stamp is unknown: damaged, short topic, corrupt CDR
+    last_image_stamp_ns: int | None = None
+    stopped_early: bool = False  # --max-frames or an interrupt: later ground truth is not scored
+    camera_info_fallbacks: int = 0
+    duplicate_images: int = 0
+    duplicate_ground_truth: int = 0
+    backward_stamps: int = 0
+    tracker_resets: int = 0
 
     def skip(self, reason: str, detail: str) -> None:
         """Count a skipped frame; the first detail of each reason is kept for the report."""
@@ -103,7 +134,7 @@ def pick_topics(
     Returns the topics and human-readable notes on what was picked and why.
 
     Raises:
-        ValueError: a named topic is absent or of the wrong type, or no candidate exists.
+        ReplayInputError: a named topic is absent or of the wrong type, or no candidate exists.
     """
     types = dict(connections)
     notes = []
@@ -111,14 +142,14 @@ def pick_topics(
     def choose(given: str | None, wanted: Sequence[str], what: str, required: bool) -> str | None:
         if given is not None:
             if given not in types:
-                raise ValueError(f"bag has no topic {given!r}; its topics: {sorted(types)}")
+                raise ReplayInputError(f"bag has no topic {given!r}; its topics: {sorted(types)}")
             if types[given] not in wanted:
-                raise ValueError(f"topic {given!r} is {types[given]}, expected {' or '.join(wanted)}")
+                raise ReplayInputError(f"topic {given!r} is {types[given]}, expected {' or '.join(wanted)}")
             return given
         candidates = sorted(t for t, m in types.items() if m in wanted)
         if not candidates:
             if required:
-                raise ValueError(f"bag has no {what} topic ({' or '.join(wanted)}); topics: "
+                raise ReplayInputError(f"bag has no {what} topic ({' or '.join(wanted)}); topics: "
                                  f"{ {t: m for t, m in sorted(types.items())} }")
             return None
         if what == "image" and len(candidates) > 1:
@@ -135,112 +166,108 @@ def pick_topics(
 
 
 class CameraInfoTimeline:
-    """CameraInfo messages per frame_id, looked up by stamp: the one in force at a time."""
+    """CameraInfo messages per frame_id, paired with an image stamp by the node's rule."""
 
-    def __init__(self) -> None:
-        self._stamps: dict[str, list[int]] = defaultdict(list)
-        self._messages: dict[str, list[Any]] = defaultdict(list)
+    def __init__(self, slop_s: float = DEFAULT_SYNC_SLOP_S) -> None:
+        self.slop_ns = int(round(slop_s * 1e9))
+        self._entries: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+        self._stamps: dict[str, list[int]] = {}
 
     def add(self, frame_id: str, stamp_ns: int, message: Any) -> None:
-        index = bisect.bisect_right(self._stamps[frame_id], stamp_ns)
-        self._stamps[frame_id].insert(index, stamp_ns)
-        self._messages[frame_id].insert(index, message)
+        self._entries[frame_id].append((stamp_ns, message))
+        self._stamps.pop(frame_id, None)
 
-    def in_force(self, frame_id: str, stamp_ns: int) -> Any | None:
-        """The latest CameraInfo of ``frame_id`` stamped at or before ``stamp_ns``, else None."""
-        index = bisect.bisect_right(self._stamps.get(frame_id, []), stamp_ns)
-        return self._messages[frame_id][index - 1] if index else None
+    def pair(self, frame_id: str, stamp_ns: int) -> tuple[Any, bool] | None:
+        """The CameraInfo for an image of ``frame_id`` at ``stamp_ns`` and whether it was within the
+        slop (False: the latest earlier one), else None."""
+        entries = self._entries.get(frame_id)
+        if not entries:
+            return None
+        if frame_id not in self._stamps:
+            entries.sort(key=lambda e: e[0])
+            self._stamps[frame_id] = [e[0] for e in entries]
+        pairing = pair_stamp(self._stamps[frame_id], stamp_ns, self.slop_ns)
+        return None if pairing is None else (entries[pairing.index][1], pairing.within_slop)
 
     def frame_ids(self) -> list[str]:
-        return sorted(self._stamps)
+        return sorted(self._entries)
 
 
-def _bag_path(path: Path) -> Path:
-    """A rosbag2 bag is a folder with metadata.yaml; accept the path of a storage file inside it."""
-    if path.is_file() and (path.parent / "metadata.yaml").is_file():
-        return path.parent
-    if not path.exists():
-        raise FileNotFoundError(f"bag {path} does not exist")
-    if not (path / "metadata.yaml").is_file():
-        raise ValueError(f"{path} is not a rosbag2 bag (a folder with metadata.yaml)")
+def check_output_bag(path: str | Path) -> Path:
+    """``path`` as a new output bag folder.
+
+    Raises:
+        ReplayInputError: it exists, or its parent folder is missing or not writable.
+    """
+    path = Path(path)
+    if path.exists():
+        raise ReplayInputError(f"{path}: the output bag already exists; choose another --out")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise ReplayInputError(f"{path}: cannot create the output bag, folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ReplayInputError(f"{path}: cannot create the output bag, folder {parent} is not writable")
     return path
-
-
-def _deserialize(reader: Any, connection: Any, raw: bytes) -> Any:
-    return reader.deserialize(raw, connection.msgtype)
-
-
-def _collect_camera_infos(reader: Any, connections: list, result: ReplayResult) -> CameraInfoTimeline:
-    timeline = CameraInfoTimeline()
-    for connection, _, raw in reader.messages(connections=connections):
-        try:
-            message = _deserialize(reader, connection, raw)
-        except Exception as error:  # rosbags raises several types for corrupt CDR
-            result.skip("corrupt CameraInfo message", f"{connection.topic}: {error}")
-            continue
-        timeline.add(message.header.frame_id, stamp_to_ns(message.header.stamp), message)
-    return timeline
-
-
-def _collect_ground_truth(reader: Any, connections: list, result: ReplayResult) -> dict[int, People]:
-    truth = {}
-    for connection, _, raw in reader.messages(connections=connections):
-        try:
-            message = _deserialize(reader, connection, raw)
-            truth[stamp_to_ns(message.header.stamp)] = pose_array_to_people(message)
-        except Exception as error:
-            result.skip("unreadable ground truth message", f"{connection.topic}: {error}")
-    return truth
 
 
 class _OutputBag:
     """The rosbag2 writer of the outputs (and optionally copies of the inputs)."""
 
-    def __init__(self, path: Path, storage: str, input_connections: list, namespace: str) -> None:
+    def __init__(self, path: Path, storage: str, input_topics: dict[str, str], namespace: str) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        if path.exists():
-            raise FileExistsError(f"output bag {path} already exists; choose another --out")
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
         self.store = typestore()
-        self.writer = Writer(path, version=8, storage_plugin=plugin)
-        self.writer.open()
+        self.writer = Writer(check_output_bag(path), version=8, storage_plugin=plugin)
+        try:
+            self.writer.open()
+        except OSError as error:
+            raise ReplayInputError(f"{path}: cannot create the output bag ({error})") from None
         self.poses = self.writer.add_connection(f"{namespace}/poses", POSES_TYPE, typestore=self.store)
         self.markers = self.writer.add_connection(f"{namespace}/markers", MARKERS_TYPE,
                                                   typestore=self.store)
-        self.copies = {
-            c.id: self.writer.add_connection(c.topic, c.msgtype, typestore=self.store)
-            for c in input_connections
-        }
+        self.copies = {topic: self.writer.add_connection(topic, msgtype, typestore=self.store)
+                       for topic, msgtype in input_topics.items()}
 
     def write(self, connection: Any, stamp_ns: int, message: Any) -> None:
         self.writer.write(connection, stamp_ns, self.store.serialize_cdr(message, connection.msgtype))
 
-    def copy(self, source_connection: Any, stamp_ns: int, raw: bytes) -> None:
-        self.writer.write(self.copies[source_connection.id], stamp_ns, raw)
+    def copy(self, topic: str, stamp_ns: int, raw: bytes) -> None:
+        if topic in self.copies:
+            self.writer.write(self.copies[topic], stamp_ns, raw)
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _decode(message: Any, topic: str, stamp_ns: int, result: ReplayResult) -> np.ndarray | None:
+    try:
+        return any_image_to_rgb(message)
+    except UnsupportedEncodingError as error:
+        result.skip(f"unsupported encoding on {topic}", str(error))
+    except ValueError as error:
+        result.skip("undecodable image", f"{topic} at {stamp_ns} ns: {error}")
+    except cv2.error as error:  # imdecode refuses e.g. a header claiming 65500x65500 pixels
+        reason = str(error).strip().splitlines()[-1]
+        result.skip("undecodable image", f"{topic} at {stamp_ns} ns: OpenCV: {reason}")
+    return None
 
 
 def _process_image(message: Any, timeline: CameraInfoTimeline, estimate: Estimate, rectified: bool,
                    result: ReplayResult, topic: str) -> tuple[People, float] | None:
     """Estimate the people of one image message, or count why it was skipped."""
     stamp_ns = stamp_to_ns(message.header.stamp)
-    try:
-        rgb = any_image_to_rgb(message)
-    except UnsupportedEncodingError as error:
-        result.skip(f"unsupported encoding on {topic}", str(error))
+    rgb = _decode(message, topic, stamp_ns, result)
+    if rgb is None:
         return None
-    except ValueError as error:
-        result.skip("undecodable image", f"{topic} at {stamp_ns} ns: {error}")
-        return None
-    info = timeline.in_force(message.header.frame_id, stamp_ns)
-    if info is None:
+    paired = timeline.pair(message.header.frame_id, stamp_ns)
+    if paired is None:
         result.skip("no CameraInfo in force",
                     f"image at {stamp_ns} ns in frame {message.header.frame_id!r}; CameraInfo frames: "
                     f"{timeline.frame_ids()}")
         return None
+    info, within_slop = paired
+    result.camera_info_fallbacks += not within_slop
     try:
         intrinsics = Intrinsics.from_camera_info(info, rectified=rectified)
         intrinsics.check_image_size(rgb.shape[1], rgb.shape[0], f"image at {stamp_ns} ns")
@@ -250,6 +277,96 @@ def _process_image(message: Any, timeline: CameraInfoTimeline, estimate: Estimat
     start = time.perf_counter()
     people = estimate(rgb, intrinsics)
     return people, 1000.0 * (time.perf_counter() - start)
+
+
+def _next_key(seen: Counter, stamp_ns: int) -> FrameKey:
+    key = (stamp_ns, seen[stamp_ns])
+    seen[stamp_ns] += 1
+    return key
+
+
+def _read_calibration(source: BagSource, topics: ReplayTopics, timeline: CameraInfoTimeline,
+                      result: ReplayResult, writer: _OutputBag | None) -> None:
+    """CameraInfo into ``timeline``, ground truth into ``result`` (one pass over both topics)."""
+    store = typestore()
+    seen: Counter = Counter()
+    wanted = [t for t in (topics.camera_info, topics.ground_truth) if t]
+    for topic, timestamp, raw in source.messages(wanted):
+        if writer is not None:
+            writer.copy(topic, timestamp, raw)
+        if topic == topics.camera_info:
+            try:
+                message = store.deserialize_cdr(raw, CAMERA_INFO_TYPE)
+            except Exception as error:  # noqa: BLE001 - rosbags raises several types for corrupt CDR
+                result.skip("corrupt CameraInfo message", f"{topic} at {timestamp} ns: {error}")
+                continue
+            timeline.add(message.header.frame_id, stamp_to_ns(message.header.stamp), message)
+            continue
+        try:
+            message = store.deserialize_cdr(raw, POSES_TYPE)
+            people = pose_array_to_people(message)
+        except Exception as error:  # noqa: BLE001 - corrupt CDR or an inconsistent message
+            result.skip("unreadable ground truth message", f"{topic} at {timestamp} ns: {error}")
+            continue
+        key = _next_key(seen, stamp_to_ns(message.header.stamp))
+        result.duplicate_ground_truth += key[1] > 0
+        result.ground_truth.append(GroundTruthMessage(key, people))
+
+
+def _replay_images(source: BagSource, topic: str, timeline: CameraInfoTimeline, estimate: Estimate,
+                   rectified: bool, tracker: Tracker | None, writer: _OutputBag | None,
+                   result: ReplayResult, max_frames: int | None, progress: bool) -> None:
+    store, classes = typestore(), MessageClasses.from_typestore()
+    msgtype = source.topic_types[topic]
+    truth = {g.key: g.people for g in result.ground_truth}
+    seen: Counter = Counter()
+    total = source.metadata.topic_counts.get(topic) or None
+    for _, timestamp, raw in tqdm(source.messages([topic]), total=total, desc="replay",
+                                  unit="frame", disable=not progress):
+        if max_frames is not None and result.images_seen >= max_frames:
+            result.stopped_early = True
+            break
+        result.images_seen += 1
+        if writer is not None:
+            writer.copy(topic, timestamp, raw)
+        try:
+            message = store.deserialize_cdr(raw, msgtype)
+        except Exception as error:  # noqa: BLE001 - rosbags raises several types for corrupt CDR
+            result.skip("corrupt image message", f"{topic} at {timestamp} ns: {error}")
+            result.images_lost = True
+            continue
+        stamp_ns = stamp_to_ns(message.header.stamp)
+        if result.last_image_stamp_ns is not None and stamp_ns < result.last_image_stamp_ns:
+            result.backward_stamps += 1
+        result.last_image_stamp_ns = stamp_ns
+        key = _next_key(seen, stamp_ns)
+        result.image_keys.add(key)
+        if key[1] > 0:  # the node ignores a second image of the same stamp, and so does the replay
+            result.duplicate_images += 1
+            result.skip("duplicate image stamp", f"{topic}: another image at {stamp_ns} ns came first")
+            continue
+        outcome = _process_image(message, timeline, estimate, rectified, result, topic)
+        if outcome is None:
+            continue
+        people, latency_ms = outcome
+        if tracker is not None:
+            people = tracker.update(people, stamp_ns * 1e-9)
+        result.processed_keys[key] = len(result.frames)
+        result.frames.append(FrameResult(stamp_ns, people, latency_ms, truth.get(key)))
+        if writer is not None:
+            writer.write(writer.poses, stamp_ns, people_to_pose_array(people, message.header, classes))
+            writer.write(writer.markers, stamp_ns, people_to_markers(people, message.header, classes))
+
+
+def _record_reading(source: BagSource, topics: ReplayTopics, result: ReplayResult) -> None:
+    """Damage and short topics into ``result``; images count as lost when their topic is short."""
+    result.read_damage = [d.describe() for d in source.damage]
+    for topic, (read, listed) in sorted(source.shortfalls().items()):
+        if not (topic == topics.image and result.stopped_early):
+            result.read_damage.append(f"{topic}: {read} of the {listed} messages listed in "
+                                      "metadata.yaml were read")
+    short = topics.image in source.shortfalls() and not result.stopped_early
+    result.images_lost |= short or any(d.topic in (None, topics.image) for d in source.damage)
 
 
 def replay_bag(
@@ -266,59 +383,33 @@ def replay_bag(
     output_namespace: str = "/mp3d",
     max_frames: int | None = None,
     progress: bool = True,
+    sync_slop_s: float = DEFAULT_SYNC_SLOP_S,
 ) -> ReplayResult:
     """Run ``estimate`` over every image of a bag; write outputs to ``out_bag`` when given.
 
-    A KeyboardInterrupt stops reading, and the output bag is closed cleanly with what was written.
-    """
-    from rosbags.highlevel import AnyReader
+    A KeyboardInterrupt stops reading, and the output bag is closed cleanly with what was written;
+    so does damage in the bag (what could be read is processed, the rest is reported).
 
-    classes = MessageClasses.from_typestore()
-    with AnyReader([_bag_path(Path(bag))], default_typestore=typestore()) as reader:
-        topics, notes = pick_topics([(c.topic, c.msgtype) for c in reader.connections],
-                                    image_topic, camera_info_topic, ground_truth_topic)
-        result = ReplayResult(topics, notes=notes)
-        by_topic = defaultdict(list)
-        for connection in reader.connections:
-            by_topic[connection.topic].append(connection)
-        timeline = _collect_camera_infos(reader, by_topic[topics.camera_info], result)
-        truth = (_collect_ground_truth(reader, by_topic[topics.ground_truth], result)
-                 if topics.ground_truth else {})
-        inputs = [c for t in (topics.image, topics.camera_info, topics.ground_truth) if t
-                  for c in by_topic[t]] if copy_inputs else []
-        writer = _OutputBag(Path(out_bag), storage, inputs, output_namespace) if out_bag else None
-        total = sum(c.msgcount for c in by_topic[topics.image])
-        try:
-            if writer is not None:
-                for connection, timestamp, raw in reader.messages(connections=inputs):
-                    writer.copy(connection, timestamp, raw)
-            stream = reader.messages(connections=by_topic[topics.image])
-            for connection, _, raw in tqdm(stream, total=total, desc="replay", unit="frame",
-                                           disable=not progress):
-                if max_frames is not None and result.images_seen >= max_frames:
-                    break
-                result.images_seen += 1
-                try:
-                    message = _deserialize(reader, connection, raw)
-                except Exception as error:
-                    result.skip("corrupt image message", f"{connection.topic}: {error}")
-                    continue
-                outcome = _process_image(message, timeline, estimate, rectified, result, connection.topic)
-                if outcome is None:
-                    continue
-                people, latency_ms = outcome
-                stamp_ns = stamp_to_ns(message.header.stamp)
-                if tracker is not None:
-                    people = tracker.update(people, stamp_ns * 1e-9)
-                result.frames.append(FrameResult(stamp_ns, people, latency_ms, truth.get(stamp_ns)))
-                if writer is not None:
-                    writer.write(writer.poses, stamp_ns,
-                                 people_to_pose_array(people, message.header, classes))
-                    writer.write(writer.markers, stamp_ns,
-                                 people_to_markers(people, message.header, classes))
-        except KeyboardInterrupt:
-            result.interrupted = True
-        finally:
-            if writer is not None:
-                writer.close()
+    Raises:
+        ReplayInputError: the bag, its topics or ``out_bag`` cannot be used (nothing is written).
+    """
+    source = BagSource.open(bag)
+    topics, notes = pick_topics(sorted(source.topic_types.items()), image_topic, camera_info_topic,
+                                ground_truth_topic)
+    result = ReplayResult(topics, notes=notes)
+    inputs = {t: source.topic_types[t] for t in (topics.image, topics.camera_info, topics.ground_truth)
+              if t and copy_inputs}
+    writer = _OutputBag(Path(out_bag), storage, inputs, output_namespace) if out_bag else None
+    timeline = CameraInfoTimeline(sync_slop_s)
+    try:
+        _read_calibration(source, topics, timeline, result, writer)
+        _replay_images(source, topics.image, timeline, estimate, rectified, tracker, writer, result,
+                       max_frames, progress)
+    except KeyboardInterrupt:
+        result.interrupted = result.stopped_early = True
+    finally:
+        if writer is not None:
+            writer.close()
+    _record_reading(source, topics, result)
+    result.tracker_resets = tracker.resets if tracker is not None else 0
     return result

@@ -1,13 +1,17 @@
 """What a replay measured: metrics against the bag's ground truth, latency, skipped frames.
 
 The metrics are the evaluator's own (:func:`mp3d_ros.evaluation.metrics.evaluate_mupots` over MuPoTS-17
-frames), the bag being one sequence. The report folder holds ``summary.md``, ``metrics.json`` and
+frames), the bag being one sequence. Every ground-truth message is scored (:func:`scored_frames`):
+against the people of its image (same stamp, same occurrence of that stamp), or as an empty
+prediction when that image was skipped or could not be read, so skipping frames never raises a
+score. The report folder holds ``summary.md``, ``metrics.json`` and
 three plots: 3DPCK against the threshold, root depth error against distance, per-frame latency.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +23,12 @@ from mp3d_ros.evaluation.metrics import (
     evaluate_mupots,
     match_people_mupots,
 )
-from mp3d_ros.evaluation.replay import ReplayResult
+from mp3d_ros.evaluation.replay import GroundTruthMessage, ReplayResult
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import MUPOTS_17, convert_joints
 
-__all__ = ["ground_truth_from_people", "replay_metrics", "latency_summary_ms", "summary_text",
-           "write_report"]
+__all__ = ["ground_truth_from_people", "ScoredFrames", "scored_frames", "replay_metrics",
+           "latency_summary_ms", "summary_text", "write_report"]
 
 _MM_PER_M = 1000.0
 
@@ -42,14 +46,56 @@ def ground_truth_from_people(people: People, sequence: str) -> FrameGroundTruth:
     return FrameGroundTruth(sequence, uv, xyz, labelled, np.nan_to_num(seen[..., 0]) > 0)
 
 
+@dataclass
+class ScoredFrames:
+    """Ground truth paired with predictions, and what was scored as missed or left out."""
+
+    predictions: list[People] = field(default_factory=list)
+    truth: list[People] = field(default_factory=list)
+    missed_frames: int = 0  # ground-truth messages scored against no people: frame skipped/unread
+    missed_people: int = 0  # ground-truth people in those messages
+    unpaired: int = 0  # ground-truth messages with no image of their stamp in an undamaged bag
+    after_stop: int = 0  # ground truth after the last image read (--max-frames, interrupt)
+
+
+def _prediction_for(result: ReplayResult, message: GroundTruthMessage) -> People | None | bool:
+    """The people to score ``message`` against; None to score it as missed; False to leave it out."""
+    if message.key in result.processed_keys:
+        return result.frames[result.processed_keys[message.key]].people
+    if message.key in result.image_keys or result.images_lost:
+        return None
+    return False
+
+
+def scored_frames(result: ReplayResult) -> ScoredFrames:
+    """Pair every ground-truth message with its frame's prediction (see the module docstring)."""
+    scored = ScoredFrames()
+    stop = result.last_image_stamp_ns if result.stopped_early else None
+    for message in result.ground_truth:
+        if result.stopped_early and (stop is None or message.key[0] > stop):
+            scored.after_stop += 1
+            continue
+        people = _prediction_for(result, message)
+        if people is False:
+            scored.unpaired += 1
+            continue
+        if people is None:
+            scored.missed_frames += 1
+            scored.missed_people += len(message.people)
+            people = People.empty(MUPOTS_17.name)
+        scored.predictions.append(people)
+        scored.truth.append(message.people)
+    return scored
+
+
 def _scored_frames(result: ReplayResult, sequence: str) -> tuple[list, list]:
-    frames = [f for f in result.frames if f.ground_truth is not None]
-    return (prediction_frames([f.people for f in frames]),
-            [ground_truth_from_people(f.ground_truth, sequence) for f in frames])
+    scored = scored_frames(result)
+    return (prediction_frames(scored.predictions),
+            [ground_truth_from_people(people, sequence) for people in scored.truth])
 
 
 def replay_metrics(result: ReplayResult, sequence: str) -> dict | None:
-    """The MuPoTS-3D protocol over the frames that have ground truth (None when none do)."""
+    """The MuPoTS-3D protocol over every scored ground-truth message (None when there is none)."""
     predictions, truth = _scored_frames(result, sequence)
     return evaluate_mupots(predictions, truth) if truth else None
 
@@ -64,24 +110,48 @@ def latency_summary_ms(result: ReplayResult) -> dict[str, float]:
             "frames": int(latency.size)}
 
 
+def _reading_lines(result: ReplayResult) -> list[str]:
+    """What could not be read, and the pairing and stamp warnings."""
+    lines = [f"could not read: {damage}" for damage in result.read_damage]
+    if result.camera_info_fallbacks:
+        lines.append(f"warning: {result.camera_info_fallbacks} frames had no CameraInfo within the "
+                     "slop and used the latest earlier one")
+    if result.duplicate_images:
+        lines.append(f"warning: {result.duplicate_images} images repeat an earlier image's stamp; only "
+                     "the first of each stamp was processed (as the node does)")
+    if result.duplicate_ground_truth:
+        lines.append(f"warning: {result.duplicate_ground_truth} ground-truth messages repeat an earlier "
+                     "stamp; each is scored with the image of the same stamp in bag order")
+    if result.backward_stamps or result.tracker_resets:
+        lines.append(f"image stamps went backwards {result.backward_stamps} times; the tracker was "
+                     f"reset {result.tracker_resets} times")
+    return lines
+
+
 def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = None) -> str:
-    """Plain-text summary: topics, frames, skipped frames with reasons, latency, metrics table."""
+    """Plain-text summary: topics, frames, skipped frames by reason, damage, latency, metrics."""
     lines = list(result.notes)
     lines.append(f"images: {result.images_seen} read, {len(result.frames)} processed, "
                  f"{sum(result.skipped.values())} skipped" + (" (interrupted)" if result.interrupted else ""))
     for reason, count in sorted(result.skipped.items()):
         lines.append(f"  skipped {count} x {reason}: e.g. {result.skip_examples[reason]}")
+    lines += _reading_lines(result)
     latency = latency_summary_ms(result)
     if latency:
         lines.append(f"latency per frame: median {latency['median']:.1f} ms, p90 {latency['p90']:.1f} "
                      f"ms, p99 {latency['p99']:.1f} ms")
     metrics = metrics if metrics is not None else replay_metrics(result, sequence)
+    scored = scored_frames(result)
     if metrics is None:
-        lines.append("no ground truth in the bag: no accuracy metrics")
+        lines.append("no ground truth in the bag: no accuracy metrics" if not result.ground_truth else
+                     "no ground truth paired with the frames read: no accuracy metrics")
     else:
         lines.append(f"ground truth in {metrics['counts']['frames']} frames, "
-                     f"{metrics['counts']['gt_people']} people")
+                     f"{metrics['counts']['gt_people']} people; {scored.missed_people} people in "
+                     f"{scored.missed_frames} skipped or unreadable frames counted as missed")
         lines.append(mupots_summary_table(metrics))
+    if scored.unpaired:
+        lines.append(f"{scored.unpaired} ground-truth messages have no image of their stamp: not scored")
     return "\n".join(lines)
 
 
@@ -130,10 +200,18 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     metrics = replay_metrics(result, sequence)
+    scored = scored_frames(result)
     content = {
         "bag": sequence, "topics": vars(result.topics), "images_read": result.images_seen,
         "frames_processed": len(result.frames), "skipped": dict(result.skipped),
         "skip_examples": result.skip_examples, "interrupted": result.interrupted,
+        "read_damage": result.read_damage,
+        "ground_truth_missed": {"frames": scored.missed_frames, "people": scored.missed_people},
+        "ground_truth_unpaired": scored.unpaired, "ground_truth_after_stop": scored.after_stop,
+        "camera_info_fallbacks": result.camera_info_fallbacks,
+        "duplicate_stamps": {"images": result.duplicate_images,
+                             "ground_truth": result.duplicate_ground_truth},
+        "backward_stamps": result.backward_stamps, "tracker_resets": result.tracker_resets,
         "latency_ms": latency_summary_ms(result), "metrics": metrics,
     }
     (folder / "metrics.json").write_text(json.dumps(json_safe(content), indent=2))

@@ -13,13 +13,11 @@ from scipy.optimize import minimize_scalar
 
 from mp3d_ros.geometry.depth import (
     decode_log_depth_bins,
-    denormalize_depth,
     encode_log_depth_bins,
     fuse_depths,
     geometric_root_depth,
     k_value_depth,
     laplace_nll,
-    normalize_depth,
 )
 
 
@@ -125,12 +123,6 @@ def test_k_value_rootnet_eq1() -> None:
     # A 100x200 px box seen with fx = fy = 1000 px: sqrt(1000 * 1000 * 4 / 20000) = 14.14 m
     assert float(k_value_depth(1000.0, 1000.0, torch.tensor(20000.0))) == pytest.approx(
         math.sqrt(200.0))
-
-
-@given(depth=st.floats(0.5, 30.0), fx=st.floats(200.0, 3000.0), fy=st.floats(200.0, 3000.0))
-def test_focal_normalisation_round_trip(depth: float, fx: float, fy: float) -> None:
-    z_n = normalize_depth(torch.tensor(depth, dtype=torch.float64), fx, fy)
-    assert float(denormalize_depth(z_n, fx, fy)) == pytest.approx(depth, rel=1e-12)
 
 
 @given(depth_n=st.floats(1e-3, 8e-3))

@@ -11,6 +11,7 @@ from scipy.optimize import minimize_scalar
 from test_targets_decode import annotate, place_people, random_camera
 
 from mp3d_ros.geometry.camera import letterbox_transform
+from mp3d_ros.geometry.camera_torch import pinhole_rays
 from mp3d_ros.geometry.depth import geometric_root_depth
 from mp3d_ros.geometry.skeleton import MUPOTS_17
 from mp3d_ros.model.codec.targets import TargetGenerator, collate_targets, targets_as_outputs
@@ -146,7 +147,7 @@ def test_torso_depth_argmin_is_eq_7() -> None:
         uv_neck = uv_root + torch.tensor(rng.uniform([-30, -80], [30, -10]))
         rel = torch.tensor(rng.uniform(-0.3, 0.3), dtype=torch.float64)
         omega = float(rng.choice([0.5, 0.05]))  # 0.05 m: shorter than the torso at any depth
-        depth, valid = torso_depth_argmin(uv_root, uv_neck, rel, K, omega)
+        depth, valid = torso_depth_argmin(pinhole_rays(uv_root, K), pinhole_rays(uv_neck, K), rel, omega)
         strict, strict_valid = geometric_root_depth(uv_root, uv_neck, rel, K, omega)
         if strict_valid:
             assert float(depth) == pytest.approx(float(strict), rel=1e-9)

@@ -86,7 +86,7 @@ def test_lockstep_variants_train_as_their_own_runs_would(base_config: Path, tmp_
     out = tmp_path / "study"
     variants = {"lite": {}, "lite_no_pdqm": {"model.pdqm": False},
                 "lite_metres": {"model.focal_normalised_depth": False}}
-    decode = {"lite_no_offsets": {"of": "lite", "model.use_offsets": False}}
+    decode = {"lite_no_offsets": {"of": "lite", "model.snap_to_nearest_peak": True}}
     assert main(["--config", str(_study_file(base_config, out, variants, decode))]) == 0
 
     # Each variant alone, as mp3d-train would run it: bit-identical weights on the CPU.
@@ -116,7 +116,7 @@ def test_lockstep_variants_train_as_their_own_runs_would(base_config: Path, tmp_
     lite, no_offsets = released["lite"], released["lite_no_offsets"]
     assert lite.optimizer_state is None and all(
         v.dtype == torch.float16 for v in lite.model_state.values() if v.is_floating_point())
-    assert no_offsets.model_config["use_offsets"] is False and lite.model_config["use_offsets"] is True
+    assert no_offsets.model_config["snap_to_nearest_peak"] is True and lite.model_config["snap_to_nearest_peak"] is False
     assert all(torch.equal(lite.model_state[k], no_offsets.model_state[k]) for k in lite.model_state)
 
     frame = generate_image(SceneConfig(size=(128, 96), people=(1, 2)), seed=3, index=0)
@@ -129,10 +129,10 @@ def test_study_refuses_variants_that_would_see_other_batches(base_config: Path, 
     study = load_study(_study_file(base_config, tmp_path / "s", {"a": {}, "b": {"batch_size": 4}}))
     with pytest.raises(ValueError, match="batch_size"):
         study_train_configs(study)
-    with pytest.raises(ValueError, match="use_offsets|decode switch|leave the weights"):
+    with pytest.raises(ValueError, match="snap_to_nearest_peak|decode switch|leave the weights"):
         StudyConfig(base=str(base_config), variants={"a": {}}, decode_variants={"b": {"of": "a", "model.pdqm": False}})
     with pytest.raises(ValueError, match="needs 'of'"):
-        StudyConfig(base=str(base_config), variants={"a": {}}, decode_variants={"b": {"model.use_offsets": False}})
+        StudyConfig(base=str(base_config), variants={"a": {}}, decode_variants={"b": {"model.snap_to_nearest_peak": True}})
 
 
 def test_release_checkpoint_keeps_what_inference_needs(base_config: Path, tmp_path: Path) -> None:

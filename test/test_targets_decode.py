@@ -19,6 +19,7 @@ from mp3d_ros.geometry.camera import (
     transform_intrinsics,
     transform_points_px,
 )
+from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.geometry.skeleton import MUPOTS_17
 from mp3d_ros.model.codec.decode import DecodeConfig, decode, decode_batch, snap_to_heatmaps
 from mp3d_ros.model.codec.targets import SceneAnnotation, TargetGenerator, collate_targets, targets_as_outputs
@@ -116,14 +117,16 @@ def annotate(people: np.ndarray, intr: Intrinsics, transform, rng: np.random.Gen
     occluded = rng.random(inside.shape) < occlusion
     occluded[:, ROOT] = False
     visible = inside & ~occluded
-    K_net = transform_intrinsics(intr, transform)[0].K
+    net_camera = transform_intrinsics(intr, transform)[0]
     ann = SceneAnnotation(
         uv_px=transform_points_px(uv_src, transform).reshape(-1, 17, 2),
         labelled=np.ones(people.shape[:2], dtype=bool),
         visible=visible,
-        K=K_net,
+        K=net_camera.K,
         image_size=transform.out_size,
         xyz_m=people,
+        distortion_model=net_camera.distortion_model,
+        distortion=net_camera.D,
     )
     return ann, uv_src, visible
 
@@ -168,10 +171,10 @@ def _decode_targets(case: str, seed: int, joint_separation_map_px: float = 0.0, 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_targets_decode_to_ground_truth_without_snapping(case: str) -> None:
-    """Offsets carry the sub-pixel part: 2D within 0.01 px, root depth and 3D within 1 mm."""
-    fusion = case != "distorted"  # the geometric depth treats the network input as a pinhole
+    """Offsets carry the sub-pixel part: 2D within 0.01 px, root depth and 3D within 1 mm, with
+    the geometric depth fused in (a distorted lens must be undistorted before MAR Eq. 7-8)."""
     found, _, people, uv_src, visible = _decode_targets(
-        case, seed=11, heatmap_refinement=False, adaptive_fusion=fusion)
+        case, seed=11, heatmap_refinement=False, adaptive_fusion=True)
     expected = np.flatnonzero(visible.any(1))
     assert len(found) == len(expected)
     if not len(found):
@@ -258,8 +261,27 @@ def test_decode_batch_is_fixed_size_and_device_side() -> None:
     transform = letterbox_transform(intr.size, cfg.input_size)
     anns = [annotate(place_people(rng, intr, n, transform), intr, transform, rng)[0] for n in (0, 2)]
     targets = collate_targets([t(a) for a in anns])
-    decoded = decode_batch(targets_as_outputs(targets), targets.K, DecodeConfig.from_model_config(cfg))
+    cameras = CameraBatch.build([transform, transform], [intr, intr], "cpu")
+    decoded = decode_batch(targets_as_outputs(targets), cameras, DecodeConfig.from_model_config(cfg))
     assert decoded.uv_px.shape == (2, 20, 17, 2) and decoded.valid.shape == (2, 20)
     assert decoded.valid.sum(1).tolist() == [0, 2]
     with pytest.raises(ValueError, match="one image"):
         decode(targets_as_outputs(targets), transform, intr, DecodeConfig.from_model_config(cfg))
+
+
+@pytest.mark.parametrize("fusion", [False, True])
+def test_published_sigma_is_the_std_of_the_laplace_scales(fusion: bool) -> None:
+    """The heads' sigmas are Laplace scales b: the decoder fuses and publishes sigma = sqrt(2) b."""
+    cfg = ModelConfig()
+    intr, transform, _, ann, _, _ = scene(11, count=1)
+    targets = collate_targets([TargetGenerator(cfg)(ann)])
+    b_reg, b_geo = 0.2, 0.3  # network depth units
+    outputs = targets_as_outputs(targets, sigma=b_reg, geo_sigma=b_geo)
+    found = decode(outputs, transform, intr, DecodeConfig.from_model_config(cfg, adaptive_fusion=fusion))
+    K = targets.K[0].double()
+    factor = 100.0 / float(torch.sqrt(K[0, 0] * K[1, 1]))  # metres -> network units
+    s_reg, s_geo = np.sqrt(2) * b_reg / factor, np.sqrt(2) * b_geo / factor
+    # Eq. 12's fused sigma for standard deviations s1, s2: sqrt(2) / (1 / s1 + 1 / s2).
+    expected = np.sqrt(2) / (1 / s_reg + 1 / s_geo) if fusion else s_reg
+    assert len(found) == 1
+    assert found.root_sigma_m[0] == pytest.approx(expected, rel=1e-5)

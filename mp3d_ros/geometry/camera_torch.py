@@ -17,7 +17,8 @@ stays the reference; the tests hold the two equal.
   is OpenCV's fisheye model. Undistortion takes a fixed number of Newton steps from the distorted
   point (2D for the polynomial form, 1D on the angle for the fisheye), where OpenCV iterates
   to a tolerance.
-- :func:`pixel_rays` (undistorted ``[x, y, 1]``), :func:`project` (distortion included) and
+- :func:`pinhole_rays` (``K^-1 [u, v, 1]``, the one torch inverse of a camera matrix),
+  :func:`pixel_rays` (undistorted ``[x, y, 1]``), :func:`project` (distortion included) and
   :func:`map_points_px` (a per-image pixel affine map).
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "camera_rows",
     "distort_normalized",
     "undistort_normalized",
+    "pinhole_rays",
     "pixel_rays",
     "project",
     "map_points_px",
@@ -276,14 +278,25 @@ def _pinhole(K: torch.Tensor, points: torch.Tensor) -> list[torch.Tensor]:
             for r, c in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2))]
 
 
+def pinhole_rays(uv_px: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """(*, 3) rays ``K^-1 [u, v, 1]`` of (*, 2) pixels for (*, 3, 3) upper-triangular camera
+    matrices (broadcast against the points); no lens distortion.
+
+    The one torch ``K^-1``: back-substitution instead of a general solve, a handful of elementwise
+    kernels that CUDA graphs capture, where ``linalg.solve`` launches a factorisation per call.
+    """
+    fx, skew, cx = K[..., 0, 0], K[..., 0, 1], K[..., 0, 2]
+    fy, cy = K[..., 1, 1], K[..., 1, 2]
+    y = (uv_px[..., 1] - cy) / fy
+    x = (uv_px[..., 0] - cx - skew * y) / fx
+    return torch.stack([x, y, torch.ones_like(x)], dim=-1)
+
+
 def pixel_rays(uv_px: torch.Tensor, cameras: CameraBatch) -> torch.Tensor:
     """(B, *, 3) rays ``[x, y, 1]`` (undistorted normalised coordinates) through (B, *, 2) pixels
     of the source images: :func:`mp3d_ros.geometry.camera.pixel_rays` per image."""
-    fx, skew, cx, fy, cy = _pinhole(cameras.K, uv_px)
-    # K^-1 by back-substitution (K is upper triangular).
-    y = (uv_px[..., 1] - cy) / fy
-    x = (uv_px[..., 0] - cx - skew * y) / fx
-    xy = undistort_normalized(torch.stack([x, y], dim=-1), cameras)
+    K = cameras.K.to(uv_px.dtype).reshape(cameras.K.shape[:1] + (1,) * (uv_px.dim() - 2) + (3, 3))
+    xy = undistort_normalized(pinhole_rays(uv_px, K)[..., :2], cameras)
     return torch.cat([xy, torch.ones_like(xy[..., :1])], dim=-1)
 
 

@@ -1,12 +1,13 @@
 """Depth geometry in torch: batched, differentiable, NaN-free.
 
-- :func:`geometric_root_depth`: MAR Eq. 7-8, the root depth at which the pelvis-neck distance of
-  a 2.5D pose equals the torso length (with the erratum of DESIGN.md), and its validity;
+- :func:`torso_coefficients`: the ``a, b, c`` of MAR Eq. 8's quadratic from the rays of a 2.5D torso;
+- :func:`geometric_root_depth` / :func:`geometric_root_depth_from_rays`: MAR Eq. 7-8, the root
+  depth at which the pelvis-neck distance of a 2.5D pose equals the torso length (with the erratum
+  of DESIGN.md), and its validity;
+- :func:`laplace_std`: a Laplace scale ``b`` as the standard deviation ``sqrt(2) b`` it implies;
 - :func:`fuse_depths`: MAR Eq. 12, uncertainty-weighted fusion of two depth estimates;
 - :func:`laplace_nll`: MAR Eq. 6 / 9, the Laplace negative log-likelihood;
 - :func:`k_value_depth`: RootNet Eq. 1, the k-value depth from a box area and focal lengths;
-- :func:`normalize_depth` / :func:`denormalize_depth`: HDNet Eq. 7's focal normalisation
-  ``z_n = Z / sqrt(fx * fy)``, so one network serves any camera;
 - :func:`encode_log_depth_bins` / :func:`decode_log_depth_bins`: HDNet Eq. 6-7, soft log-depth bins.
 
 Shapes: ``(*)`` is any batch shape; ``K`` is ``(*, 3, 3)`` and broadcasts against the batch.
@@ -18,13 +19,16 @@ import math
 
 import torch
 
+from mp3d_ros.geometry.camera_torch import pinhole_rays
+
 __all__ = [
+    "torso_coefficients",
     "geometric_root_depth",
+    "geometric_root_depth_from_rays",
+    "laplace_std",
     "fuse_depths",
     "laplace_nll",
     "k_value_depth",
-    "normalize_depth",
-    "denormalize_depth",
     "encode_log_depth_bins",
     "decode_log_depth_bins",
 ]
@@ -33,17 +37,44 @@ __all__ = [
 ROOTNET_AREA_M2 = 4.0
 
 
-def _rays(uv_px: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """(*, 3) rays ``K^-1 [u, v, 1]^T`` for (*, 2) pixels and upper-triangular camera matrices.
+def torso_coefficients(
+    ray_root: torch.Tensor, ray_neck: torch.Tensor, rel_depth_neck_m: torch.Tensor, torso_length_m: torch.Tensor | float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(a, b, c)`` of MAR Eq. 8 (with the erratum of DESIGN.md) for (*, 3) rays ``[x, y, 1]``.
 
-    Back-substitution instead of a general solve: a handful of elementwise kernels that CUDA graphs
-    capture, where ``linalg.solve`` launches a factorisation per call.
+    With ``q`` the neck's ray and ``d = q - r`` (``r`` the root's), the root at ``Z r`` and the
+    neck at ``(Z + Z^r_m) q`` are ``Omega`` apart when ``a Z^2 + b Z + c = 0``: ``a = |d|^2``,
+    ``b = 2 Z^r_m (d . q)``, ``c = (Z^r_m)^2 |q|^2 - Omega^2``.
     """
-    fx, skew, cx = K[..., 0, 0], K[..., 0, 1], K[..., 0, 2]
-    fy, cy = K[..., 1, 1], K[..., 1, 2]
-    y = (uv_px[..., 1] - cy) / fy
-    x = (uv_px[..., 0] - cx - skew * y) / fx
-    return torch.stack([x, y, torch.ones_like(x)], dim=-1)
+    q = ray_neck
+    d = q - ray_root
+    rel = rel_depth_neck_m
+    # A float stays a float: a tensor made from it on the GPU is a copy CUDA graphs cannot capture.
+    omega = torso_length_m.to(q) if isinstance(torso_length_m, torch.Tensor) else float(torso_length_m)
+    a = (d * d).sum(-1)
+    b = 2 * rel * (d * q).sum(-1)
+    c = rel * rel * (q * q).sum(-1) - omega * omega
+    return a, b, c
+
+
+def geometric_root_depth_from_rays(
+    ray_root: torch.Tensor,
+    ray_neck: torch.Tensor,
+    rel_depth_neck_m: torch.Tensor,
+    torso_length_m: torch.Tensor | float,
+    min_a: float = 1e-10,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`geometric_root_depth` for (*, 3) undistorted rays ``[x, y, 1]`` of root and neck
+    (e.g. :func:`mp3d_ros.geometry.camera_torch.pixel_rays`, which undistorts)."""
+    a, b, c = torso_coefficients(ray_root, ray_neck, rel_depth_neck_m, torso_length_m)
+    discriminant = b * b - 4 * a * c
+    ok = (a > min_a) & (discriminant >= 0)
+    # Substitute harmless values before sqrt and division so masked entries have finite gradients.
+    safe_a = torch.where(ok, a, torch.ones_like(a))
+    safe_disc = torch.where(ok, discriminant, torch.ones_like(discriminant))
+    depth = (-b + torch.sqrt(safe_disc)) / (2 * safe_a)
+    valid = ok & (depth > 0)
+    return torch.where(valid, depth, torch.zeros_like(depth)), valid
 
 
 def geometric_root_depth(
@@ -56,15 +87,12 @@ def geometric_root_depth(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Root depth from the 2.5D torso, MAR Eq. 7-8 with the erratum of DESIGN.md.
 
-    With ``q = K^-1 [u_neck, v_neck, 1]^T`` and ``d = q - K^-1 [u_root, v_root, 1]^T``, the root at
-    ``Z r`` and the neck at ``(Z + Z^r_m) q`` are ``Omega`` apart when
-    ``|Z d + Z^r_m q|^2 = Omega^2``, i.e. ``a Z^2 + b Z + c = 0`` with ``a = |d|^2``,
-    ``b = 2 Z^r_m (d . q)``, ``c = (Z^r_m)^2 |q|^2 - Omega^2``. The larger root (Eq. 8) is returned.
+    With the rays ``K^-1 [u, v, 1]^T`` of neck and root, the larger root (Eq. 8) of
+    :func:`torso_coefficients`' quadratic ``|Z d + Z^r_m q|^2 = Omega^2`` is returned.
 
     Args:
         uv_root_px: (*, 2) undistorted pixel position of the root (pelvis). For a distorted
-            image pass undistorted normalised coordinates (:func:`mp3d_ros.geometry.camera.pixel_rays`)
-            with ``K`` = identity.
+            image use :func:`geometric_root_depth_from_rays` with undistorted rays.
         uv_neck_px: (*, 2) undistorted pixel position of the neck.
         rel_depth_neck_m: (*) neck depth minus root depth, ``Z^r_m``, metres.
         K: (*, 3, 3) upper-triangular camera matrix of the image the pixels are in.
@@ -76,22 +104,17 @@ def geometric_root_depth(
         discriminant is negative (no real root) or the depth is not positive. Invalid entries hold
         0 and have zero gradient; values and gradients are never NaN.
     """
-    q = _rays(uv_neck_px, K)
-    d = q - _rays(uv_root_px, K)
-    rel = rel_depth_neck_m
-    # A float stays a float: a tensor made from it on the GPU is a copy CUDA graphs cannot capture.
-    omega = torso_length_m.to(q) if isinstance(torso_length_m, torch.Tensor) else float(torso_length_m)
-    a = (d * d).sum(-1)
-    b = 2 * rel * (d * q).sum(-1)
-    c = rel * rel * (q * q).sum(-1) - omega * omega
-    discriminant = b * b - 4 * a * c
-    ok = (a > min_a) & (discriminant >= 0)
-    # Substitute harmless values before sqrt and division so masked entries have finite gradients.
-    safe_a = torch.where(ok, a, torch.ones_like(a))
-    safe_disc = torch.where(ok, discriminant, torch.ones_like(discriminant))
-    depth = (-b + torch.sqrt(safe_disc)) / (2 * safe_a)
-    valid = ok & (depth > 0)
-    return torch.where(valid, depth, torch.zeros_like(depth)), valid
+    return geometric_root_depth_from_rays(
+        pinhole_rays(uv_root_px, K), pinhole_rays(uv_neck_px, K), rel_depth_neck_m, torso_length_m, min_a)
+
+
+def laplace_std(scale: torch.Tensor) -> torch.Tensor:
+    """The standard deviation ``sqrt(2) b`` of a Laplace distribution of scale ``b``.
+
+    The network's sigmas are Laplace scales (trained by :func:`laplace_nll`); MAR Eq. 12 and the
+    published ``root_sigma_m`` want standard deviations (DESIGN.md "Absolute depth").
+    """
+    return math.sqrt(2.0) * scale
 
 
 def fuse_depths(
@@ -140,20 +163,6 @@ def k_value_depth(
     return torch.sqrt(
         torch.as_tensor(fx_px) * torch.as_tensor(fy_px) * real_area_m2 / box_area_px2.clamp_min(1e-6)
     )
-
-
-def normalize_depth(
-    depth_m: torch.Tensor, fx_px: torch.Tensor | float, fy_px: torch.Tensor | float
-) -> torch.Tensor:
-    """HDNet Eq. 7's normalisation ``z_n = Z / sqrt(fx * fy)`` (metres per pixel of focal length)."""
-    return depth_m / torch.sqrt(torch.as_tensor(fx_px) * torch.as_tensor(fy_px))
-
-
-def denormalize_depth(
-    depth_n: torch.Tensor, fx_px: torch.Tensor | float, fy_px: torch.Tensor | float
-) -> torch.Tensor:
-    """Inverse of :func:`normalize_depth` with the focal lengths of the frame being processed."""
-    return depth_n * torch.sqrt(torch.as_tensor(fx_px) * torch.as_tensor(fy_px))
 
 
 def encode_log_depth_bins(

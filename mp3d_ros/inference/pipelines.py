@@ -120,7 +120,7 @@ class PaperPipeline(Pipeline):
 
     def device_decode(self, outputs, cameras) -> PeopleTensors:
         maps = NetworkOutput(**{name: t.float() for name, t in zip(self.output_names, outputs)})
-        return source_people(decode_batch(maps, cameras.K_input.float(), self.decode_config), cameras)
+        return source_people(decode_batch(maps, cameras, self.decode_config), cameras)
 
     def onnx_metadata(self) -> dict[str, str]:
         return {**super().onnx_metadata(), "mp3d_ros.model_config": json.dumps(self.config.to_dict())}

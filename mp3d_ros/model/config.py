@@ -19,7 +19,9 @@ BACKBONES = ("hrnet_w32", "mobilenet_fpn")
 DEPTH_HEADS = ("regression", "log_bins")
 # Ablation switches that only the decoder reads (no loss, no parameter): a trained network can be
 # decoded with any setting of them.
-DECODE_SWITCHES = ("use_offsets", "heatmap_refinement", "adaptive_fusion")
+DECODE_SWITCHES = ("snap_to_nearest_peak", "heatmap_refinement", "adaptive_fusion")
+# Renamed fields of configs stored by older checkpoints: old name -> (new name, old value -> new value).
+_RENAMED = {"use_offsets": ("snap_to_nearest_peak", lambda use_offsets: not use_offsets)}
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,10 @@ class ModelConfig:
     sigma_min: float = 0.01
     # Pelvis-to-neck length Omega (m) for MAR's geometric depth (Eq. 7-8), in training and inference.
     torso_length_m: float = 0.5
-    # Ablation: offsets give joints where the heatmap is not confident (MAR Eq. 3). False: every
-    # joint snaps to the nearest heatmap peak (offsets only group joints to their person).
-    use_offsets: bool = True
+    # Ablation of MAR Eq. 3 (MAR Table 4's "offsets"): every joint snaps to the nearest heatmap peak
+    # whatever its value, offsets only group joints to their person. False: offsets give joints
+    # where the heatmap is not confident. Older checkpoints store it inverted as ``use_offsets``.
+    snap_to_nearest_peak: bool = False
     # Ablation: MAR Eq. 3 snapping of joints to confident heatmap maxima. False: offsets only.
     heatmap_refinement: bool = True
     # Ablation: geometric-depth loss gradients flow into offsets and relative depths (MAR Eq. 10).
@@ -92,8 +95,8 @@ class ModelConfig:
         object.__setattr__(self, "depth_bin_range", tuple(float(v) for v in self.depth_bin_range))
         if not 0 < self.depth_bin_range[0] < self.depth_bin_range[1]:
             raise ValueError(f"ModelConfig.depth_bin_range {self.depth_bin_range} must be 0 < min < max")
-        if not (self.use_offsets or self.heatmap_refinement):
-            raise ValueError("ModelConfig: use_offsets and heatmap_refinement cannot both be off")
+        if self.snap_to_nearest_peak and not self.heatmap_refinement:
+            raise ValueError("ModelConfig: snap_to_nearest_peak needs heatmap_refinement")
         if self.depth_scale_px <= 0 or self.torso_length_m <= 0 or self.sigma_min <= 0:
             raise ValueError("ModelConfig.depth_scale_px, torso_length_m and sigma_min must be positive")
 
@@ -132,7 +135,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        """Inverse of :meth:`to_dict` (renamed fields of older checkpoints are mapped); unknown keys
+        are an error naming them."""
+        data = dict(data)
+        for old, (new, convert) in _RENAMED.items():
+            if old in data and new not in data:
+                data[new] = convert(data.pop(old))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvHead", "DisentangledHead", "PoseGuidedDepthQuery", "pixel_grid", "sample_maps"]
+__all__ = ["ConvHead", "DisentangledHead", "PoseGuidedDepthQuery", "gather_pixels", "pixel_grid", "sample_maps"]
 
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
@@ -92,6 +92,12 @@ def pixel_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         indexing="ij",
     )
     return torch.stack([x, y])
+
+
+def gather_pixels(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) maps at flat pixel indices ``y * w + x`` (B, N) -> (B, N, C)."""
+    b, c = maps.shape[:2]
+    return maps.reshape(b, c, -1).gather(2, index.unsqueeze(1).expand(b, c, index.shape[1])).transpose(1, 2)
 
 
 def sample_maps(maps: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,6 @@ __all__ = [
     "lift",
     "save_lifter",
     "load_lifter",
-    "lifter_baseline",
 ]
 
 
@@ -200,7 +199,3 @@ def load_lifter(path: str | Path) -> tuple[Lifter, dict[str, object]]:
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.eval(), json.loads(meta.get("record", "{}"))
 
-
-def lifter_baseline(**overrides) -> Lifter:
-    """The default lifter: Martinez et al.'s 2-block residual MLP (512 wide), COCO-17 -> MuPoTS-17."""
-    return Lifter(LifterConfig(**overrides))

@@ -45,6 +45,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mp3d_ros.model.heads import gather_pixels
 from mp3d_ros.model.mobilenet_fpn import (
     _TFJS_PREFIX,
     MobileNetFPN,
@@ -221,10 +222,7 @@ class MoveNet(nn.Module):
 
 def _gather_cells(maps: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Values of (B, C, h, w) ``maps`` at integer cells (B, N) -> (B, N, C)."""
-    width = maps.shape[-1]
-    flat = maps.flatten(2)  # (B, C, h*w)
-    index = (y * width + x).unsqueeze(1).expand(-1, maps.shape[1], -1)
-    return flat.gather(2, index).transpose(1, 2)
+    return gather_pixels(maps, y * maps.shape[-1] + x)
 
 
 def _centers(center_logit: torch.Tensor, cfg: MoveNetDecodeConfig):

@@ -24,12 +24,12 @@ from torch import nn
 
 from mp3d_ros.geometry.depth import decode_log_depth_bins
 from mp3d_ros.geometry.skeleton import get_joint_set
-from mp3d_ros.model.config import ModelConfig, lite_mobilenet_fpn_config, mar_hrnet_w32_config
+from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.model.heads import ConvHead, DisentangledHead, PoseGuidedDepthQuery
 from mp3d_ros.model.hrnet import hrnet_w32
 from mp3d_ros.model.mobilenet_fpn import FeatureInfo, mobilenet_fpn_movenet
 
-__all__ = ["NetworkOutput", "PoseNetwork", "build_network", "lite_mobilenet_fpn", "mar_hrnet_w32"]
+__all__ = ["NetworkOutput", "PoseNetwork", "build_network"]
 
 
 class NetworkOutput(NamedTuple):
@@ -170,15 +170,6 @@ class PoseNetwork(nn.Module):
 
 
 def build_network(cfg: ModelConfig, **kwargs) -> PoseNetwork:
-    """The network a :class:`ModelConfig` describes (the one builder; constructors below wrap it)."""
+    """The network a :class:`ModelConfig` describes (the one builder)."""
     return PoseNetwork(cfg, **kwargs)
 
-
-def mar_hrnet_w32(**overrides) -> PoseNetwork:
-    """HRNet-W32 network of the papers (MAR + DRM heads), 832x512 by default."""
-    return build_network(mar_hrnet_w32_config(**overrides))
-
-
-def lite_mobilenet_fpn(**overrides) -> PoseNetwork:
-    """Lite network on MoveNet's MobileNetV2-FPN, 832x512 by default."""
-    return build_network(lite_mobilenet_fpn_config(**overrides))

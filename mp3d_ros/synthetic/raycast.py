@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from mp3d_ros.geometry.camera import Intrinsics, pixel_rays, project
+from mp3d_ros.geometry.camera_torch import pinhole_rays
 from mp3d_ros.synthetic.body import Primitives
 
 __all__ = [
@@ -184,11 +185,8 @@ def image_rays_batch(
     v = torch.arange(height_p, device=device, dtype=torch.float64).clamp_max(height - 1)
     u = torch.arange(width_p, device=device, dtype=torch.float64).clamp_max(width - 1)
     K = torch.as_tensor(np.stack([intr.K for intr in intrinsics]), device=device)
-    fx, skew, cx = (K[:, 0, i, None, None] for i in range(3))
-    fy, cy = K[:, 1, 1, None], K[:, 1, 2, None]
-    y = ((v - cy) / fy)[:, :, None].expand(-1, height_p, width_p)
-    x = (u - cx - skew * y) / fx
-    rays = torch.stack([x, y], dim=-1)
+    pixels = torch.stack(torch.meshgrid(u, v, indexing="xy"), dim=-1)  # (height_p, width_p, 2) as (u, v)
+    rays = pinhole_rays(pixels, K[:, None, None])[..., :2]
     grids = [None] * len(intrinsics) if grids is None else list(grids)
     distorted = [b for b, intr in enumerate(intrinsics) if _distorted(intr)]
     if distorted:

@@ -256,6 +256,7 @@ def scene_annotation(sample: Sample, input_size: tuple[int, int]) -> SceneAnnota
         K=sample.intrinsics.K, image_size=input_size,
         xyz_m=sample.keypoints_cam_m if sample.has_3d else None,
         labelled_3d=labelled_3d if sample.has_3d else None,
+        distortion_model=sample.intrinsics.distortion_model, distortion=sample.intrinsics.D,
     )
 
 

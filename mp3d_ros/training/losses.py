@@ -10,13 +10,15 @@ Dense terms (read the maps where :class:`TargetMaps` weights are non-zero):
   the log-bins head;
 - ``rel_depth``: smooth-L1 of the root-relative depths in metres (DRM Eq. 8);
 - ``dapl``: DRM Eq. 11, the X and Y errors of the absolute joints rebuilt from the predicted depths
-  and the ground-truth pixels, ``|(u* - cx) / fx * (Z - Z*)|`` (+ same in y), divided by B.
+  and the ground-truth pixels, ``|x* (Z - Z*)|`` (+ same in y) with ``[x*, y*, 1]`` the
+  undistorted ray of the pixel (``(u* - cx) / fx`` for a pinhole), divided by B.
 
 Person terms (predictions gathered at each ground-truth center / root pixel):
 
 - ``geometric``: Laplace NLL (MAR Eq. 9) of the geometric root depth computed in closed form (Eq.
   7-8, as the argmin of Eq. 7 when no exact root exists, :func:`torso_depth_argmin`) from the
-  predicted 2.5D torso (offsets, relative depths); its gradient flows back into the
+  predicted 2.5D torso (offsets, relative depths), on the rays undistorted through the input's
+  lens (the targets carry it); its gradient flows back into the
   offsets and relative depths (Eq. 10) unless ``ModelConfig.geometry_backward`` is off;
 - ``hmor``: HMOR's instance-, part- and joint-level ordinal losses (Eq. 5-9) with the camera axis as
   ``n``; weight 0 by default (not computed then).
@@ -31,15 +33,18 @@ image without people contributes zeros, never NaN.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from mp3d_ros.geometry.depth import encode_log_depth_bins
+from mp3d_ros.geometry.camera_torch import EQUIDISTANT, POLYNOMIAL, CameraBatch, pixel_rays
+from mp3d_ros.geometry.depth import encode_log_depth_bins, laplace_nll, torso_coefficients
 from mp3d_ros.geometry.skeleton import get_joint_set
 from mp3d_ros.model.codec.targets import TargetMaps
 from mp3d_ros.model.config import ModelConfig
+from mp3d_ros.model.heads import gather_pixels
 from mp3d_ros.model.network import NetworkOutput
 
 __all__ = ["LossConfig", "compute_losses", "hmor_loss", "torso_depth_argmin"]
@@ -90,16 +95,25 @@ def _image_sum(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return weighted.sum() / values.shape[0]
 
 
-def _gather(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) at flat pixel indices (B, N) -> (B, N, C)."""
-    b, c = maps.shape[:2]
-    return maps.reshape(b, c, -1).gather(2, index.unsqueeze(1).expand(b, c, index.shape[1])).transpose(1, 2)
-
-
 def _laplace(pred: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor, sigma_min: float) -> torch.Tensor:
     """MAR Eq. 6 / 9 shifted by -log(sigma_min): ``|pred - target| / sigma + log(sigma / sigma_min)``."""
-    sigma = sigma.clamp_min(sigma_min)
-    return (pred - target).abs() / sigma + torch.log(sigma / sigma_min)
+    return laplace_nll(pred, target, sigma, sigma_min) - math.log(sigma_min)
+
+
+def _input_cameras(K: torch.Tensor, distortion: torch.Tensor, equidistant: torch.Tensor) -> CameraBatch:
+    """The (B,) network-input cameras of targets as a :class:`CameraBatch` whose source image is
+    the network input itself, so :func:`pixel_rays` undistorts through the input's lens.
+
+    The lens families are read back to the host (one sync per step, like DAPL's nonzero): a
+    pinhole batch then skips the undistortion's Newton steps.
+    """
+    b = K.shape[0]
+    fisheye = bool(equidistant.any())
+    polynomial = bool(((distortion != 0).any(-1) & ~equidistant).any())
+    lenses = tuple(name for name, used in ((EQUIDISTANT, fisheye), (POLYNOMIAL, polynomial)) if used)
+    identity = torch.eye(2, 3, dtype=K.dtype, device=K.device).expand(b, 2, 3)
+    size = torch.zeros(b, 2, dtype=K.dtype, device=K.device)  # unused by pixel_rays
+    return CameraBatch(K, K, identity, size, distortion, equidistant, lenses)
 
 
 def _dense_terms(out: NetworkOutput, t: TargetMaps, model_cfg: ModelConfig, cfg: LossConfig) -> dict[str, torch.Tensor]:
@@ -138,7 +152,7 @@ def _dapl(out: NetworkOutput, t: TargetMaps, model_cfg: ModelConfig) -> torch.Te
     z_pred = depth[:, None] + out.rel_depth[b, :, y, x]  # (M, J)
     z_true = t.xyz_m[b, owner, :, 2]
     known = t.labelled_3d[b, owner] & t.labelled[b, owner]
-    ray = (uv - K[:, None, :2, 2]) / torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)[:, None]  # (u - cx) / fx
+    ray = pixel_rays(uv, _input_cameras(K, t.distortion[b], t.equidistant[b]))[..., :2]  # (u - cx) / fx undistorted
     err = (ray.abs() * (z_pred - z_true).abs().unsqueeze(-1)).sum(-1)
     size = t.size_px[b, owner]
     per_pixel = torch.where(known, err, torch.zeros_like(err)).sum(-1) / size
@@ -150,34 +164,27 @@ def _person_predictions(out: NetworkOutput, t: TargetMaps, model_cfg: ModelConfi
     root depth and sigma2 (B, N) in network units."""
     w = out.center.shape[-1]
     s = model_cfg.output_stride
-    offsets = _gather(out.offsets.flatten(1, 2), t.center_index).unflatten(-1, (-1, 2))
+    offsets = gather_pixels(out.offsets.flatten(1, 2), t.center_index).unflatten(-1, (-1, 2))
     center_px = torch.stack([t.center_index % w, torch.div(t.center_index, w, rounding_mode="floor")], -1)
     uv = (center_px.unsqueeze(2).to(offsets.dtype) + offsets + 0.5) * s - 0.5
-    at_root = _gather(torch.cat([out.root_depth, out.geo_sigma, out.rel_depth], 1), t.root_index)
+    at_root = gather_pixels(torch.cat([out.root_depth, out.geo_sigma, out.rel_depth], 1), t.root_index)
     return uv, at_root[..., 2:], at_root[..., 0], at_root[..., 1]
 
 
 def torso_depth_argmin(
-    uv_root_px: torch.Tensor, uv_neck_px: torch.Tensor, rel_depth_neck_m: torch.Tensor, K: torch.Tensor,
-    torso_length_m: float, min_a: float = 1e-10,
+    ray_root: torch.Tensor, ray_neck: torch.Tensor, rel_depth_neck_m: torch.Tensor, torso_length_m: float,
+    min_a: float = 1e-10,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MAR Eq. 7 as an argmin that always exists: (*) depth and (*) validity.
+    """MAR Eq. 7 as an argmin that always exists, for (*, 3) undistorted rays: (*) depth and validity.
 
-    With ``a Z^2 + b Z + c = 0`` as in :func:`geometry.geometric_root_depth` (where ``aZ^2 + bZ + c``
+    With ``a Z^2 + b Z + c = 0`` of :func:`geometry.depth.torso_coefficients` (``aZ^2 + bZ + c``
     is the squared root-neck distance minus ``Omega^2``), Eq. 8's root is the argmin of Eq. 7 when
     the discriminant is >= 0; when it is negative the torso is longer than Omega at every depth and
     the argmin is the depth of the shortest torso, ``-b / 2a``. ``(-b + sqrt(max(disc, 0))) / 2a``
     covers both and is continuous, so training cannot escape the loss by making the discriminant
     negative. Invalid where ``a ~ 0`` or the depth is not positive (then 0, zero gradient).
     """
-    def ray(uv: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.solve(K, torch.cat([uv, torch.ones_like(uv[..., :1])], -1).unsqueeze(-1)).squeeze(-1)
-
-    q = ray(uv_neck_px)
-    d = q - ray(uv_root_px)
-    a = (d * d).sum(-1)
-    b = 2 * rel_depth_neck_m * (d * q).sum(-1)
-    c = rel_depth_neck_m**2 * (q * q).sum(-1) - torso_length_m**2
+    a, b, c = torso_coefficients(ray_root, ray_neck, rel_depth_neck_m, torso_length_m)
     discriminant = b * b - 4 * a * c
     ok = a > min_a
     safe_a = torch.where(ok, a, torch.ones_like(a))
@@ -194,10 +201,10 @@ def _geometric(out: NetworkOutput, t: TargetMaps, model_cfg: ModelConfig, cfg: L
     uv, rel, _, sigma_geo = _person_predictions(out, t, model_cfg)
     if not model_cfg.geometry_backward:
         uv, rel = uv.detach(), rel.detach()
+    rays = pixel_rays(torch.stack([uv[:, :, js.root], uv[:, :, js.neck]], 2),
+                      _input_cameras(t.K.to(uv.dtype), t.distortion, t.equidistant))
     depth_m, valid = torso_depth_argmin(
-        uv[:, :, js.root], uv[:, :, js.neck], rel[:, :, js.neck] - rel[:, :, js.root],
-        t.K.unsqueeze(1).to(uv.dtype), model_cfg.torso_length_m,
-    )
+        rays[:, :, 0], rays[:, :, 1], rel[:, :, js.neck] - rel[:, :, js.root], model_cfg.torso_length_m)
     factor = t.depth_factor.unsqueeze(1)
     target = t.xyz_m[:, :, js.root, 2] * factor
     use = valid & t.person_valid & t.has_depth & t.labelled[:, :, js.root] & t.labelled[:, :, js.neck]
@@ -262,8 +269,7 @@ def _hmor(out: NetworkOutput, t: TargetMaps, model_cfg: ModelConfig) -> torch.Te
     js = get_joint_set(model_cfg.joint_set)
     uv, rel, root_depth, _ = _person_predictions(out, t, model_cfg)
     depth = root_depth / t.depth_factor.unsqueeze(1)
-    K = t.K.unsqueeze(1).unsqueeze(1).to(uv.dtype)  # (B, 1, 1, 3, 3)
-    rays = torch.linalg.solve(K, torch.cat([uv, torch.ones_like(uv[..., :1])], -1).unsqueeze(-1)).squeeze(-1)
+    rays = pixel_rays(uv, _input_cameras(t.K.to(uv.dtype), t.distortion, t.equidistant))
     pred = rays * (depth.unsqueeze(-1) + rel).unsqueeze(-1)
     known = t.labelled_3d & t.has_depth.unsqueeze(-1)
     return hmor_loss(pred, t.xyz_m.to(pred.dtype), known, t.person_valid & t.has_depth, js.bones)

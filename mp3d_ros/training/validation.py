@@ -27,6 +27,7 @@ from mp3d_ros.data.panoptic import panoptic_activity
 from mp3d_ros.evaluation.evaluate import ground_truth_frames, prediction_frames
 from mp3d_ros.evaluation.metrics import evaluate_mupots, evaluate_panoptic
 from mp3d_ros.geometry.camera import letterbox_transform
+from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.geometry.people import People
 from mp3d_ros.inference.preprocess import Normalization
 from mp3d_ros.model.codec.decode import DecodeConfig, decode_batch, to_people
@@ -76,20 +77,19 @@ def predict(network: nn.Module, images: Sequence[AnnotatedImage], image_root: Pa
     found: list[People] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        transforms, inputs, K_input = [], [], []
+        transforms, inputs = [], []
         for image in chunk:
             sample = annotated_sample(image, read_rgb(image_root / image.file_name), model_cfg.joint_set)
             transform = letterbox_transform(image.intrinsics.size, model_cfg.input_size)
             moved = apply_transform(sample, transform)
             transforms.append(transform)
             inputs.append(moved.image)
-            K_input.append(moved.intrinsics.K)
         pixels = torch.from_numpy(np.stack(inputs)).to(device)
         with autocast():
             outputs = network(normalize_images(pixels, normalization, channels_last))
         outputs = type(outputs)(*(o.float() if o is not None else None for o in outputs))
-        K = torch.as_tensor(np.stack(K_input), dtype=torch.float32, device=device)
-        decoded = decode_batch(outputs, K, decode_cfg)
+        cameras = CameraBatch.build(transforms, [image.intrinsics for image in chunk], device)
+        decoded = decode_batch(outputs, cameras, decode_cfg)
         found += [to_people(decoded, transform, image.intrinsics, model_cfg.joint_set, index)
                   for index, (transform, image) in enumerate(zip(transforms, chunk))]
     return found

@@ -8,9 +8,11 @@
    within ``snap_radius`` of its offset position when that maximum is confident
    (>= ``heatmap_threshold``), refined to sub-pixel by a parabola through the log-heatmap (exact for
    a Gaussian peak); otherwise it keeps the offset position and is flagged *inferred*;
-4. root depth, its Laplace scales and the relative depths read (bilinearly) at the root;
-5. geometric root depth from the 2.5D torso (MAR Eq. 7-8, :func:`geometry.geometric_root_depth`)
-   and uncertainty-weighted fusion (MAR Eq. 12);
+4. root depth, its Laplace scales and the relative depths read (bilinearly) at the root; the
+   scales ``b`` become standard deviations ``sqrt(2) b`` (DESIGN.md "Absolute depth");
+5. geometric root depth from the 2.5D torso (MAR Eq. 7-8,
+   :func:`geometry.depth.geometric_root_depth_from_rays`) on the undistorted rays of root and neck
+   in the source camera, and uncertainty-weighted fusion (MAR Eq. 12);
 6. pose NMS (a person whose 2D pose and root depth duplicate a better-scored one is dropped) and
    the score threshold.
 
@@ -22,8 +24,8 @@ one copy and :func:`unpack_people` only slices it into :class:`People`. :func:`t
 for one image of a batch, :func:`decode` all of it for one image.
 
 Coordinates: map pixel (x, y) is centred on network-input pixel ``(s x + (s-1)/2, s y + (s-1)/2)``
-for stride s (half-pixel centres). The geometric depth treats the network input as a pinhole
-camera (lens distortion is ignored over the torso); back-projection honours it.
+for stride s (half-pixel centres). The network input is a letterbox of the distorted source
+image, so the geometric depth and back-projection both undistort through the source camera.
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ import torch.nn.functional as F
 
 from mp3d_ros.geometry.camera import ImageTransform, Intrinsics
 from mp3d_ros.geometry.camera_torch import CameraBatch, map_points_px, pixel_rays
-from mp3d_ros.geometry.depth import fuse_depths, geometric_root_depth
+from mp3d_ros.geometry.depth import fuse_depths, geometric_root_depth_from_rays, laplace_std
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import get_joint_set
 from mp3d_ros.model.config import ModelConfig
-from mp3d_ros.model.heads import sample_maps
+from mp3d_ros.model.heads import gather_pixels, sample_maps
 from mp3d_ros.model.network import NetworkOutput
 
 __all__ = ["DecodeConfig", "DecodedPoses", "PeopleTensors", "decode", "decode_batch", "snap_to_heatmaps",
@@ -69,8 +71,8 @@ class DecodeConfig:
     snap_radius: int = 2
     # MAR Eq. 3 snapping on / off (off: offsets only).
     heatmap_refinement: bool = True
-    # Off: joints snap to the nearest heatmap peak whatever its value (offsets only group joints).
-    use_offsets: bool = True
+    # Joints snap to the nearest heatmap peak whatever its value (offsets only group joints).
+    snap_to_nearest_peak: bool = False
     # MAR Eq. 12 fusion of regressed and geometric root depth; off: regressed depth only.
     adaptive_fusion: bool = True
     # Pelvis-neck length Omega (m) for the geometric depth.
@@ -87,7 +89,7 @@ class DecodeConfig:
     def from_model_config(cls, cfg: ModelConfig, **overrides) -> DecodeConfig:
         values = {
             "joint_set": cfg.joint_set, "stride": cfg.output_stride,
-            "heatmap_refinement": cfg.heatmap_refinement, "use_offsets": cfg.use_offsets,
+            "heatmap_refinement": cfg.heatmap_refinement, "snap_to_nearest_peak": cfg.snap_to_nearest_peak,
             "adaptive_fusion": cfg.adaptive_fusion, "torso_length_m": cfg.torso_length_m,
             "depth_scale_px": cfg.depth_scale_px, "focal_normalised_depth": cfg.focal_normalised_depth,
         }
@@ -101,7 +103,7 @@ class DecodedPoses(NamedTuple):
         uv_px: (B, K, J, 2) joints in network-input pixels (structured 2.5D pose).
         rel_depth_m: (B, K, J) ``Z_j - Z_root``, metres.
         root_depth_m: (B, K) final (fused) root depth, metres.
-        root_sigma_m: (B, K) its standard deviation, metres.
+        root_sigma_m: (B, K) its standard deviation, metres (``sqrt(2)`` times a Laplace scale).
         confidence: (B, K, J) heatmap value of each joint in [0, 1].
         inferred: (B, K, J) bool, the joint comes from offsets (not a confident heatmap peak).
         score: (B, K) center heatmap peak in [0, 1].
@@ -122,13 +124,6 @@ class DecodedPoses(NamedTuple):
     reg_depth_m: torch.Tensor
     geo_depth_m: torch.Tensor
     geo_valid: torch.Tensor
-
-
-def _gather_pixels(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) maps at flat pixel indices (B, K) -> (B, K, C)."""
-    b, c = maps.shape[:2]
-    flat = maps.reshape(b, c, -1)
-    return flat.gather(2, index.unsqueeze(1).expand(b, c, index.shape[1])).transpose(1, 2)
 
 
 def _gather_joint_pixels(maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -220,13 +215,28 @@ def _pose_nms(xy: torch.Tensor, depth: torch.Tensor, candidate: torch.Tensor, co
     return (close_2d & close_z & better & candidate.unsqueeze(1)).any(-1)
 
 
+def _geometric_depth(uv: torch.Tensor, rel_depth: torch.Tensor, cameras: CameraBatch,
+                     config: DecodeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAR Eq. 7-8 for (B, K, J, 2) network-input joints: (B, K) depth and validity.
+
+    Root and neck go back to the distorted source image and through its lens to undistorted rays
+    (the letterbox moves pixels, not rays); float64 like :func:`source_people`.
+    """
+    js = get_joint_set(config.joint_set)
+    torso = torch.stack([uv[:, :, js.root], uv[:, :, js.neck]], 2).double()  # no index tensor: no upload
+    rays = pixel_rays(map_points_px(torso, cameras.input_to_source), cameras)
+    rel = (rel_depth[:, :, js.neck] - rel_depth[:, :, js.root]).double()
+    depth, valid = geometric_root_depth_from_rays(rays[:, :, 0], rays[:, :, 1], rel, config.torso_length_m)
+    return depth.to(uv.dtype), valid
+
+
 @torch.no_grad()
-def decode_batch(outputs: NetworkOutput, K_input: torch.Tensor, config: DecodeConfig) -> DecodedPoses:
+def decode_batch(outputs: NetworkOutput, cameras: CameraBatch, config: DecodeConfig) -> DecodedPoses:
     """Decode a batch of output maps on their device.
 
     Args:
         outputs: the network's maps (B, *, h, w).
-        K_input: (B, 3, 3) camera matrices of the network input images (after letterboxing).
+        cameras: the batch's cameras (network input, source camera with its lens, letterbox).
         config: decoding parameters.
 
     Returns:
@@ -241,11 +251,11 @@ def decode_batch(outputs: NetworkOutput, K_input: torch.Tensor, config: DecodeCo
     score, index = peaks.reshape(b, -1).topk(min(config.max_people, h * w), dim=1)
     center_xy = torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], -1).to(center.dtype)
 
-    offsets = _gather_pixels(outputs.offsets.flatten(1, 2), index).unflatten(-1, (-1, 2))  # (B, K, J, 2)
+    offsets = gather_pixels(outputs.offsets.flatten(1, 2), index).unflatten(-1, (-1, 2))  # (B, K, J, 2)
     xy = center_xy.unsqueeze(2) + offsets
     heatmaps = outputs.heatmaps.clamp(0, 1)
     if config.heatmap_refinement:
-        threshold = config.heatmap_threshold if config.use_offsets else 0.0
+        threshold = 0.0 if config.snap_to_nearest_peak else config.heatmap_threshold
         xy, confidence, seen = snap_to_heatmaps(heatmaps, xy, threshold, config.snap_radius)
         seen = seen & (confidence >= config.heatmap_threshold)
     else:
@@ -255,16 +265,15 @@ def decode_batch(outputs: NetworkOutput, K_input: torch.Tensor, config: DecodeCo
     root_xy = torch.stack([xy[:, :, js.root, 0].clamp(0, w - 1), xy[:, :, js.root, 1].clamp(0, h - 1)], -1)
     depth_maps = torch.cat([outputs.root_depth, outputs.root_sigma, outputs.geo_sigma, outputs.rel_depth], 1)
     at_root = sample_maps(depth_maps, root_xy).transpose(1, 2)  # (B, K, 3 + J)
-    factor = _depth_factor(K_input, config).unsqueeze(1)  # (B, 1)
-    reg_depth, sigma_reg, sigma_geo = (at_root[..., i] / factor for i in range(3))
+    factor = _depth_factor(cameras.K_input.to(center.dtype), config).unsqueeze(1)  # (B, 1)
+    reg_depth = at_root[..., 0] / factor
+    # The heads' sigmas are Laplace scales; Eq. 12 and the published sigma are standard deviations.
+    sigma_reg, sigma_geo = (laplace_std(at_root[..., i] / factor) for i in (1, 2))
     rel_depth = at_root[..., 3:]
 
     s = config.stride
     uv = (xy + 0.5) * s - 0.5
-    geo_depth, geo_valid = geometric_root_depth(
-        uv[:, :, js.root], uv[:, :, js.neck], rel_depth[:, :, js.neck] - rel_depth[:, :, js.root],
-        K_input.unsqueeze(1).to(uv.dtype), config.torso_length_m,
-    )
+    geo_depth, geo_valid = _geometric_depth(uv, rel_depth, cameras, config)
     if config.adaptive_fusion:
         root_depth, root_sigma = fuse_depths(reg_depth, sigma_reg, geo_depth, sigma_geo, geo_valid)
     else:
@@ -365,5 +374,5 @@ def decode(
         raise ValueError(f"decode() takes one image, got a batch of {outputs.center.shape[0]}; "
                          "use decode_batch() and to_people() per image")
     cameras = CameraBatch.build([transform], [intrinsics], outputs.center.device)
-    decoded = decode_batch(outputs, cameras.K_input.to(outputs.center.dtype), config)
+    decoded = decode_batch(outputs, cameras, config)
     return unpack_people(source_people(decoded, cameras).pack().cpu().numpy(), config.joint_set)[0]

@@ -19,7 +19,7 @@ with its weight map; a weight of 0 means "unknown, do not train" (unlabelled joi
 "train toward 0".
 
 Per-person tables (padded to ``max_people``) give the losses the ground truth they need at person
-level (MAR's geometric depth, DAPL, HMOR).
+level (MAR's geometric depth, DAPL, HMOR); the camera (K and lens) lets them undistort.
 """
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ class SceneAnnotation:
             for 2D-only samples.
         labelled_3d: (P, J) bool, the 3D position is known (defaults to ``labelled`` when xyz_m is
             given). A person has depth targets only when its root is labelled in 3D.
+        distortion_model: lens model of the network input camera (``Intrinsics.distortion_model``;
+            a letterbox of a raw image keeps the source's lens).
+        distortion: its coefficients ``Intrinsics.D`` (None: no distortion).
     """
 
     uv_px: np.ndarray
@@ -85,6 +88,21 @@ class SceneAnnotation:
     image_size: tuple[int, int]
     xyz_m: np.ndarray | None = None
     labelled_3d: np.ndarray | None = None
+    distortion_model: str = "none"
+    distortion: np.ndarray | None = None
+
+
+# Lens coefficients per image in TargetMaps, zero-padded (rational_polynomial has the most).
+LENS_COEFFICIENTS = 8
+
+
+def _lens(ann: SceneAnnotation) -> tuple[np.ndarray, np.ndarray]:
+    """(8,) coefficients (zero for a pinhole) and the () equidistant flag of an annotation's camera."""
+    coefficients = np.zeros(LENS_COEFFICIENTS, dtype=np.float32)
+    if ann.distortion_model != "none" and ann.distortion is not None:
+        values = np.asarray(ann.distortion, dtype=np.float64).ravel()[:LENS_COEFFICIENTS]
+        coefficients[: len(values)] = values
+    return coefficients, np.asarray(ann.distortion_model == "equidistant")
 
 
 @dataclass
@@ -122,6 +140,8 @@ class TargetMaps:
     has_depth: np.ndarray  # (N,) bool, root labelled in 3D
     size_px: np.ndarray  # (N,) person size B_i = diagonal of the labelled joints' box, map px
     K: np.ndarray  # (3, 3) network-input camera matrix
+    distortion: np.ndarray  # (8,) its lens coefficients, zero-padded; 0 for a pinhole
+    equidistant: np.ndarray  # () bool, the lens is a fisheye (equidistant) one
     depth_factor: np.ndarray  # () metres -> network depth units for this image
 
 
@@ -248,6 +268,7 @@ class TargetGenerator:
         center_px = np.rint(centers).astype(np.int64)
         root_px = np.rint(roots).astype(np.int64)
         f32 = np.float32
+        distortion, equidistant = _lens(ann)
         return TargetMaps(
             center=center.astype(f32),
             center_weight=np.ones((1, h, w), f32),
@@ -276,6 +297,8 @@ class TargetGenerator:
             has_depth=table(has_depth, False),
             size_px=table(size.astype(f32), 1.0),
             K=np.asarray(ann.K, dtype=f32),
+            distortion=distortion,
+            equidistant=equidistant,
             depth_factor=np.asarray(factor, dtype=f32),
         )
 

@@ -14,7 +14,12 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from test_replay import BLOCK, camera, truth
 
 from mp3d_ros.messages.bags import BagFrame, BagTopics, write_bag
-from mp3d_ros.messages.conversions import MessageClasses, make_camera_info, make_header, people_to_pose_array
+from mp3d_ros.messages.conversions import (
+    MessageClasses,
+    make_camera_info,
+    make_header,
+    people_to_pose_array,
+)
 from mp3d_ros.messages.images import rgb_to_image
 from mp3d_ros.messages.typestore import typestore
 
@@ -101,7 +106,7 @@ def write_messages(path: Path, messages: Iterable[tuple[str, str, int, Any]], st
         for topic, msgtype, time_ns, message in messages:
             if topic not in connections:
                 connections[topic] = writer.add_connection(topic, msgtype, typestore=store)
-            raw = message if isinstance(message, bytes) else store.serialize_cdr(message, msgtype)
+            raw = message if isinstance(message, (bytes, memoryview)) else store.serialize_cdr(message, msgtype)
             writer.write(connections[topic], time_ns, raw)
 
 

@@ -16,8 +16,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mp3d_ros.evaluation.bag_reading import read_metadata
-from mp3d_ros.evaluation.replay import ReplayInputError, check_output_bag, replay_bag
+from mp3d_ros.evaluation.replay import (
+    ReplayInputError,
+    check_output_bag,
+    open_replay,
+    replay_bag,
+)
 from mp3d_ros.evaluation.replay_report import summary_text, write_report
 from mp3d_ros.inference.estimator import Estimator
 from mp3d_ros.messages.pairing import DEFAULT_SYNC_SLOP_S
@@ -56,11 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        read_metadata(args.bag)  # refuse bad input before loading the model
+        # Refuse bad input before loading the model.
+        open_replay(args.bag, args.image_topic, args.camera_info_topic, args.gt_topic)
         if args.out:
             check_output_bag(args.out)
         estimator = Estimator(args.model, backend=args.backend, device=args.device)
-        print(f"model {estimator.model_name} on {estimator.backend_name}", file=sys.stderr)
+        print(f"model {estimator.model_name} on {estimator.backend_name}")
         result = replay_bag(
             args.bag, estimator.estimate, out_bag=args.out, image_topic=args.image_topic,
             camera_info_topic=args.camera_info_topic, ground_truth_topic=args.gt_topic,

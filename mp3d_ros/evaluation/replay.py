@@ -54,6 +54,7 @@ __all__ = [
     "pick_topics",
     "CameraInfoTimeline",
     "check_output_bag",
+    "open_replay",
     "replay_bag",
 ]
 
@@ -169,7 +170,7 @@ class CameraInfoTimeline:
     """CameraInfo messages per frame_id, paired with an image stamp by the node's rule."""
 
     def __init__(self, slop_s: float = DEFAULT_SYNC_SLOP_S) -> None:
-        self.slop_ns = int(round(slop_s * 1e9))
+        self.slop_ns = round(slop_s * 1e9)
         self._entries: dict[str, list[tuple[int, Any]]] = defaultdict(list)
         self._stamps: dict[str, list[int]] = {}
 
@@ -369,6 +370,22 @@ def _record_reading(source: BagSource, topics: ReplayTopics, result: ReplayResul
     result.images_lost |= short or any(d.topic in (None, topics.image) for d in source.damage)
 
 
+def open_replay(bag: str | Path, image_topic: str | None = None, camera_info_topic: str | None = None,
+                ground_truth_topic: str | None = None) -> tuple[BagSource, ReplayTopics, list[str]]:
+    """Open ``bag`` and choose its topics (see :func:`pick_topics`): all a replay checks up front.
+
+    Raises:
+        ReplayInputError: bad metadata, unreadable storage headers, missing or mistyped topics.
+    """
+    source = BagSource.open(bag)
+    try:
+        topics, notes = pick_topics(sorted(source.topic_types.items()), image_topic, camera_info_topic,
+                                    ground_truth_topic)
+    except ReplayInputError as error:
+        raise ReplayInputError(f"{source.metadata.folder}: {error}") from None
+    return source, topics, notes
+
+
 def replay_bag(
     bag: str | Path,
     estimate: Estimate,
@@ -393,9 +410,7 @@ def replay_bag(
     Raises:
         ReplayInputError: the bag, its topics or ``out_bag`` cannot be used (nothing is written).
     """
-    source = BagSource.open(bag)
-    topics, notes = pick_topics(sorted(source.topic_types.items()), image_topic, camera_info_topic,
-                                ground_truth_topic)
+    source, topics, notes = open_replay(bag, image_topic, camera_info_topic, ground_truth_topic)
     result = ReplayResult(topics, notes=notes)
     inputs = {t: source.topic_types[t] for t in (topics.image, topics.camera_info, topics.ground_truth)
               if t and copy_inputs}

@@ -16,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mp3d_ros.evaluation.evaluate import json_safe, mupots_summary_table, prediction_frames
+from mp3d_ros.evaluation.evaluate import (
+    json_safe,
+    mupots_summary_table,
+    prediction_frames,
+)
 from mp3d_ros.evaluation.metrics import (
     AUC_THRESHOLDS_MM,
     FrameGroundTruth,

@@ -1,8 +1,11 @@
 """Device-side decoding equals the host reference: camera_torch, source_people, movenet-lift's
 people_tensors, letterbox_tensors; and it is capturable (no host traffic) as a CUDA graph needs.
 
-The references are :mod:`mp3d_ros.geometry.camera` (numpy, OpenCV) and, for movenet-lift, the per-image
-host implementation it replaced (kept here as the oracle).
+The references are :mod:`mp3d_ros.geometry.camera` (numpy, OpenCV) and, for movenet-lift, known
+answers: exact detections of bodies whose pose an oracle lifter returns must give those bodies back
+(root depth, 3D joints, pixels). The per-image host implementation people_tensors replaced is kept
+as a second reference for the batching and masking only: it calls the same lifter and depth
+functions, so it cannot catch an error in them.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from mp3d_ros.inference.pipelines import PaperPipeline, load_pipeline
 from mp3d_ros.inference.preprocess import IMAGENET, letterbox_tensors
 from mp3d_ros.model.codec.decode import DecodedPoses, source_people, unpack_people
 from mp3d_ros.model.config import lite_mobilenet_fpn_config
-from mp3d_ros.model.lifter import lift
+from mp3d_ros.inference.movenet_lift import MoveNetLift
+from mp3d_ros.model.lifter import Lifter, lift, prepare_lifter_input
 from mp3d_ros.model.movenet import MoveNetPeople
 from mp3d_ros.model.network import build_network
 
@@ -259,6 +263,52 @@ def test_movenet_lift_people_equal_the_host_implementation(movenet_lift, seed: i
             for name in ("confidence", "score", "root_sigma_m"):
                 np.testing.assert_allclose(getattr(people, name), expected[name], rtol=1e-5, atol=1e-7)
     assert len(found[1]) == 0
+
+
+def oracle_lifter(cfg, pose_cam: np.ndarray, rays_coco: torch.Tensor, confidence: torch.Tensor) -> Lifter:
+    """A lifter whose output is ``pose_cam`` (17, 3) for these inputs: zero head weights, the pose
+    (in the inputs' virtual camera, sized for ``cfg.canonical_height_m``) as the head's bias."""
+    lifter = Lifter(cfg).eval()
+    _, rotation = prepare_lifter_input(rays_coco[None].float(), confidence[None].float())
+    virtual = torch.from_numpy(pose_cam).float() @ rotation[0].transpose(0, 1)  # lift() applies @ R
+    with torch.no_grad():
+        lifter.head.weight.zero_()
+        lifter.head.bias.copy_(virtual.flatten())
+    return lifter
+
+
+@pytest.mark.parametrize("lens", ["none", "plumb_bob", "equidistant"])
+def test_movenet_lift_gives_back_the_body_of_exact_detections(movenet_lift, lens: str) -> None:
+    """Known answer: the COCO keypoints are the exact projections of a body and the lifter returns
+    its pose; the root depth, all 17 joints (the 5 COCO lacks placed from the seen ones) and the
+    pixels then equal the body's within 1 mm and 0.01 px, through the camera's lens."""
+    rng = np.random.default_rng(7)
+    intr = random_camera(rng, lens, (640, 480))
+    transform = letterbox_transform(intr.size, (256, 256))
+    prior = movenet_lift.cfg.prior
+    body = random_pose(11) * 1.1 + np.array([0.4, 0.2, 1.0]) * 5.0  # MuPoTS-17, camera metres
+    coco = [MUPOTS_17.index(n) if n in MUPOTS_17.joints else MUPOTS_17.index("head") for n in COCO_17.joints]
+    uv_coco = project(body[coco], intr)
+    detections = MoveNetPeople(*(torch.from_numpy(a).float()[None, None] for a in (
+        transform_points_px(uv_coco, transform), np.full(17, 0.9), np.zeros(4), np.array(0.8), np.array(0.8))))
+    cameras = CameraBatch.build([transform], [intr], "cpu")
+    # The rays the lifter sees: the float32 detections mapped back and undistorted.
+    uv_seen = transform_points_px(detections.keypoints_px[0, 0].double().numpy(),
+                                  ImageTransform(np.linalg.inv(transform.A), intr.size))
+    rays_coco = torch.from_numpy(pixel_rays(uv_seen, intr))
+    root = MUPOTS_17.root
+    canonical = movenet_lift.lifter.cfg
+    pose = (body - body[root]) * canonical.canonical_height_m / prior.height_m
+    lifter = oracle_lifter(canonical, pose, rays_coco, torch.full((17,), 0.9))
+    model = MoveNetLift(movenet_lift.movenet, lifter, movenet_lift.cfg).eval()
+    with torch.no_grad():
+        people = unpack_people(model.people_tensors(detections, cameras).pack().numpy(), "mupots_17")[0]
+    assert len(people) == 1
+    np.testing.assert_allclose(people.keypoints_m[0, root, 2], body[root, 2], atol=1e-3)
+    np.testing.assert_allclose(people.keypoints_m[0], body, atol=1e-3)
+    np.testing.assert_allclose(people.uv_px[0], project(body, intr), atol=1e-2)
+    lacking = [MUPOTS_17.index(n) for n in ("pelvis", "neck", "spine", "head", "head_top")]
+    assert people.inferred[0].tolist() == [j in lacking for j in range(17)]
 
 
 # ----------------------------------------------------------------------------- capturability

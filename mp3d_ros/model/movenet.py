@@ -255,11 +255,11 @@ def _snap(maps: MoveNetMaps, regressed: torch.Tensor, lower, upper, cfg: MoveNet
     grid_x = torch.arange(width, dtype=regressed.dtype, device=regressed.device).view(1, -1)
     # The weight and the box mask factor into a column and a row (exp(-(dy^2 + dx^2) / s) =
     # exp(-dy^2 / s) exp(-dx^2 / s)): h + w exponentials per keypoint instead of h * w.
-    scale = cfg.snap_scale * min(height, width)
+    spread = cfg.snap_scale * min(height, width)  # exp(-d^2 / spread)
     inside_y = (grid_y >= lower[..., 0, None, None]) & (grid_y < upper[..., 0, None, None])  # (B, K, h, 1)
     inside_x = (grid_x >= lower[..., 1, None, None]) & (grid_x < upper[..., 1, None, None])  # (B, K, 1, w)
-    column = torch.exp(-((grid_y - regressed[..., 0, None, None]) ** 2) / scale) * inside_y.unsqueeze(2)
-    row = torch.exp(-((grid_x - regressed[..., 1, None, None]) ** 2) / scale) * inside_x.unsqueeze(2)
+    column = torch.exp(-((grid_y - regressed[..., 0, None, None]) ** 2) / spread) * inside_y.unsqueeze(2)
+    row = torch.exp(-((grid_x - regressed[..., 1, None, None]) ** 2) / spread) * inside_x.unsqueeze(2)
     weighted = torch.sigmoid(maps.heatmap).unsqueeze(1) * column * row  # (B, K, J, h, w)
     best = weighted.flatten(3).argmax(-1)  # (B, K, J): the first maximum, as tf.argmax
     offsets = maps.offset.view(batch, joints, 2, height * width).permute(0, 3, 1, 2)  # (B, hw, J, 2)

@@ -323,8 +323,8 @@ def in_depth_units(targets: TargetMaps, drawn_for: ModelConfig, wanted: ModelCon
     if drawn_for.depth_units == wanted.depth_units:
         return targets
     factor = wanted.depth_factor(targets.K[:, 0, 0], targets.K[:, 1, 1]).to(targets.depth_factor.dtype)
-    scale = (factor / targets.depth_factor).view(-1, 1, 1, 1)
-    return replace(targets, root_depth=targets.root_depth * scale, depth_factor=factor)
+    ratio = (factor / targets.depth_factor).view(-1, 1, 1, 1)
+    return replace(targets, root_depth=targets.root_depth * ratio, depth_factor=factor)
 
 
 def targets_as_outputs(targets: TargetMaps, sigma: float = 1.0, geo_sigma: float = 1.0) -> NetworkOutput:

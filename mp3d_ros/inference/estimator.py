@@ -41,6 +41,7 @@ from mp3d_ros.geometry.camera_torch import camera_rows
 from mp3d_ros.geometry.people import People
 from mp3d_ros.inference.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
 from mp3d_ros.inference.preprocess import check_rgb_image, letterbox_tensors
+from mp3d_ros.model.checkpoint import model_file_error
 from mp3d_ros.model.codec.decode import unpack_people
 
 __all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner"]
@@ -199,6 +200,27 @@ class OnnxRunner:
         return _run_stages(self, images, rows, lenses, clock)
 
 
+def check_onnx_session(session: Any, pipeline: Pipeline, path: Path) -> None:
+    """Refuse, at load, an ONNX graph that cannot feed ``pipeline``'s decoding: outputs its
+    metadata promises but the graph lacks, or a fixed input shape other than (B, 3, H, W) of the
+    metadata's input size (else the first frame would fail)."""
+    outputs = {output.name for output in session.get_outputs()}
+    missing = [name for name in pipeline.output_names if name not in outputs]
+    if missing:
+        raise model_file_error(path, f"the graph lacks the outputs {missing} its metadata "
+                                     f"mp3d_ros.outputs names (graph outputs: {sorted(outputs)})")
+    inputs = session.get_inputs()
+    width, height = pipeline.input_size
+    shape = list(inputs[0].shape) if len(inputs) == 1 else None
+    fits = shape is not None and len(shape) == 4 and all(
+        not isinstance(found, int) or found == wanted
+        for found, wanted in zip(shape[1:], (3, height, width)))
+    if not fits:
+        found = [(i.name, i.shape) for i in inputs]
+        raise model_file_error(path, f"the graph's inputs {found} are not one (B, 3, {height}, {width}) "
+                                     f"image batch as its metadata mp3d_ros.input_size says")
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in PRECISIONS.items()}[dtype]
 
@@ -286,6 +308,7 @@ class Estimator:
             session = open_onnx_session(path, self.device, threads)
             metadata = session.get_modelmeta().custom_metadata_map
             self.pipeline = pipeline_from_onnx_metadata(metadata, path, max_people)
+            check_onnx_session(session, self.pipeline, path)
             if input_size is not None and tuple(input_size) != self.pipeline.input_size:
                 raise ValueError(f"model {path} was exported for input size "
                                  f"{self.pipeline.input_size}, not {tuple(input_size)}")
@@ -322,6 +345,8 @@ class Estimator:
         """People in each image of a batch (images may differ in size and camera)."""
         if len(images) != len(intrinsics):
             raise ValueError(f"{len(images)} images but {len(intrinsics)} intrinsics")
+        if not images:
+            return []
         for index, (image, intr) in enumerate(zip(images, intrinsics)):
             check_rgb_image(image, f"image {index}")
             intr.check_image_size(image.shape[1], image.shape[0], f"image {index}")

@@ -22,10 +22,11 @@ from torch import nn
 from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
 from mp3d_ros.inference.preprocess import Normalization
-from mp3d_ros.model.checkpoint import load_checkpoint
+from mp3d_ros.model.checkpoint import ModelFileError, load_checkpoint, load_model_file, model_file_error
 from mp3d_ros.model.codec.decode import DecodeConfig, PeopleTensors, decode_batch, source_people
 from mp3d_ros.model.config import ModelConfig
-from mp3d_ros.model.movenet import MoveNetMaps
+from mp3d_ros.model.lifter import load_lifter
+from mp3d_ros.model.movenet import MoveNetMaps, movenet_multipose_lightning
 from mp3d_ros.model.network import NetworkOutput, build_network
 from mp3d_ros.resources import find_share_path
 
@@ -151,22 +152,67 @@ class MoveNetLiftPipeline(Pipeline):
         return self
 
 
+def _check_request(input_size: tuple[int, int] | None, max_people: int) -> None:
+    """Refuse a bad ``input_size`` / ``max_people`` now rather than at the first frame."""
+    if isinstance(max_people, bool) or not isinstance(max_people, int) or max_people <= 0:
+        raise ValueError(f"max_people must be a positive integer, got {max_people!r}")
+    if input_size is None:
+        return
+    if not isinstance(input_size, (tuple, list)) or len(input_size) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 32 == 0 for v in input_size):
+        raise ValueError(f"input_size must be (width, height), positive multiples of 32, got {input_size!r}")
+
+
+def _movenet_lift(config: MoveNetLiftConfig) -> MoveNetLift:
+    """The shipped MoveNet and lifter, each file's problems reported with its path."""
+    lifter = load_model_file(find_share_path(LIFTER_WEIGHTS), lambda path: load_lifter(path)[0])
+    movenet = load_model_file(find_share_path(MOVENET_WEIGHTS), movenet_multipose_lightning)
+    return MoveNetLift(movenet, lifter, config).eval()
+
+
+def _paper_network_check(config: ModelConfig, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``state`` strictly into the network ``config`` describes, built on the meta device (no
+    memory, no compute), so a wrong architecture or a missing key is refused at load, naming the file."""
+    with torch.device("meta"):
+        network = build_network(config)
+    try:
+        # assign: meta parameters cannot be copied into (shapes are checked all the same).
+        network.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:
+        raise model_file_error(path, f"weights do not fit the network its model_config describes "
+                                     f"({config.backbone}, {config.joint_set}): {' '.join(str(error).split())}") from None
+
+
 def load_pipeline(model: str, input_size: tuple[int, int] | None = None,
                   max_people: int = 20) -> Pipeline:
-    """``"movenet-lift"`` (shipped in ``models/``) or a checkpoint file of the papers' network."""
+    """``"movenet-lift"`` (shipped in ``models/``) or a checkpoint file of the papers' network.
+
+    Raises:
+        FileNotFoundError: ``model`` is neither a model name nor a file.
+        ModelFileError: the model file is corrupt or inconsistent (names the file and the problem).
+        ValueError: a bad ``input_size`` or ``max_people``.
+    """
+    _check_request(input_size, max_people)
     if model == "movenet-lift":
         config = MoveNetLiftConfig(max_people=max_people)
         if input_size is not None:
             config = replace(config, input_size=tuple(input_size))
-        return MoveNetLiftPipeline(MoveNetLift.from_files(
-            find_share_path(MOVENET_WEIGHTS), find_share_path(LIFTER_WEIGHTS), config))
+        return MoveNetLiftPipeline(_movenet_lift(config))
     path = Path(model)
     if not path.exists():
         raise FileNotFoundError(
             f"model {model!r} is neither a model name ({', '.join(MODEL_KINDS[:1])}) nor an existing "
             "file (a checkpoint .pt or an ONNX export .onnx)")
     checkpoint = load_checkpoint(path)
-    config = ModelConfig.from_dict(checkpoint.model_config)
+    try:
+        config = ModelConfig.from_dict(checkpoint.model_config)
+    except (ValueError, TypeError, KeyError) as error:
+        raise model_file_error(path, f"model_config: {error}") from None
+    if config.joint_set != checkpoint.joint_set or config.input_size != checkpoint.input_size:
+        raise model_file_error(path, f"model_config ({config.joint_set}, {config.input_size}) and "
+                                     f"the file's joint_set / input_size ({checkpoint.joint_set}, "
+                                     f"{checkpoint.input_size}) disagree")
+    _paper_network_check(config, checkpoint.model_state, path)
     if input_size is not None:
         config = replace(config, input_size=tuple(input_size))
     return PaperPipeline(config, Normalization.from_dict(checkpoint.normalization),
@@ -174,23 +220,75 @@ def load_pipeline(model: str, input_size: tuple[int, int] | None = None,
 
 
 def pipeline_from_onnx_metadata(metadata: dict[str, str], path: Path, max_people: int = 20) -> Pipeline:
-    """The decoding side of an exported model, from the metadata ``mp3d-export`` wrote."""
+    """The decoding side of an exported model, from the metadata ``mp3d-export`` wrote.
+
+    Raises:
+        ModelFileError: a metadata entry is missing or malformed, naming the file and the key.
+        ValueError: a bad ``max_people``.
+    """
+    _check_request(None, max_people)
     if metadata.get("mp3d_ros.format") != ONNX_FORMAT_VERSION:
-        raise ValueError(f"{path} is not an mp3d_ros export (metadata mp3d_ros.format is "
-                         f"{metadata.get('mp3d_ros.format')!r}, expected {ONNX_FORMAT_VERSION!r})")
-    width, height = (int(v) for v in metadata["mp3d_ros.input_size"].split("x"))
+        raise model_file_error(path, f"not an mp3d_ros export (metadata mp3d_ros.format is "
+                                     f"{metadata.get('mp3d_ros.format')!r}, expected {ONNX_FORMAT_VERSION!r})")
+    missing = [key for key in ("mp3d_ros.kind", *_CHECKED_METADATA) if key not in metadata]
+    if missing:
+        raise model_file_error(path, f"metadata lacks {missing}")
     kind = metadata["mp3d_ros.kind"]
+    try:
+        width, height = (int(v) for v in metadata["mp3d_ros.input_size"].split("x"))
+        _check_request((width, height), max_people)
+    except ValueError:
+        raise model_file_error(path, f"metadata mp3d_ros.input_size is "
+                                     f"{metadata['mp3d_ros.input_size']!r}, expected WxH of positive "
+                                     "multiples of 32") from None
     if kind == "movenet-lift":
         pipeline: Pipeline = load_pipeline("movenet-lift", (width, height), max_people)
     elif kind == "paper":
-        config = ModelConfig.from_dict(json.loads(metadata["mp3d_ros.model_config"]))
-        normalization = Normalization.from_dict(json.loads(metadata["mp3d_ros.normalization"]))
-        pipeline = PaperPipeline(config, normalization, None, max_people)
+        pipeline = PaperPipeline(_metadata_config(metadata, path), _metadata_normalization(metadata, path),
+                                 None, max_people)
     else:
-        raise ValueError(f"{path}: unknown model kind {kind!r}; known: {MODEL_KINDS}")
+        raise model_file_error(path, f"metadata mp3d_ros.kind is {kind!r}; known: {MODEL_KINDS}")
     expected = pipeline.onnx_metadata()
-    for key in ("mp3d_ros.joint_set", "mp3d_ros.input_size", "mp3d_ros.outputs", "mp3d_ros.normalization"):
+    for key in _CHECKED_METADATA:
         if metadata.get(key) != expected[key]:
-            raise ValueError(f"{path}: metadata {key} is {metadata.get(key)!r}, this mp3d_ros "
-                             f"expects {expected[key]!r}")
+            raise model_file_error(path, f"metadata {key} is {metadata.get(key)!r}, this mp3d_ros "
+                                         f"expects {expected[key]!r}")
     return pipeline
+
+
+_CHECKED_METADATA = ("mp3d_ros.joint_set", "mp3d_ros.input_size", "mp3d_ros.outputs",
+                     "mp3d_ros.normalization")
+
+
+def _metadata_json(metadata: dict[str, str], key: str, path: Path) -> dict:
+    try:
+        value = json.loads(metadata[key])
+    except KeyError:
+        raise model_file_error(path, f"metadata lacks {key}") from None
+    except json.JSONDecodeError as error:
+        raise model_file_error(path, f"metadata {key} is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise model_file_error(path, f"metadata {key} is {value!r}, expected a JSON object")
+    return value
+
+
+def _metadata_config(metadata: dict[str, str], path: Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(_metadata_json(metadata, "mp3d_ros.model_config", path))
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError, KeyError) as error:
+        raise model_file_error(path, f"metadata mp3d_ros.model_config: {error}") from None
+
+
+def _metadata_normalization(metadata: dict[str, str], path: Path) -> Normalization:
+    value = _metadata_json(metadata, "mp3d_ros.normalization", path)
+    try:
+        normalization = Normalization.from_dict(value)
+    except (KeyError, TypeError, ValueError):
+        normalization = None
+    if normalization is None or len(normalization.mean) != 3 or len(normalization.std) != 3 or \
+            not all(s > 0 for s in normalization.std):
+        raise model_file_error(path, f"metadata mp3d_ros.normalization is {value!r}, expected "
+                                     "3 means and 3 positive stds")
+    return normalization

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import threading
 import time
 import types
 
@@ -25,8 +26,25 @@ from mp3d_ros.messages.conversions import MessageClasses, make_camera_info, make
 from mp3d_ros.messages.images import rgb_to_image
 from mp3d_ros.messages.typestore import typestore
 
-TYPES = RclpyLikeTypes(typestore())
+
+def _store_with_people_msgs():
+    """A fresh Jazzy typestore with ours and wg-perception/people's people_msgs registered."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    store.register({name: typestore().fielddefs[name] for name in typestore().fielddefs
+                    if name.startswith("mp3d_ros/")})
+    store.register(get_types_from_msg(
+        "string name\ngeometry_msgs/Point position\ngeometry_msgs/Point velocity\nfloat64 reliability\n"
+        "string[] tagnames\nstring[] tags\n", "people_msgs/msg/Person"))
+    store.register(get_types_from_msg("std_msgs/Header header\npeople_msgs/Person[] people\n",
+                                      "people_msgs/msg/People"))
+    return store
+
+
+TYPES = RclpyLikeTypes(_store_with_people_msgs())
 WIDTH, HEIGHT = 64, 48
+CONTEXT = {"ok": True}  # rclpy's context of the fake nodes
 K = np.array([[60.0, 0.0, 31.5], [0.0, 60.0, 23.5], [0.0, 0.0, 1.0]])
 
 
@@ -70,6 +88,7 @@ class FakeNode:
         self._overrides = {p.name: p.value for p in (parameter_overrides or [])}
         self.declared, self.publishers, self.subscriptions, self.timers = {}, {}, {}, []
         self._logger = StrictLogger()
+        self.context = types.SimpleNamespace(ok=lambda: CONTEXT["ok"])
 
     def get_name(self):
         return self._name
@@ -142,6 +161,8 @@ class ApproximateTimeSynchronizer(SimpleFilter):
     def __init__(self, fs, queue_size, slop, allow_headerless=False) -> None:
         super().__init__()
         self.queues = [{} for _ in fs]
+        self.lock = threading.Lock()
+        self.queue_size = queue_size
         self.slop_ns = int(slop * 1e9)
         for index, f in enumerate(fs):
             f.registerCallback(self.add, index)
@@ -149,6 +170,10 @@ class ApproximateTimeSynchronizer(SimpleFilter):
     def add(self, msg, index):
         stamp = stamp_to_ns(msg.header.stamp)
         self.queues[index][stamp] = msg
+        while len(self.queues[index]) > self.queue_size:  # message_filters evicts the oldest stamp
+            del self.queues[index][min(self.queues[index])]
+        if stamp not in self.queues[index]:
+            return
         other = self.queues[1 - index]
         for s in sorted(other, key=lambda s: abs(s - stamp)):
             if abs(s - stamp) < self.slop_ns:
@@ -185,6 +210,14 @@ class FakeBuffer:
         return types.SimpleNamespace(transform=transform)
 
 
+class FakeBroadcaster:
+    def __init__(self, node) -> None:
+        self.sent: list = []
+
+    def sendTransform(self, transform):  # noqa: N802 - tf2_ros' name
+        self.sent.extend(transform if isinstance(transform, list) else [transform])
+
+
 def _module(name: str, **attributes) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attributes)
@@ -202,7 +235,10 @@ def node_module(monkeypatch):
     class ExternalShutdownException(Exception):
         pass
 
-    rclpy = _module("rclpy", init=lambda args=None: state.update(ok=True),
+    def init(*, args=None, context=None, domain_id=None, signal_handler_options=None):
+        state.update(ok=True, signal_handler_options=signal_handler_options)
+
+    rclpy = _module("rclpy", init=init,
                     ok=lambda: state["ok"], shutdown=lambda: state.update(ok=False),
                     spin=lambda node: state["spin"](node))
     modules = {
@@ -218,17 +254,22 @@ def node_module(monkeypatch):
             "logger", StrictLogger())),
         "message_filters": _module("message_filters", Subscriber=Subscriber,
                                    ApproximateTimeSynchronizer=ApproximateTimeSynchronizer),
-        "tf2_ros": _module("tf2_ros", Buffer=FakeBuffer, TransformListener=lambda buffer, node: None),
+        "tf2_ros": _module("tf2_ros", Buffer=FakeBuffer, TransformListener=lambda buffer, node: None,
+                           TransformBroadcaster=FakeBroadcaster),
+        "rclpy.signals": _module("rclpy.signals", SignalHandlerOptions=types.SimpleNamespace(NO="no")),
         "rcl_interfaces": _module("rcl_interfaces"),
         "rcl_interfaces.msg": msgs("rcl_interfaces", "ParameterDescriptor", "FloatingPointRange",
                                    "IntegerRange"),
         "builtin_interfaces.msg": msgs("builtin_interfaces", "Time", "Duration"),
         "std_msgs.msg": msgs("std_msgs", "Header", "ColorRGBA"),
-        "geometry_msgs.msg": msgs("geometry_msgs", "Point", "Pose", "Quaternion", "Vector3"),
+        "geometry_msgs.msg": msgs("geometry_msgs", "Point", "Pose", "Quaternion", "Vector3", "Transform",
+                                  "TransformStamped"),
         "sensor_msgs.msg": msgs("sensor_msgs", "CameraInfo", "CompressedImage", "Image", "RegionOfInterest"),
         "visualization_msgs.msg": msgs("visualization_msgs", "Marker", "MarkerArray", "MeshFile"),
         "diagnostic_msgs.msg": msgs("diagnostic_msgs", "DiagnosticArray", "DiagnosticStatus", "KeyValue"),
         "mp3d_ros.msg": msgs("mp3d_ros", "Keypoint3D", "Person3D", "PoseArray3D"),
+        "people_msgs": _module("people_msgs"),
+        "people_msgs.msg": msgs("people_msgs", "People", "Person"),
     }
     for package in ("builtin_interfaces", "std_msgs", "geometry_msgs", "sensor_msgs",
                     "visualization_msgs", "diagnostic_msgs"):
@@ -237,6 +278,7 @@ def node_module(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.delitem(sys.modules, "mp3d_ros.ros.node", raising=False)
     module = importlib.import_module("mp3d_ros.ros.node")
+    CONTEXT["ok"] = True
     yield module, state
     sys.modules.pop("mp3d_ros.ros.node", None)
 
@@ -277,7 +319,7 @@ def test_node_declares_described_parameters_and_wires_topics(node_module) -> Non
         assert not node.declared["rectified"].floating_point_range
         assert set(node.subscriptions) == {"image", "camera_info"}
         assert node.subscriptions["image"][2] == "sensor" and node.subscriptions["camera_info"][2] == "sensor"
-        assert set(node.publishers) == {"~/poses", "~/markers", "/diagnostics"}
+        assert set(node.publishers) == {"~/poses", "~/markers", "~/people", "/diagnostics"}
         assert node.publishers["~/poses"].qos["reliability"] == "reliable"
     finally:
         node.shutdown()
@@ -351,3 +393,83 @@ def test_main_exits_cleanly_and_refuses_bad_parameters(node_module, monkeypatch)
     monkeypatch.setattr(module, "PoseNode", lambda: make_node(real, precision="fp8"))
     assert module.main([]) == 1
     assert "precision" in state["logger"].lines[-1][1]
+
+
+def test_a_looping_bag_keeps_giving_poses_with_fresh_tracks(node_module) -> None:
+    module, _ = node_module
+    node = make_node(module, sync_queue_size=2)
+    classes = module.message_classes()
+    poses = node.publishers["~/poses"]
+    try:
+        for loop in range(2):
+            for index in range(4):
+                stamp_ns = 1_000_000_000 + index * 66_000_000
+                send(node, classes, stamp_ns)
+                assert wait_until(lambda: len(poses.sent) == loop * 4 + index + 1), (loop, index)
+                assert stamp_to_ns(poses.sent[-1].header.stamp) == stamp_ns
+            # Unpaired CameraInfos fill the synchronizer's queue at the end of the bag; it evicts the
+            # oldest stamp, which after the jump back would be each new one.
+            for stale_ns in (1_500_000_000, 1_600_000_000):
+                node.subscriptions["camera_info"][1](make_camera_info(
+                    classes, make_header(classes, stale_ns, "cam"), K, WIDTH, HEIGHT))
+        assert node._buffer.time_jumps == 1 and node._processor.stats.camera_info_fallbacks == 0
+        assert [p.people[0].track_id for p in poses.sent] == [1, 1, 1, 1, 2, 2, 2, 2]  # tracker reset
+        assert any("time jumped back by 0.198 s" in m for _, m in node.get_logger().lines)
+    finally:
+        node.shutdown()
+
+
+def test_people_and_person_frames_for_navigation(node_module) -> None:
+    module, _ = node_module
+    node = make_node(module, publish_tf=True)
+    try:
+        send(node, module.message_classes(), 3_000_000_000)
+        people = node.publishers["~/people"]
+        assert wait_until(lambda: people.sent)
+        (person,) = people.sent[0].people
+        assert person.name == "person_1" and person.reliability == pytest.approx(0.9)
+        assert people.sent[0].header.frame_id == "cam"
+        (transform,) = node._tf_broadcaster.sent
+        assert transform.child_frame_id == "person_1" and transform.header.frame_id == "cam"
+        assert transform.transform.translation.z == pytest.approx(person.position.z)
+    finally:
+        node.shutdown()
+
+
+def test_without_people_msgs_the_node_says_so_and_runs(node_module, monkeypatch) -> None:
+    module, _ = node_module
+    monkeypatch.setitem(sys.modules, "people_msgs.msg", None)  # import raises ImportError
+    node = make_node(module)
+    try:
+        assert "~/people" not in node.publishers
+        assert any(level == "info" and "people_msgs is not installed" in m
+                   for level, m in node.get_logger().lines)
+    finally:
+        node.shutdown()
+
+
+def test_nothing_is_published_once_rclpy_shut_down(node_module) -> None:
+    module, _ = node_module
+    node = make_node(module)
+    try:
+        CONTEXT["ok"] = False
+        send(node, module.message_classes(), 4_000_000_000)
+        assert wait_until(lambda: node._processor.stats.processed == 1)
+        node.timers[0][1]()
+        time.sleep(0.05)
+        assert not node.publishers["~/poses"].sent and not node.publishers["/diagnostics"].sent
+    finally:
+        node.shutdown()
+
+
+def test_every_parameter_problem_is_reported_at_once(node_module, monkeypatch) -> None:
+    module, state = node_module
+    with pytest.raises(module.SettingsError) as error:
+        make_node(module, rectified="yes", precision="fp8", device="gpu")
+    message = str(error.value)
+    assert "rectified" in message and "precision" in message and "device" in message
+    state["spin"] = lambda node: None
+    real = types.SimpleNamespace(PoseNode=module.PoseNode)
+    monkeypatch.setattr(module, "PoseNode", lambda: make_node(real))
+    assert module.main([]) == 0
+    assert state["signal_handler_options"] == "no"  # Ctrl-C reaches main, which stops the worker first

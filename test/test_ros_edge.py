@@ -7,6 +7,7 @@ import importlib.util
 import os
 import sys
 import types
+from datetime import datetime
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -16,24 +17,33 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from mp3d_ros.ros.launch_support import (
+    CAMERA_ARGUMENTS,
+    READY_LINE,
+    SAMPLE_GROUND_FRAME,
     VIEW_FRAME,
     VIEW_TO_OPTICAL_XYZW,
     bag_topics,
     camera_info_topic_for,
+    ReadyGate,
+    decide_rviz,
     plan_camera,
     plan_replay,
     render_rviz_config,
+    replay_output_dir,
 )
 from mp3d_ros.ros.settings import PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
+CAMERA_ARG_DEFAULTS = [(name, default) for name, default, _ in CAMERA_ARGUMENTS]
 # ROS packages node.py imports; package.xml must declare each (exec_depend or depend).
 NODE_ROS_PACKAGES = {
     "rclpy", "message_filters", "tf2_ros", "rcl_interfaces", "builtin_interfaces", "diagnostic_msgs",
     "geometry_msgs", "sensor_msgs", "std_msgs", "visualization_msgs",
 }
 # ROS packages the launch files import or start.
-LAUNCH_ROS_PACKAGES = {"launch", "launch_ros", "ament_index_python", "ros2bag", "rviz2", "tf2_ros"}
+LAUNCH_ROS_PACKAGES = {"launch", "launch_ros", "ament_index_python", "ros2bag", "tf2_ros"}
+# Used where installed, never required: a headless robot has no rviz2 (docs/ros.md).
+OPTIONAL_ROS_PACKAGES = {"rviz2", "people_msgs"}
 _ROS_MODULE_HINTS = ("rclpy", "rcl_interfaces", "message_filters", "tf2_ros", "tf2_py", "cv_bridge",
                      "builtin_interfaces", "launch", "launch_ros", "ament_index_python")
 
@@ -158,9 +168,12 @@ def test_bag_topics_are_found_by_type(tmp_path: Path) -> None:
 
 
 def test_default_launch_plays_the_sample_bag(share_dir: Path) -> None:
-    plan = plan_camera({}, share_dir)
+    plan = plan_camera({}, share_dir, package_exists=lambda package: package == "rviz2")
     assert plan.source == "sample"
-    assert plan.bag_play == ["ros2", "bag", "play", str(share_dir / "models" / "sample_bag"), "--loop"]
+    assert plan.bag_play == ["ros2", "bag", "play", str(share_dir / "models" / "sample_bag"), "--clock",
+                             "--loop"]
+    assert plan.node.overrides["use_sim_time"] is True  # the node runs on the bag's clock
+    assert "ground_frame" not in plan.node.overrides  # this bag has no /tf_static
     assert ("image", "/cam/image_raw") in plan.node.remappings
     assert ("camera_info", "/cam/camera_info") in plan.node.remappings
     assert plan.node.parameter_files == [str(share_dir / "config" / "mp3d.yaml")]
@@ -182,6 +195,7 @@ def test_named_camera_driver_or_topic_replaces_the_sample(share_dir: Path) -> No
     assert plan.node.remappings == [("image", "/cam/color/image_raw"),
                                     ("camera_info", "/cam/color/camera_info")]
     assert plan.node.overrides == {"image_transport": "compressed", "model_path": "/m.onnx"}
+    assert not plan.rviz  # rviz:=auto and no rviz2 installed
     assert plan.fixed_frame == "camera_optical_frame"
 
 
@@ -198,14 +212,15 @@ def test_bad_launch_arguments_are_refused(share_dir: Path, args: dict, match: st
 
 def test_replay_plays_on_the_bag_clock_and_records_the_outputs(tmp_path: Path, share_dir: Path) -> None:
     bag = write_bag(tmp_path / "in", compressed=True)
+    now = datetime(2026, 12, 1, 21, 30, 5)
     plan = plan_replay({"bag": str(bag), "namespace": "r", "rate": "0.5", "record_inputs": "true"},
-                       share_dir)
+                       share_dir, cwd=tmp_path, now=now)
     assert plan.bag_play == ["ros2", "bag", "play", str(bag), "--clock", "--rate", "0.5"]
     assert plan.node.overrides["use_sim_time"] is True
     assert plan.node.overrides["image_transport"] == "compressed"
     assert ("image", "/cam/image_raw") in plan.node.remappings
     assert plan.bag_record[:4] == ["ros2", "bag", "record", "-o"]
-    assert plan.bag_record[4] == str(bag.resolve()) + "_mp3d"
+    assert plan.bag_record[4] == str(tmp_path / "mp3d_replay_20261201_213005") == str(plan.out)
     assert plan.bag_record[5:] == ["/r/pose_node/poses", "/r/pose_node/markers", "/diagnostics",
                                    "/cam/image_raw/compressed", "/cam/camera_info"]
     with pytest.raises(ValueError, match="required"):
@@ -213,6 +228,9 @@ def test_replay_plays_on_the_bag_clock_and_records_the_outputs(tmp_path: Path, s
     (tmp_path / "taken").mkdir()
     with pytest.raises(ValueError, match="already exists"):
         plan_replay({"bag": str(bag), "out": str(tmp_path / "taken")}, share_dir)
+    plan.out.mkdir()  # a second run in the same second gets its own folder
+    assert plan_replay({"bag": str(bag)}, share_dir, cwd=tmp_path, now=now).out.name == \
+        "mp3d_replay_20261201_213005_2"
 
 
 def test_camera_info_topic_convention() -> None:
@@ -270,6 +288,15 @@ def _keyword_only(name: str, positional: int = 0):
 @pytest.fixture
 def launch_stubs(monkeypatch, share_dir: Path):
     values: dict[str, str] = {}
+    installed = {"mp3d_ros"}
+
+    class PackageNotFoundError(KeyError):
+        pass
+
+    def share_directory(package: str) -> str:
+        if package not in installed:
+            raise PackageNotFoundError(package)
+        return str(share_dir / ".." / package) if package != "mp3d_ros" else str(share_dir)
 
     class LaunchConfiguration:
         def __init__(self, variable_name, *, default=None) -> None:
@@ -284,13 +311,15 @@ def launch_stubs(monkeypatch, share_dir: Path):
             ("DeclareLaunchArgument", 1), ("ExecuteProcess", 0), ("LogInfo", 0), ("OpaqueFunction", 0),
             ("EmitEvent", 0), ("RegisterEventHandler", 1), ("TimerAction", 0)]}),
         "launch.substitutions": _stub("launch.substitutions", LaunchConfiguration=LaunchConfiguration),
-        "launch.event_handlers": _stub("launch.event_handlers", OnProcessExit=_keyword_only("OnProcessExit")),
+        "launch.event_handlers": _stub("launch.event_handlers", OnProcessExit=_keyword_only("OnProcessExit"),
+                                       OnProcessIO=_keyword_only("OnProcessIO")),
         "launch.events": _stub("launch.events", Shutdown=_keyword_only("Shutdown")),
         "launch_ros": _stub("launch_ros"),
         "launch_ros.actions": _stub("launch_ros.actions", Node=_keyword_only("Node")),
         "ament_index_python": _stub("ament_index_python"),
         "ament_index_python.packages": _stub("ament_index_python.packages",
-                                             get_package_share_directory=lambda package: str(share_dir)),
+                                             get_package_share_directory=share_directory,
+                                             PackageNotFoundError=PackageNotFoundError),
     }
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
@@ -308,6 +337,7 @@ def launch_stubs(monkeypatch, share_dir: Path):
         values.update({**declared, **arguments})
         return opaque.kwargs["function"](values)
 
+    run.installed = installed
     return run
 
 
@@ -316,17 +346,18 @@ def by_kind(actions: list, kind: str) -> list:
 
 
 def test_camera_launch_starts_bag_node_static_tf_and_rviz(launch_stubs, tmp_path: Path) -> None:
+    launch_stubs.installed.add("rviz2")
     actions = launch_stubs("camera.launch.py", {})
     nodes = {a.kwargs["executable"]: a.kwargs for a in by_kind(actions, "Node")}
     assert set(nodes) == {"pose_node", "static_transform_publisher", "rviz2"}
     assert nodes["pose_node"]["remappings"] == [("image", "/cam/image_raw"),
                                                 ("camera_info", "/cam/camera_info")]
-    assert nodes["pose_node"]["parameters"][1] == {"image_transport": "raw"}
+    assert nodes["pose_node"]["parameters"][1] == {"image_transport": "raw", "use_sim_time": True}
     rviz_file = Path(nodes["rviz2"]["arguments"][1])
     assert "Value: /pose_node/markers" in rviz_file.read_text()
     rviz_file.unlink()
     (play,) = by_kind(actions, "ExecuteProcess")
-    assert play.kwargs["cmd"][:3] == ["ros2", "bag", "play"] and play.kwargs["cmd"][-1] == "--loop"
+    assert play.kwargs["cmd"][:3] == ["ros2", "bag", "play"] and play.kwargs["cmd"][-2:] == ["--clock", "--loop"]
 
 
 def test_camera_launch_with_a_driver_and_no_rviz(launch_stubs) -> None:
@@ -347,7 +378,88 @@ def test_replay_launch_stops_after_the_bag(launch_stubs, tmp_path: Path) -> None
     assert record.kwargs["cmd"][:3] == ["ros2", "bag", "record"]
     (node,) = by_kind(actions, "Node")
     assert node.kwargs["parameters"][1]["use_sim_time"] is True
-    (delayed,) = by_kind(actions, "TimerAction")
-    (play,) = delayed.kwargs["actions"]
-    (handler,) = by_kind(actions, "RegisterEventHandler")
-    assert handler.args[0].kwargs["target_action"] is play
+    handlers = [h.args[0] for h in by_kind(actions, "RegisterEventHandler")]
+    (on_io,) = [h for h in handlers if type(h).__name__ == "OnProcessIO"]
+    assert on_io.kwargs["target_action"] is node
+    assert on_io.kwargs["on_stderr"](types.SimpleNamespace(text=b"[INFO] loading model")) is None
+    started = on_io.kwargs["on_stdout"](types.SimpleNamespace(
+        text=b"[INFO] [pose_node]: pose_node ready: listening for images\n"))
+    (play,) = by_kind(started, "ExecuteProcess")  # playback starts when the node is ready, once
+    assert play.kwargs["cmd"][:3] == ["ros2", "bag", "play"]
+    assert on_io.kwargs["on_stderr"](types.SimpleNamespace(text=b"pose_node ready: listening for images")) is None
+    exits = {h.kwargs["target_action"]: h for h in handlers if type(h).__name__ == "OnProcessExit"}
+    assert set(exits) == {play, node, record}  # the bag's end, or a crash, stops everything
+
+
+def shutdown_targets(actions: list) -> set[str]:
+    """Names of the processes whose exit shuts the launch down."""
+    handlers = [h.args[0] for h in by_kind(actions, "RegisterEventHandler")]
+    names = set()
+    for handler in handlers:
+        assert type(handler).__name__ == "OnProcessExit"
+        (emit,) = handler.kwargs["on_exit"]
+        assert type(emit.kwargs["event"]).__name__ == "Shutdown"
+        target = handler.kwargs["target_action"]
+        names.add(target.kwargs.get("executable") or target.kwargs["name"])
+    return names
+
+
+def test_camera_launch_without_rviz2_runs_headless_and_leaves_no_orphans(launch_stubs) -> None:
+    actions = launch_stubs("camera.launch.py", {})  # rviz2 is not installed here
+    nodes = {a.kwargs["executable"] for a in by_kind(actions, "Node")}
+    assert nodes == {"pose_node", "static_transform_publisher"}
+    assert any("rviz2 is not installed" in a.kwargs["msg"] for a in by_kind(actions, "LogInfo"))
+    # Any essential process that exits stops the others (rviz closing does not).
+    assert shutdown_targets(actions) == {"sample_bag_play", "static_transform_publisher", "pose_node"}
+    with pytest.raises(ValueError, match="rviz2.*not installed"):
+        launch_stubs("camera.launch.py", {"rviz": "true"})
+    actions = launch_stubs("camera.launch.py", {"camera_driver": "usb_cam", "rviz": "false"})
+    assert shutdown_targets(actions) == {"usb_cam_node_exe", "static_transform_publisher", "pose_node"}
+
+
+def test_rviz_argument_decisions() -> None:
+    assert decide_rviz("auto", lambda p: True)[0] and not decide_rviz("auto", lambda p: False)[0]
+    assert decide_rviz("true", lambda p: True)[0] and not decide_rviz("false", lambda p: False)[0]
+    with pytest.raises(ValueError, match="not installed"):
+        decide_rviz("true", lambda p: False)
+    assert dict(CAMERA_ARG_DEFAULTS)["rviz"] == "auto"
+    root = ElementTree.parse(ROOT / "package.xml").getroot()
+    assert not OPTIONAL_ROS_PACKAGES & {e.text for e in root if e.tag.endswith("depend")}
+
+
+def write_bag_with_tf_static(folder: Path) -> Path:
+    bag = write_bag(folder)
+    metadata = bag / "metadata.yaml"
+    info = yaml.safe_load(metadata.read_text())
+    info["rosbag2_bagfile_information"]["topics_with_message_count"].append(
+        {"message_count": 1, "topic_metadata": {"name": "/tf_static", "type": "tf2_msgs/msg/TFMessage",
+                                                "serialization_format": "cdr", "offered_qos_profiles": ""}})
+    metadata.write_text(yaml.safe_dump(info))
+    return bag
+
+
+def test_bags_with_tf_static_give_the_floor_and_play_it_transient_local(tmp_path: Path, share_dir: Path) -> None:
+    bag = write_bag_with_tf_static(tmp_path / "tf")
+    plan = plan_camera({"sample_bag": str(bag)}, share_dir)
+    assert plan.node.overrides["ground_frame"] == SAMPLE_GROUND_FRAME
+    overrides = plan.bag_play[plan.bag_play.index("--qos-profile-overrides-path") + 1]
+    assert overrides == str(share_dir / "config" / "bag_play_qos.yaml")
+    qos = yaml.safe_load((ROOT / "config" / "bag_play_qos.yaml").read_text())
+    assert qos["/tf_static"]["durability"] == "transient_local"
+    assert qos["/tf_static"]["reliability"] == "reliable"
+    assert "--qos-profile-overrides-path" in plan_replay({"bag": str(bag)}, share_dir, cwd=tmp_path).bag_play
+
+
+def test_replay_output_goes_to_a_writable_folder(tmp_path: Path) -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    install = tmp_path / "install"
+    install.mkdir()
+    out = replay_output_dir("", install, tmp_path / "home", now, writable=lambda path: path != install)
+    assert out == tmp_path / "home" / ".ros" / "mp3d_replay_20260102_030405"
+    assert replay_output_dir(str(tmp_path / "mine"), install, tmp_path, now) == tmp_path / "mine"
+
+
+def test_ready_gate_opens_once() -> None:
+    gate = ReadyGate()
+    assert not gate(b"[INFO] estimator ready") and gate(f"x {READY_LINE}\n".encode())
+    assert not gate(READY_LINE)

@@ -140,13 +140,13 @@ class FrameBuffer:
         with self._cond:
             self._arrivals_s.append(self._clock())
             key = _key(msg)
-            if key in self._delivered:  # the same image sent again
+            jump = self._check_time_jump(key)  # an old stamp again after newer ones is a jump
+            if not jump and key in self._delivered:  # the same image sent again
                 self.received += 1
                 self.duplicates += 1
                 self.dropped += 1
                 return
             self._remember(self._delivered, key)
-            jump = self._check_time_jump(key)
             if not self._known(key):  # else its pair came first and registered it
                 self._add_image(msg)
             self._cond.notify_all()

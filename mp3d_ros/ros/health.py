@@ -105,8 +105,12 @@ def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log
     raise RuntimeError("the estimator could not start: " + "; ".join(errors))
 
 
-def match_opencv_threads(threads: int) -> int:
-    """Size OpenCV's thread pool to ``threads`` (torch's intra-op count); returns the old size."""
+def match_opencv_threads(threads: int | None = None) -> int:
+    """Size OpenCV's thread pool to ``threads`` (default: torch's intra-op count); returns the old size."""
+    if threads is None:
+        import torch  # already loaded by the estimator
+
+        threads = torch.get_num_threads()
     previous = cv2.getNumThreads()
     cv2.setNumThreads(max(1, int(threads)))
     return previous

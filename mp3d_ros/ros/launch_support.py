@@ -13,21 +13,37 @@ Sources of ``camera.launch.py``:
 
 ``source:=auto`` (the default) picks ``camera`` when a driver is named, ``topics`` when an image
 topic is named, and ``sample`` otherwise.
+
+Bags are played with ``--clock`` and the node runs on that clock (``use_sim_time``), so stamps, tf
+lookups and the stamp age agree. ``rviz:=auto`` (the default) opens RViz only where the ``rviz2``
+package is installed (headless robots have none). The launch files shut everything down when an
+essential process (bag player, driver, transform publisher, pose node) exits, so nothing is left
+running; ``replay.launch.py`` starts playback when the node logs :data:`READY_LINE`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import yaml
 
 __all__ = [
-    "CAMERA_ARGUMENTS", "REPLAY_ARGUMENTS", "VIEW_FRAME", "VIEW_TO_OPTICAL_XYZW", "NodePlan",
-    "CameraPlan", "ReplayPlan", "bag_topics", "camera_info_topic_for", "plan_camera", "plan_replay",
-    "render_rviz_config",
+    "CAMERA_ARGUMENTS", "REPLAY_ARGUMENTS", "VIEW_FRAME", "VIEW_TO_OPTICAL_XYZW", "READY_LINE",
+    "SAMPLE_GROUND_FRAME", "NodePlan", "CameraPlan", "ReplayPlan", "ReadyGate", "bag_topics",
+    "bag_has_topic", "camera_info_topic_for", "decide_rviz", "plan_camera", "plan_replay",
+    "replay_output_dir", "render_rviz_config",
 ]
+
+# The pose node logs this line once it is subscribed and its estimator is warm.
+READY_LINE = "pose_node ready: listening for images"
+# The floor frame the synthetic bags' /tf_static provides (parent of the camera optical frame).
+SAMPLE_GROUND_FRAME = "ground"
+# ros2 bag play offers a bag's /tf_static as volatile unless told; tf2 listens transient-local.
+TF_STATIC_QOS_FILE = "bag_play_qos.yaml"
 
 # A z-up frame for RViz above the camera's optical frame (x right, y down, z forward); published by
 # the launch file only where it owns the camera (sample bag, started driver), as a frame may have only
@@ -57,13 +73,14 @@ CAMERA_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("device", "", "cuda | cuda:N | cpu; empty = the params file's value"),
     ("params_file", "", "Node parameters; default: the shipped config/mp3d.yaml"),
     ("namespace", "", "Namespace of the node (and of a started driver)"),
-    ("rviz", "true", "true | false: open RViz with config/mp3d.rviz"),
+    ("rviz", "auto", "auto | true | false: open RViz with config/mp3d.rviz (auto: if rviz2 is installed)"),
     ("fixed_frame", "", "RViz fixed frame; default: mp3d_view (z up) for the sample and a started "
                         "driver, camera_frame otherwise"),
 )
 REPLAY_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("bag", "", "Input bag (folder with metadata.yaml, or a bag file) - required"),
-    ("out", "", "Output bag folder; default: <bag>_mp3d"),
+    ("out", "", "Output bag folder (must not exist); default: mp3d_replay_<date_time> in the current "
+                "directory (~/.ros when it is not writable)"),
     ("rate", "1.0", "Playback rate (lower it when the node cannot keep up)"),
     ("image_topic", "", "Image topic in the bag; default: found by type"),
     ("camera_info_topic", "", "CameraInfo topic in the bag; default: found by type"),
@@ -80,6 +97,23 @@ def _truthy(value: str, name: str) -> bool:
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
         raise ValueError(f"{name}:={value!r} must be true or false")
     return lowered in ("true", "1", "yes")
+
+
+def decide_rviz(value: str, package_exists: Callable[[str], bool]) -> tuple[bool, str]:
+    """(open RViz?, what was decided) for ``rviz:=value``.
+
+    Raises:
+        ValueError: ``rviz:=true`` where rviz2 is not installed, or a value that is not a choice.
+    """
+    if value.strip().lower() == "auto":
+        if package_exists("rviz2"):
+            return True, "rviz: rviz2 is installed, opening it (rviz:=false to skip)"
+        return False, "rviz: rviz2 is not installed, running without it"
+    wanted = _truthy(value, "rviz")
+    if wanted and not package_exists("rviz2"):
+        raise ValueError("rviz:=true but the package 'rviz2' is not installed "
+                         "(sudo apt install ros-$ROS_DISTRO-rviz2, or rviz:=false)")
+    return wanted, f"rviz: {'on' if wanted else 'off'}"
 
 
 def camera_info_topic_for(image_topic: str) -> str:
@@ -116,6 +150,24 @@ def bag_topics(bag: str | Path) -> tuple[str | None, str | None, str | None]:
     return image_topic, image_type, (infos[0] if infos else None)
 
 
+def bag_has_topic(bag: str | Path, topic: str) -> bool:
+    """Whether a bag folder's ``metadata.yaml`` lists ``topic``."""
+    metadata = Path(bag) / "metadata.yaml"
+    if not metadata.is_file():
+        return False
+    info = yaml.safe_load(metadata.read_text()) or {}
+    entries = info.get("rosbag2_bagfile_information", {}).get("topics_with_message_count", [])
+    return any(e["topic_metadata"]["name"] == topic for e in entries)
+
+
+def _bag_play(bag: str, share_dir: Path, *extra: str) -> list[str]:
+    """``ros2 bag play`` on the bag's clock, with /tf_static offered as tf2 expects it."""
+    command = ["ros2", "bag", "play", bag, "--clock", *extra]
+    if bag_has_topic(bag, "/tf_static"):
+        command += ["--qos-profile-overrides-path", str(share_dir / "config" / TF_STATIC_QOS_FILE)]
+    return command
+
+
 @dataclass
 class NodePlan:
     """The pose node's remappings and parameters (files first, then overrides)."""
@@ -133,7 +185,7 @@ class CameraPlan:
     node_prefix: str  # absolute name of the node, e.g. /robot/pose_node (its outputs live below)
     bag_play: list[str] | None = None  # command line
     driver: tuple[str, str, dict] | None = None  # (package, executable, parameters)
-    rviz: bool = True
+    rviz: bool = False
     fixed_frame: str = VIEW_FRAME
     view_transform: list[str] | None = None  # static_transform_publisher arguments
     messages: list[str] = field(default_factory=list)  # what was decided, for the launch log
@@ -153,8 +205,11 @@ def _node_plan(args: Mapping[str, str], share_dir: Path, image_topic: str, info_
     return NodePlan([("image", image_topic), ("camera_info", info_topic)], [params_file], overrides)
 
 
-def plan_camera(args: Mapping[str, str], share_dir: str | Path) -> CameraPlan:
+def plan_camera(args: Mapping[str, str], share_dir: str | Path,
+                package_exists: Callable[[str], bool] = lambda package: False) -> CameraPlan:
     """What ``camera.launch.py`` starts for its arguments (missing ones take their defaults).
+
+    ``package_exists(name)`` says whether a ROS package is installed (for ``rviz:=auto``).
 
     Raises:
         ValueError: an unknown source or driver, or a source without what it needs.
@@ -167,8 +222,9 @@ def plan_camera(args: Mapping[str, str], share_dir: str | Path) -> CameraPlan:
     if source not in ("sample", "camera", "topics"):
         raise ValueError(f"source:={source!r} must be auto, sample, camera or topics")
     transport = args["image_transport"]
-    rviz = _truthy(args["rviz"], "rviz")
-    messages = [f"source: {source}"]
+    rviz, rviz_message = decide_rviz(args["rviz"], package_exists)
+    messages = [f"source: {source}", rviz_message]
+    node_overrides: dict[str, object] = {}
     bag_play, driver_spec = None, None
     if source == "sample":
         bag = args["sample_bag"] or str(share_dir / "models" / "sample_bag")
@@ -181,8 +237,11 @@ def plan_camera(args: Mapping[str, str], share_dir: str | Path) -> CameraPlan:
         if found_type == "sensor_msgs/msg/CompressedImage" and not args["image_topic"]:
             transport = "compressed"
             image_topic = _strip_compressed(image_topic)
-        bag_play = ["ros2", "bag", "play", bag, "--loop"]
-        messages.append(f"playing {bag} in a loop: {image_topic} ({transport}), {info_topic}")
+        bag_play = _bag_play(bag, share_dir, "--loop")
+        node_overrides["use_sim_time"] = True  # the bag's clock: stamps, tf and stamp age agree
+        if bag_has_topic(bag, "/tf_static"):  # the camera's pose over the floor is in the bag
+            node_overrides["ground_frame"] = SAMPLE_GROUND_FRAME
+        messages.append(f"playing {bag} in a loop on its clock: {image_topic} ({transport}), {info_topic}")
     elif source == "camera":
         if driver not in DRIVERS:
             raise ValueError(f"camera_driver:={driver!r} must be one of {', '.join(DRIVERS)}")
@@ -197,6 +256,7 @@ def plan_camera(args: Mapping[str, str], share_dir: str | Path) -> CameraPlan:
         image_topic = args["image_topic"]
         info_topic = args["camera_info_topic"] or camera_info_topic_for(image_topic)
     node = _node_plan(args, share_dir, image_topic, info_topic, transport)
+    node.overrides.update(node_overrides)
     prefix = _namespace_prefix(args["namespace"])
     rviz_image = image_topic if image_topic.startswith("/") else f"{prefix}/{image_topic}"
     view_transform = None
@@ -212,13 +272,51 @@ def plan_camera(args: Mapping[str, str], share_dir: str | Path) -> CameraPlan:
 @dataclass
 class ReplayPlan:
     node: NodePlan
-    bag_play: list[str]
+    bag_play: list[str]  # started when the node logs READY_LINE
     bag_record: list[str]
+    out: Path
     messages: list[str] = field(default_factory=list)
 
 
-def plan_replay(args: Mapping[str, str], share_dir: str | Path) -> ReplayPlan:
-    """``ros2 bag play`` + the node (on the bag's clock) + ``ros2 bag record`` of its outputs."""
+class ReadyGate:
+    """True for the first output text holding :data:`READY_LINE`, False before and after."""
+
+    def __init__(self, line: str = READY_LINE) -> None:
+        self.line, self.opened = line, False
+
+    def __call__(self, text: bytes | str) -> bool:
+        if self.opened:
+            return False
+        decoded = text.decode(errors="replace") if isinstance(text, bytes) else text
+        self.opened = self.line in decoded
+        return self.opened
+
+
+def replay_output_dir(out: str, cwd: Path, home: Path, now: datetime,
+                      writable: Callable[[Path], bool] = lambda path: os.access(path, os.W_OK)) -> Path:
+    """Where ``replay.launch.py`` records: ``out`` (refused if it exists), or a new folder
+    ``mp3d_replay_<date>_<time>[_N]`` in ``cwd`` (``home/.ros`` when ``cwd`` is not writable, e.g.
+    inside an install tree)."""
+    if out:
+        path = Path(out).expanduser().resolve()
+        if path.exists():
+            raise ValueError(f"output bag {path} already exists; choose another out:=...")
+        return path
+    base = cwd if writable(cwd) else home / ".ros"
+    stem = f"mp3d_replay_{now:%Y%m%d_%H%M%S}"
+    path, index = base / stem, 1
+    while path.exists():
+        index += 1
+        path = base / f"{stem}_{index}"
+    return path
+
+
+def plan_replay(args: Mapping[str, str], share_dir: str | Path, cwd: Path | None = None,
+                home: Path | None = None, now: datetime | None = None) -> ReplayPlan:
+    """``ros2 bag play`` + the node (on the bag's clock) + ``ros2 bag record`` of its outputs.
+
+    ``cwd``, ``home`` and ``now`` (default: the process's) choose the default output folder.
+    """
     args = {**{name: default for name, default, _ in REPLAY_ARGUMENTS}, **args}
     bag = args["bag"]
     if not bag:
@@ -239,16 +337,15 @@ def plan_replay(args: Mapping[str, str], share_dir: str | Path) -> ReplayPlan:
     info_topic = args["camera_info_topic"] or found_info or camera_info_topic_for(image_topic)
     node = _node_plan(args, Path(share_dir), image_topic, info_topic, transport)
     node.overrides["use_sim_time"] = True  # stamps, tf and latency follow the bag's clock
-    out = args["out"] or str(Path(bag).resolve()).rstrip("/") + "_mp3d"
-    if Path(out).exists():
-        raise ValueError(f"output bag {out} already exists; choose out:=...")
+    out = replay_output_dir(args["out"], cwd or Path.cwd(), home or Path.home(), now or datetime.now())
     prefix = _namespace_prefix(args["namespace"])
     topics = [f"{prefix}/pose_node/poses", f"{prefix}/pose_node/markers", "/diagnostics"]
     if _truthy(args["record_inputs"], "record_inputs"):
         topics += [image_topic + ("/compressed" if transport == "compressed" else ""), info_topic]
-    play = ["ros2", "bag", "play", bag, "--clock", "--rate", f"{rate:g}"]
-    record = ["ros2", "bag", "record", "-o", out, *topics]
-    return ReplayPlan(node, play, record, [f"replaying {bag} ({image_topic}, {transport}) into {out}"])
+    play = _bag_play(bag, Path(share_dir), "--rate", f"{rate:g}")
+    record = ["ros2", "bag", "record", "-o", str(out), *topics]
+    return ReplayPlan(node, play, record, out, [
+        f"replaying {bag} ({image_topic}, {transport}) into {out} once the pose node is ready"])
 
 
 def render_rviz_config(template: str, fixed_frame: str, poses_prefix: str, image_topic: str) -> str:

@@ -2,8 +2,10 @@
 
 Subscribes ``image`` (``sensor_msgs/Image``; ``sensor_msgs/CompressedImage`` on ``<image>/compressed``
 with ``image_transport:=compressed``) and ``camera_info`` with sensor-data QoS; publishes
-``~/poses`` (``mp3d_ros/PoseArray3D``), ``~/markers`` (``visualization_msgs/MarkerArray``) and
-``/diagnostics``, all reliable. Parameters: see ``config/mp3d.yaml`` (and
+``~/poses`` (``mp3d_ros/PoseArray3D``), ``~/markers`` (``visualization_msgs/MarkerArray``),
+``~/people`` (``people_msgs/People``, when that package is installed), optionally TF frames
+``person_<id>`` and ``/diagnostics``, all reliable. It logs :data:`READY_LINE` once it listens (the
+launch files start bag playback on that line). Parameters: see ``config/mp3d.yaml`` (and
 :data:`mp3d_ros.ros.settings.PARAMETERS`).
 
 This module is the thin ROS edge: every decision lives in :mod:`mp3d_ros.ros.frames` (pairing,
@@ -14,6 +16,7 @@ are common to Humble and Jazzy (rclpy, message_filters, tf2_ros).
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any, Callable
 
@@ -23,13 +26,14 @@ import tf2_ros
 from builtin_interfaces.msg import Duration as DurationMsg
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from geometry_msgs.msg import Point, Pose, Quaternion, Transform, TransformStamped, Vector3
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
@@ -42,9 +46,11 @@ from mp3d_ros.messages.conversions import (
     make_header,
     make_time,
 )
+from mp3d_ros.messages.people_msgs import PeopleMsgClasses, people_to_people_msg, track_frames
 from mp3d_ros.msg import Keypoint3D, Person3D, PoseArray3D
 from mp3d_ros.ros.frames import FrameBuffer, FrameProcessor, FrameResult, FrameWorker, ThrottledLog
-from mp3d_ros.ros.health import DiagnosticsMonitor, load_estimator
+from mp3d_ros.ros.health import DiagnosticsMonitor, load_estimator, match_opencv_threads
+from mp3d_ros.ros.launch_support import READY_LINE
 from mp3d_ros.ros.settings import PARAMETERS, NodeSettings, ParameterSpec, SettingsError
 
 # Outputs are reliable with a short queue: a slow subscriber gets the newest poses, never a backlog.
@@ -61,6 +67,15 @@ def message_classes() -> MessageClasses:
         MarkerArray=MarkerArray, MeshFile=MeshFile, DiagnosticArray=DiagnosticArray,
         DiagnosticStatus=DiagnosticStatus, KeyValue=KeyValue,
     )
+
+
+def people_msgs_classes() -> PeopleMsgClasses | None:
+    """people_msgs' classes, or None where the package is not installed (an optional dependency)."""
+    try:
+        module = importlib.import_module("people_msgs.msg")
+    except ImportError:
+        return None
+    return PeopleMsgClasses(People=module.People, Person=module.Person, Point=Point)
 
 
 def _descriptor(spec: ParameterSpec) -> ParameterDescriptor:
@@ -90,16 +105,17 @@ class PoseNode(Node):
 
             estimator_factory = Estimator
         self.loaded = load_estimator(estimator_factory, settings, self._log)
+        match_opencv_threads()
         self.get_logger().info(
             f"estimator ready: backend {self.loaded.backend} on {self.loaded.device} "
             f"({self.loaded.precision})")
         self._classes = message_classes()
         lookup = None
-        if settings.target_frame:
+        if settings.target_frame or settings.ground_frame:
             self._tf_buffer = tf2_ros.Buffer()
             self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
             lookup = self._lookup_transform
-        self._buffer = FrameBuffer(settings.camera_info_wait_s)
+        self._buffer = FrameBuffer(settings.camera_info_wait_s, on_time_jump=self._on_time_jump)
         self._processor = FrameProcessor(
             self.loaded.estimator.estimate, settings, self._classes,
             ThrottledLog(self._log, settings.log_throttle_s), lookup_transform=lookup,
@@ -109,24 +125,35 @@ class PoseNode(Node):
         self._poses_pub = self.create_publisher(PoseArray3D, "~/poses", _OUTPUT_QOS)
         self._markers_pub = self.create_publisher(MarkerArray, "~/markers", _OUTPUT_QOS)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _OUTPUT_QOS)
+        self._people_classes = people_msgs_classes() if settings.publish_people else None
+        self._people_pub = None
+        if self._people_classes is not None:
+            self._people_pub = self.create_publisher(self._people_classes.People, "~/people", _OUTPUT_QOS)
+        elif settings.publish_people:
+            self.get_logger().info("people_msgs is not installed: ~/people is not published "
+                                   "(sudo apt install ros-$ROS_DISTRO-people-msgs to get it)")
+        self._tf_broadcaster = tf2_ros.TransformBroadcaster(self) if settings.publish_tf else None
         self._subscribe(settings)
         self._worker = FrameWorker(self._buffer, self._processor, self._publish, self._log)
         self._worker.start()
         self._timer = self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
+        self.get_logger().info(READY_LINE)
 
     # ------------------------------------------------------------------ set-up
 
     def _read_settings(self) -> NodeSettings:
-        problems, values = [], {}
+        """Declare every parameter and validate them all; one error lists every problem."""
+        problems, values, refused = [], {}, set()
         for spec in PARAMETERS:
             try:
                 values[spec.name] = self.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
             except Exception as error:  # noqa: BLE001 - rclpy raises a different type per problem
                 problems.append(f"{spec.name} ({spec.constraints or type(spec.default).__name__}): "
                                 f"{type(error).__name__}: {error}")
-        if problems:
-            raise SettingsError("invalid parameters:\n  - " + "\n  - ".join(problems))
-        return NodeSettings.from_values(values)
+                refused.add(spec.name)
+        # Refused values are left out (their default stands in) so the other checks still run.
+        return NodeSettings.from_values({k: v for k, v in values.items() if k not in refused},
+                                        known_problems=problems, unchecked=refused)
 
     def _subscribe(self, settings: NodeSettings) -> None:
         if settings.image_transport == "compressed":
@@ -169,12 +196,36 @@ class PoseNode(Node):
             timeout=Duration(seconds=self.settings.transform_timeout_s))
         return RigidTransform.from_msg(transform.transform)
 
+    def _on_time_jump(self, message: str) -> None:
+        self.get_logger().warn(message)
+        # The synchronizer keeps at most queue_size stamps per topic and evicts the oldest, which
+        # after a jump back are the new ones: forget the old stamps so the new ones can pair.
+        with self._sync.lock:
+            for queue in self._sync.queues:
+                queue.clear()
+
     def _publish(self, result: FrameResult) -> None:
+        # The worker may finish a frame while Ctrl-C shuts rclpy down; publishing then would raise.
+        if not self.context.ok():
+            return
         self._poses_pub.publish(result.poses)
         if result.markers is not None:
             self._markers_pub.publish(result.markers)
+        header = result.poses.header
+        if self._people_pub is not None:
+            self._people_pub.publish(people_to_people_msg(result.people, header, self._people_classes))
+        if self._tf_broadcaster is not None:
+            frames = track_frames(result.people)
+            if frames:
+                self._tf_broadcaster.sendTransform([TransformStamped(
+                    header=header, child_frame_id=child,
+                    transform=Transform(translation=Vector3(x=x, y=y, z=z),
+                                        rotation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)))
+                    for child, (x, y, z) in frames])
 
     def _publish_diagnostics(self) -> None:
+        if not self.context.ok():
+            return
         report = self._diagnostics.report()
         header = make_header(self._classes, self.get_clock().now().nanoseconds, "")
         self._diagnostics_pub.publish(make_diagnostic_array(
@@ -186,7 +237,9 @@ class PoseNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    # No rclpy signal handler: Ctrl-C raises KeyboardInterrupt with the context still valid, so the
+    # worker is stopped and joined before rclpy shuts down (not after, mid-publish).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = PoseNode()

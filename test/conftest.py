@@ -22,6 +22,15 @@ def shared_dir() -> Path:
     return SHARED_DIR
 
 
+@pytest.fixture
+def mocap_dir(shared_dir: Path) -> Path:
+    """``../shared/mocap``, the CMU mocap (BVH) the lifter and the synthetic scenes read."""
+    mocap = shared_dir / "mocap"
+    if not (mocap / "cmu_daz").is_dir():
+        pytest.skip(f"{mocap / 'cmu_daz'} is absent: the CMU mocap lives in ../shared/mocap beside the checkout")
+    return mocap
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Small tensors on a shared CPU: one intra-op thread is faster than several."""

@@ -118,8 +118,8 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     torch.testing.assert_close(loaded(x), model(x))
 
 
-def test_training_pairs_project_onto_their_targets(shared_dir: Path) -> None:
-    bank = load_pose_bank(shared_dir / "mocap", 1.7, fps=10, takes=FEW_TAKES[:2])
+def test_training_pairs_project_onto_their_targets(mocap_dir: Path) -> None:
+    bank = load_pose_bank(mocap_dir, 1.7, fps=10, takes=FEW_TAKES[:2])
     batch = sample_lifting_batch(bank, 64, NO_ERRORS, torch.Generator().manual_seed(4))
     assert batch.rays.shape == (64, 17, 3) and batch.target_m.shape == (64, 17, 3)
     torch.testing.assert_close(batch.target_m[:, MUPOTS_17.root], torch.zeros(64, 3))
@@ -140,12 +140,12 @@ def test_training_pairs_project_onto_their_targets(shared_dir: Path) -> None:
     assert ((root[:, 2, 0] > 0.9) & (root[:, 2, 0] < 15.1)).all()  # depths 1-15 m
 
 
-def test_tiny_training_lowers_the_held_out_error(shared_dir: Path, tmp_path: Path, capsys) -> None:
+def test_tiny_training_lowers_the_held_out_error(mocap_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "tiny.safetensors"
     train_lifter_main(
         [
             "--mocap",
-            str(shared_dir / "mocap"),
+            str(mocap_dir),
             "--out",
             str(out),
             "--takes",
@@ -169,13 +169,13 @@ def test_tiny_training_lowers_the_held_out_error(shared_dir: Path, tmp_path: Pat
     assert record["held_out_mpjpe_mm"] < 0.6 * record["initial_mpjpe_mm"], record
 
 
-def test_committed_lifter_matches_its_card(shared_dir: Path) -> None:
+def test_committed_lifter_matches_its_card(mocap_dir: Path) -> None:
     model, record = load_lifter(LIFTER)
     card = (REPO / "models" / "LIFTER.md").read_text()
     assert f"{record['held_out_mpjpe_mm']:.1f} mm" in card
     assert "02" in record["data"]["held_out_subjects"]
     bank = load_pose_bank(
-        shared_dir / "mocap", model.cfg.canonical_height_m, fps=10, takes=["02_01", "02_05", "07_01"]
+        mocap_dir, model.cfg.canonical_height_m, fps=10, takes=["02_01", "02_05", "07_01"]
     )
     _, held_out = split_subjects(bank, ["02"])
     assert set(held_out.subjects) == {"02"}

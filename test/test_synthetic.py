@@ -11,9 +11,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mp3d_ros.data.mppe import read_3dmppe_json
 from mp3d_ros.geometry.camera import Intrinsics, project
 from mp3d_ros.geometry.skeleton import MUCO_21
 from mp3d_ros.synthetic import body as bodies
+from mp3d_ros.synthetic.bvh import load_mocap_poses
 from mp3d_ros.synthetic.scenes import (
     SceneConfig,
     generate_image,
@@ -22,7 +24,6 @@ from mp3d_ros.synthetic.scenes import (
 )
 
 torch.set_num_threads(1)
-SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 J = {name: i for i, name in enumerate(MUCO_21.joints)}
 
 
@@ -218,12 +219,8 @@ def test_sequence_keeps_identities_and_moves_smoothly() -> None:
     assert not np.array_equal(frames[0].image, frames[-1].image)
 
 
-def test_mocap_sequence_plays_the_take(tmp_path: Path) -> None:
-    mocap = SHARED_DIR / "mocap" / "cmu_daz"
-    if not mocap.is_dir():
-        pytest.skip(f"{mocap} is absent: the CMU mocap lives in ../shared beside the checkout")
-    from mp3d_ros.synthetic.bvh import load_mocap_poses
-
+def test_mocap_sequence_plays_the_take(mocap_dir: Path, tmp_path: Path) -> None:
+    mocap = mocap_dir / "cmu_daz"
     takes = load_mocap_poses(mocap / "09", MUCO_21, fps=30.0, takes=["09_01"])
     config = SceneConfig(size=(192, 128), people=(2, 2), fps=30.0)
     frames = list(generate_sequence(config, seed=0, index=0, num_frames=6, mocap=takes))
@@ -350,9 +347,8 @@ def test_dataset_json_layout_and_projection(datasets: tuple[Path, Path]) -> None
 
 
 def test_dataset_loads_with_the_3dmppe_reader(datasets: tuple[Path, Path]) -> None:
-    mppe = pytest.importorskip("mp3d_ros.data.mppe", reason="the 3DMPPE reader is not written yet")
     path, _ = datasets
-    images = mppe.read_3dmppe_json(path, "muco_21")
+    images = read_3dmppe_json(path, "muco_21")
     data = json.loads(path.read_text())
     assert len(images) == 5 and sum(len(im) for im in images) == len(data["annotations"])
     for image in images:

@@ -25,7 +25,7 @@ from mp3d_ros.data.lifting import (
     sample_lifting_batch,
     split_subjects,
 )
-from mp3d_ros.model.lifter import Lifter, LifterConfig, lift, save_lifter
+from mp3d_ros.model.lifter import Lifter, LifterConfig, lift, lifter_mpjpe_mm, save_lifter
 
 __all__ = ["main"]
 
@@ -56,21 +56,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-@torch.no_grad()
-def _held_out_mpjpe_mm(model: Lifter, bank: PoseBank, samples: int, seed: int) -> float:
-    """Mean per-joint position error (mm) on a fixed set of held-out pairs."""
-    model.eval()
-    generator = torch.Generator(bank.poses_m.device).manual_seed(seed)
-    total, count = 0.0, 0
-    for start in range(0, samples, 4096):
-        batch = sample_lifting_batch(bank, min(4096, samples - start), generator=generator)
-        error = (lift(model, batch.rays, batch.confidence) - batch.target_m).norm(dim=-1)
-        total += float(error.sum())
-        count += error.numel()
-    model.train()
-    return 1000.0 * total / count
-
-
 def _hardware(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
@@ -96,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(args.log_dir))
-    initial = _held_out_mpjpe_mm(model, test_bank, args.eval_samples, args.seed + 1)
+    initial = lifter_mpjpe_mm(model, test_bank, args.eval_samples, args.seed + 1)
     generator = torch.Generator(args.device).manual_seed(args.seed)
     data_cfg = LiftingDataConfig()
     started = time.time()
@@ -110,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if writer is not None and step % 100 == 0:
             writer.add_scalar("train/mpjpe_m", float(loss.detach()), step)
     seconds = time.time() - started
-    final = _held_out_mpjpe_mm(model, test_bank, args.eval_samples, args.seed + 1)
+    final = lifter_mpjpe_mm(model, test_bank, args.eval_samples, args.seed + 1)
     if writer is not None:
         writer.add_scalar("held_out/mpjpe_mm", final, args.steps)
         writer.close()

@@ -463,3 +463,53 @@ def test_ready_gate_opens_once() -> None:
     gate = ReadyGate()
     assert not gate(b"[INFO] estimator ready") and gate(f"x {READY_LINE}\n".encode())
     assert not gate(READY_LINE)
+
+
+# ----------------------------------------------------------------------------- colcon build and test
+
+
+def cmake_commands(name: str) -> list[list[str]]:
+    """The argument lists of every ``name(...)`` call in CMakeLists.txt (quotes dropped)."""
+    import re
+    import shlex
+
+    text = re.sub(r"#[^\n]*", "", (ROOT / "CMakeLists.txt").read_text())
+    return [shlex.split(m.group(1)) for m in re.finditer(rf"\b{name}\(([^)]*)\)", text)]
+
+
+def test_python_sources_install_in_a_way_symlink_install_can_link() -> None:
+    # ament_cmake_symlink_install_directory falls back to copying for these keywords.
+    unsupported = {"REGEX", "FILES_MATCHING", "PERMISSIONS", "FILE_PERMISSIONS", "DIRECTORY_PERMISSIONS",
+                   "USE_SOURCE_PERMISSIONS", "CONFIGURATIONS", "COMPONENT"}
+    installs = cmake_commands("install")
+    assert installs and not [args for args in installs if args[0] == "DIRECTORY" and unsupported & set(args)]
+    assert any(args[:2] == ["DIRECTORY", "mp3d_ros/${_entry}"] for args in installs)
+    assert any(args[:2] == ["FILES", "mp3d_ros/${_entry}"] for args in installs)
+
+
+def test_core_tests_do_not_run_from_the_source_tree() -> None:
+    (args,) = cmake_commands("ament_add_pytest_test")
+    directory = args[args.index("WORKING_DIRECTORY") + 1]
+    assert directory == "${CMAKE_CURRENT_BINARY_DIR}"
+
+
+def load_ros_conftest():
+    spec = importlib.util.spec_from_file_location("ros_conftest_under_test", ROOT / "test" / "ros" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ros_tests_put_the_installed_package_ahead_of_the_checkout(tmp_path: Path) -> None:
+    conftest = load_ros_conftest()
+    installed = tmp_path / "install" / "lib" / "site-packages"
+    (installed / "mp3d_ros" / "msg").mkdir(parents=True)
+    (installed / "mp3d_ros" / "msg" / "__init__.py").write_text("")
+    path = [str(ROOT), "/usr/lib/python3", str(installed), "/other"]
+    assert conftest.installed_first(path, ROOT) == ["/usr/lib/python3", str(installed), str(ROOT), "/other"]
+    assert conftest.installed_first(["/usr/lib/python3", str(ROOT)], ROOT) == ["/usr/lib/python3", str(ROOT)]
+
+
+def test_the_test_extra_keeps_pytest_below_9() -> None:
+    text = (ROOT / "setup.cfg").read_text()
+    assert "pytest>=7,<9" in text  # pytest 9 breaks launch_testing's plugin in a sourced Jazzy shell

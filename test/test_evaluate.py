@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,6 +19,7 @@ from mp3d_ros.geometry.camera import Intrinsics, project
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import MUPOTS_17, convert_joints, get_joint_set
 
+REPO = Path(__file__).resolve().parents[1]
 MUPOTS_SCENES = [[[0, 0, 3000], [900, 0, 5000]], [[10, 0, 3000], [910, 0, 5000]],
                  [[-500, 100, 4000]], [[-480, 100, 4000]]]
 MUPOTS_SEQUENCES = ["TS1", "TS1", "TS2", "TS2"]
@@ -171,34 +171,33 @@ def test_kvalue_baseline_end_to_end(mupots_dir, tmp_path, capsys):
 # ----------------------------------------------------------------------------- the estimator path
 
 
-def test_estimator_path_writes_predictions_and_scores_them(mupots_dir, tmp_path, capsys, monkeypatch):
-    images = read_3dmppe_json(mupots_dir / "MuPoTS-3D.json", "mupots_17")
-    for n, image in enumerate(images):  # image n is a flat grey of value 40 n
-        path = mupots_dir / "MultiPersonTestSet" / image.file_name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), np.full((image.height, image.width, 3), 40 * n, np.uint8))
-    calls = []
+def test_estimator_path_writes_predictions_and_scores_them(tmp_path, capsys):
+    """The real path: mp3d-eval runs the shipped lite network on generated scenes in batches of 2
+    (``Estimator.estimate_batch``), writes the predictions in dataset order and scores them; each
+    image's people equal the estimator's one-image result."""
+    from mp3d_ros.inference.estimator import Estimator
+    from mp3d_ros.synthetic.scenes import SceneConfig, write_dataset
 
-    class FakeEstimator:  # the interface evaluate.py codes against; inference.py is not written yet
-        def __init__(self, model, device):
-            calls.append((model, device))
-
-        def estimate(self, rgb, intrinsics):
-            n = int(round(rgb.mean() / 40))
-            assert rgb.shape == (1080, 1920, 3) and intrinsics.fx == images[n].intrinsics.fx
-            return perfect_people(images[n])
-
-    monkeypatch.setitem(sys.modules, "mp3d_ros.inference.estimator",
-                        types.SimpleNamespace(Estimator=FakeEstimator))
+    data = tmp_path / "scenes"
+    write_dataset(data, SceneConfig(size=(320, 240), people=(1, 2)), 3, seed=0)
+    images, root = evaluate.load_dataset("synthetic", data)
+    model = str(REPO / "models" / "synthetic_lite.pt")
     out_path = tmp_path / "written.json"
-    code, out, err = run(["--model", "lite.onnx", "--dataset", "mupots", "--data", mupots_dir,
-                          "--out", out_path, "--device", "cpu", "--batch", "3"], capsys)
+    code, out, err = run(["--model", model, "--dataset", "synthetic", "--data", data, "--out", out_path,
+                          "--device", "cpu", "--batch", "2", "--metrics-out", tmp_path / "m.json"], capsys)
     assert code == 0, err
-    assert calls == [("lite.onnx", "cpu")]
     saved, metadata = load_predictions(out_path)
     assert [s.image_id for s in saved] == [im.image_id for im in images]
-    assert metadata["model"] == "lite.onnx"
-    assert "All people       100.0   100.0    100.0" in out
+    assert metadata["model"] == model
+    estimator = Estimator(model, device="cpu")
+    for prediction, image in zip(saved, images):
+        rgb = cv2.cvtColor(cv2.imread(str(root / image.file_name)), cv2.COLOR_BGR2RGB)
+        alone = estimator.estimate(rgb, image.intrinsics)
+        assert len(prediction.people) == len(alone)
+        np.testing.assert_allclose(prediction.people.keypoints_m, alone.keypoints_m, atol=1e-4)
+        np.testing.assert_allclose(prediction.people.uv_px, alone.uv_px, atol=1e-2)
+    assert sum(len(p.people) for p in saved) > 0
+    assert "pck_abs" in json.loads((tmp_path / "m.json").read_text())["all"]
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -208,22 +207,22 @@ def test_predictions_that_do_not_cover_the_dataset_are_refused(mupots_dir, tmp_p
     images = read_3dmppe_json(mupots_dir / "MuPoTS-3D.json", "mupots_17")
     partial = save_perfect(tmp_path / "partial.json", images[:3])
     code, _, err = run(["--dataset", "mupots", "--data", mupots_dir, "--predictions", partial], capsys)
-    assert code == 1 and "predictions lack 1 of the dataset's 4 images (image ids [103])" in err
+    assert code == 2 and "predictions lack 1 of the dataset's 4 images (image ids [103])" in err
     foreign = tmp_path / "foreign.json"
     shifted = [ImagePredictions(im.image_id + 50, "", perfect_people(im)) for im in images]
     own = [ImagePredictions(im.image_id, "", perfect_people(im)) for im in images]
     save_predictions(foreign, shifted + own)
     code, _, err = run(["--dataset", "mupots", "--data", mupots_dir, "--predictions", foreign], capsys)
-    assert code == 1 and "image ids the dataset does not have" in err
+    assert code == 2 and "image ids the dataset does not have" in err
 
 
 def test_missing_data_and_bad_arguments(tmp_path, capsys):
     code, _, err = run(["--dataset", "mupots", "--data", tmp_path / "nowhere", "--predictions",
                         tmp_path / "p.json"], capsys)
-    assert code == 1 and "nowhere does not exist" in err
+    assert code == 2 and "nowhere does not exist" in err
     code, _, err = run(["--dataset", "mupots", "--data", tmp_path, "--predictions",
                         tmp_path / "p.json"], capsys)
-    assert code == 1 and "MuPoTS-3D annotation file not found" in err
+    assert code == 2 and "MuPoTS-3D annotation file not found" in err
     with pytest.raises(SystemExit):
         evaluate_cli.main(["--dataset", "mupots", "--data", str(tmp_path)])  # no model nor predictions
     with pytest.raises(SystemExit):

@@ -23,13 +23,15 @@ CFG = ModelConfig(input_size=(128, 96))
 ALL_ON = LossConfig(hmor=1.0)
 
 
-def batch(counts=(2, 0), seed: int = 0, coco_like: bool = False):
-    """Targets of small 128x96 scenes with ``counts`` people each."""
+def batch(counts=(2, 0), seed: int = 0, coco_like: bool = False, distorted: tuple[bool, ...] = ()):
+    """Targets of small 128x96 scenes with ``counts`` people each (``distorted[i]``: image i is
+    seen through a plumb_bob lens)."""
     rng = np.random.default_rng(seed)
     gen = TargetGenerator(CFG)
     items = []
-    for count in counts:
-        intr = random_camera(rng, size=(256, 192), focal_range=(230.0, 270.0))
+    for i, count in enumerate(counts):
+        lens = distorted[i] if i < len(distorted) else False
+        intr = random_camera(rng, size=(256, 192), distorted=lens, focal_range=(230.0, 270.0))
         transform = letterbox_transform(intr.size, CFG.input_size)
         people = place_people(rng, intr, count, transform, depth_range=(3.0, 5.0)) if count else np.zeros((0, 17, 3))
         ann, _, _ = annotate(people, intr, transform, rng)
@@ -62,6 +64,17 @@ def test_every_term_vanishes_at_the_ground_truth() -> None:
     bad = compute_losses(noisy(out), targets, CFG, ALL_ON)
     for name in ("center", "heatmap", "offset", "root_to_center", "root_depth", "rel_depth", "dapl", "geometric"):
         assert float(bad[name]) > 10 * float(terms[name]) + 1e-3, name
+
+
+def test_geometric_term_undistorts_the_torso() -> None:
+    """Through a k1 = -0.08 lens the ground-truth torso still gives its depth exactly (MAR Eq. 7-8
+    on the undistorted rays): the geometric NLL at its floor stays 0 in a batch mixing lenses."""
+    targets = batch((2, 3), seed=1, distorted=(True, False))
+    assert targets.distortion[0, 0] == pytest.approx(-0.08) and not targets.distortion[1].any()
+    out = targets_as_outputs(targets, sigma=CFG.sigma_min, geo_sigma=CFG.sigma_min)
+    terms = compute_losses(out, targets, CFG, ALL_ON)
+    for name in ("geometric", "dapl", "hmor"):
+        assert float(terms[name]) == pytest.approx(0.0, abs=2e-3), name
 
 
 @pytest.mark.parametrize("depth_head", ["regression", "log_bins"])

@@ -42,8 +42,8 @@ def test_yaml_and_overrides_round_trip(tmp_path) -> None:
     "text, overrides, message",
     [
         ("nmae: x\n", [], r"c\.yaml: unknown key\(s\) \['nmae'\]"),
-        ("optim:\n  lr: fast\n", [], r"c\.yaml\.optim\.lr: expected float"),
-        ("steps: 1.5\n", [], r"c\.yaml\.steps: expected int"),
+        ("optim:\n  lr: fast\n", [], r"c\.yaml: optim\.lr: expected float, got 'fast'"),
+        ("steps: 1.5\n", [], r"c\.yaml: steps: expected int, got 1\.5"),
         ("", ["optim.betas=[1]"], r"optim\.betas: expected 2 values"),
         ("", ["steps"], "must look like key.sub=value"),
         ("- 1\n", [], "top level must be a mapping"),

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
+from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
 from mp3d_ros.evaluation.evaluate import (
     DATASETS,
+    check_prediction_skeleton,
     ground_truth_frames,
     json_safe,
     kvalue_baseline,
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``mp3d-eval``; returns the exit status (0 ok, 1 bad input)."""
+    """Entry point of ``mp3d-eval``; returns the exit status (0 ok, 2 bad input)."""
     args = _parser().parse_args(argv)
     if args.batch < 1:
         _parser().error("--batch must be at least 1")
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images, image_root = load_dataset(args.dataset, args.data)
         if args.predictions is not None:
             saved, _ = load_predictions(args.predictions)
+            check_prediction_skeleton(saved, str(args.predictions))
         else:
             model = args.checkpoint or args.model
             saved = run_estimator(model, images, image_root, args.device, args.batch)
@@ -67,9 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline == "kvalue":
             people = [kvalue_baseline(p, im.intrinsics) for p, im in zip(people, images)]
         text, result = report(args.dataset, (prediction_frames(people), ground_truth_frames(images)))
-    except ValueError as error:
-        print(f"mp3d-eval: error: {error}", file=sys.stderr)
-        return 1
+    except BAD_INPUT as error:
+        return report_bad_input("mp3d-eval", error)
     depth = "RootNet k-value root depth (box of the predicted 2D joints)" if args.baseline else \
         "the estimator's root depth"
     print(f"mp3d-eval: {args.dataset}, {len(images)} images, depth from {depth}\n")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
 from mp3d_ros.config import size_wxh
 from mp3d_ros.inference.export import DEFAULT_OPSET, export_onnx
 from mp3d_ros.inference.pipelines import load_pipeline
@@ -32,8 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest relative difference to torch that is accepted")
     args = parser.parse_args(argv)
-    pipeline = load_pipeline(args.checkpoint or args.model, input_size=args.input_size)
-    check = export_onnx(pipeline, args.out, args.opset, args.tolerance, float16_weights=args.float16_weights)
+    try:
+        pipeline = load_pipeline(args.checkpoint or args.model, input_size=args.input_size)
+        check = export_onnx(pipeline, args.out, args.opset, args.tolerance,
+                            float16_weights=args.float16_weights)
+    except BAD_INPUT as error:
+        return report_bad_input("mp3d-export", error)
     size_mb = Path(args.out).stat().st_size / 2**20
     print(f"wrote {args.out} ({size_mb:.1f} MiB, {pipeline.kind}, {pipeline.joint_set}, "
           f"{pipeline.input_size[0]}x{pipeline.input_size[1]}, opset {args.opset})")

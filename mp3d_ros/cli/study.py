@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
 from mp3d_ros.training.study import load_study, release_models, study_train_configs, train_study
 
 __all__ = ["main"]
@@ -45,9 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: step {result.step}, {losses}, last checkpoint {result.checkpoint}")
         for name, path in release_models(study, half=not args.full_precision).items():
             print(f"{name}: {path}")
-    except (FileNotFoundError, ValueError) as error:
-        print(f"mp3d-study: error: {error}", file=sys.stderr)
-        return 2
+    except BAD_INPUT as error:
+        return report_bad_input("mp3d-study", error)
     return 0
 
 

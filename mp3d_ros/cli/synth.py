@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 
+from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
 from mp3d_ros.config import load_config, size_wxh
 from mp3d_ros.geometry.skeleton import MUCO_21
 from mp3d_ros.messages.synthetic_bag import write_synthetic_bag
@@ -221,6 +222,13 @@ def scene_from_args(args: argparse.Namespace) -> tuple[SceneConfig, int | None, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return _run(args)
+    except BAD_INPUT as error:
+        return report_bad_input("mp3d-synth", error)
+
+
+def _run(args: argparse.Namespace) -> int:
     config, images, seed = scene_from_args(args)
     if args.bag is not None:
         count = write_synthetic_bag(args.bag, config, seed, args.frames, args.storage,

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
 from mp3d_ros.training.config import load_train_config
 from mp3d_ros.training.loop import train
 
@@ -43,9 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_train_config(args.config, args.overrides)
         result = train(config, args.resume)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"mp3d-train: error: {error}", file=sys.stderr)
-        return 2
+    except BAD_INPUT as error:
+        return report_bad_input("mp3d-train", error)
     if rank == 0:
         print(f"done at step {result.step}; last checkpoint {result.checkpoint}")
     return 0

@@ -267,13 +267,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> Tra
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unknown key or a bad value, naming the file and the key.
+        ConfigError: (a ValueError) invalid YAML, a duplicate or unknown key or a bad value,
+            naming the file, the dotted key and what was expected.
     """
-    try:
-        return load_config(TrainConfig, path, list(overrides))
-    except (ValueError, TypeError) as error:
-        where = str(path) if path is not None else "defaults"
-        message = str(error)
-        if not message.startswith(where):
-            message = f"{where}: {message}"
-        raise ValueError(message) from None
+    return load_config(TrainConfig, path, list(overrides))

@@ -65,7 +65,7 @@ def write(tmp_path, mutate) -> object:
      r"image_id 7\) person 1: missing field 'score'"),
     (lambda d: d["images"][0]["people"][0]["uv_px"].pop(),
      r"person 0: field 'uv_px' has shape \(16, 2\), expected \(17, 2\)"),
-    (lambda d: d["images"][0]["people"][0].update(score=None), "'score' must be a finite number"),
+    (lambda d: d["images"][0]["people"][0].update(score=None), r"'score' must be a number in \[0, 1\], got nan"),
     (lambda d: d["images"][0]["people"][0].update(inferred=[1] * 17), "'inferred' must be 17 booleans"),
     (lambda d: d["images"][0]["people"][0].update(keypoints_m="x"), "'keypoints_m'"),
 ])

@@ -39,6 +39,8 @@ __all__ = [
     "read_3dmppe_json",
     "group_by_sequence",
     "load_json",
+    "json_integer",
+    "json_numbers",
     "sequence_from_file_name",
     "h36m_action_name",
     "H36M_ACTIONS",
@@ -135,6 +137,32 @@ def load_json(path: str | Path, what: str) -> Any:
             return json.load(f)
     except json.JSONDecodeError as error:
         raise ValueError(f"{what} {path} is not valid JSON: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path} is not UTF-8 text (byte {error.start}: {error.reason})") from None
+
+
+def json_integer(value: Any) -> int:
+    """A JSON integer as ``int``; ``TypeError`` for anything else (``0.9``, ``"3"``, ``true``),
+    which ``int()`` would turn into another id."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def json_numbers(value: Any) -> np.ndarray:
+    """Nested JSON numbers as a float64 array, ``null`` as NaN; ``TypeError`` for text or booleans
+    (which ``np.array(..., float)`` would read as numbers) and for ragged nesting."""
+    try:
+        array = np.array(value)
+    except ValueError:  # ragged nesting (numpy >= 1.24)
+        raise TypeError("ragged nesting") from None
+    if array.dtype.kind in "iuf":
+        return array.astype(np.float64)
+    if array.dtype.kind == "O" and all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+            for v in array.reshape(-1)):
+        return np.array(array.reshape(-1).tolist(), dtype=np.float64).reshape(array.shape)
+    raise TypeError(f"expected numbers, got {array.dtype.kind!r} values")
 
 
 def sequence_from_file_name(file_name: str) -> str:
@@ -179,15 +207,36 @@ def _require(entry: dict, key: str, ctx: _Context, where: str) -> Any:
 def _array(value: Any, shape: tuple[int, ...], ctx: _Context, where: str, name: str) -> np.ndarray:
     """Float array of ``shape`` (``null`` entries become NaN); extra trailing columns are dropped."""
     try:
-        array = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ctx.error(where, f"field {name!r} is not numeric") from None
+        array = json_numbers(value)
+    except TypeError:
+        raise ctx.error(where, f"field {name!r} is not numeric: {_short(value)}") from None
     if array.ndim == len(shape) and len(shape) == 2 and array.shape[0] == shape[0]:
         if array.shape[1] >= shape[1]:
             array = array[:, : shape[1]]
     if array.shape != shape:
         raise ctx.error(where, f"field {name!r} has shape {array.shape}, expected {shape}")
     return array
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _integer(entry: dict, key: str, ctx: _Context, where: str, default: Any = None) -> int:
+    """Field ``key`` of ``entry``, a JSON integer (``default`` when absent and a default is given)."""
+    value = entry.get(key, default) if default is not None else _require(entry, key, ctx, where)
+    try:
+        return json_integer(value)
+    except TypeError:
+        raise ctx.error(where, f"field {key!r} must be an integer, got {_short(value)}") from None
+
+
+def _number(entry: dict, key: str, default: float, ctx: _Context, where: str) -> float:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ctx.error(where, f"field {key!r} must be a number, got {_short(value)}")
+    return float(value)
 
 
 def _intrinsics(image: dict, cameras: dict | None, ctx: _Context, where: str) -> Intrinsics:
@@ -211,7 +260,12 @@ def _intrinsics(image: dict, cameras: dict | None, ctx: _Context, where: str) ->
     model = str(image.get("distortion_model", "none")) or "none"
     D = image.get("distortion", [])
     try:
-        return Intrinsics(K, int(image["width"]), int(image["height"]), model, np.asarray(D, float))
+        D = json_numbers(D)
+    except TypeError:
+        raise ctx.error(where, f"field 'distortion' is not numeric: {_short(D)}") from None
+    width, height = _integer(image, "width", ctx, where), _integer(image, "height", ctx, where)
+    try:
+        return Intrinsics(K, width, height, model, D)
     except ValueError as error:
         raise ctx.error(where, f"invalid camera: {error}") from None
 
@@ -290,8 +344,10 @@ def _person(
     if vis_raw is None:
         vis = np.ones(num_joints, dtype=bool)
     else:
-        vis = _array(np.reshape(np.asarray(vis_raw, dtype=object), -1).tolist(), (num_joints,),
-                     ctx, where, "keypoints_vis") > 0
+        # Visibility may be written as booleans (Human3.6M) or 0 / 1 numbers (MuCo, MuPoTS).
+        flat = [int(v) if isinstance(v, bool) else v
+                for v in np.reshape(np.asarray(vis_raw, dtype=object), -1).tolist()]
+        vis = _array(flat, (num_joints,), ctx, where, "keypoints_vis") > 0
     labelled = np.isfinite(cam_mm).all(axis=1) & np.isfinite(uv).all(axis=1)
     cam_mm = np.where(labelled[:, None], cam_mm, np.nan)
     uv = np.where(labelled[:, None], uv, np.nan)
@@ -301,9 +357,17 @@ def _person(
         "keypoints_vis": vis & labelled,
         "labelled": labelled,
         "bbox_px": _array(_require(ann, "bbox", ctx, where), (4,), ctx, where, "bbox"),
-        "track_id": int(ann.get("track_id", -1)),
-        "valid": bool(ann.get("is_valid", 1)),
+        "track_id": _integer(ann, "track_id", ctx, where, default=-1),
+        "valid": _flag(ann, "is_valid", ctx, where),
     }
+
+
+def _flag(entry: dict, key: str, ctx: _Context, where: str) -> bool:
+    """An optional 0 / 1 / true / false field (default true)."""
+    value = entry.get(key, 1)
+    if value not in (0, 1) or not isinstance(value, (int, bool)):
+        raise ctx.error(where, f"field {key!r} must be 0, 1, true or false, got {_short(value)}")
+    return bool(value)
 
 
 def _stack(people: list[dict[str, Any]], num_joints: int) -> dict[str, np.ndarray]:
@@ -348,9 +412,12 @@ def read_3dmppe_json(json_path: str | Path, joint_set: str) -> list[AnnotatedIma
     h36m = _h36m_side_files(path)
 
     by_image: dict[Any, list[dict]] = defaultdict(list)
-    for ann in annotations:
-        by_image[_require(ann, "image_id", ctx, f"annotation {ann.get('id', '?')}")].append(ann)
-    known_ids = {image.get("id") for image in images if isinstance(image, dict)}
+    for index, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            raise ctx.error(f"annotations[{index}]", f"expected an object, got {_short(ann)}")
+        where = f"annotation {ann.get('id', '?')} (annotations[{index}])"
+        by_image[_integer(ann, "image_id", ctx, where)].append(ann)
+    known_ids = {_integer(image, "id", ctx, f"images[{index}]") for index, image in enumerate(images)}
     orphans = [key for key in by_image if key not in known_ids]
     if orphans:
         raise ctx.error(f"annotations of image ids {orphans[:5]}", "no such image in 'images'")
@@ -361,24 +428,24 @@ def read_3dmppe_json(json_path: str | Path, joint_set: str) -> list[AnnotatedIma
     for image in tqdm(images, desc=f"reading {path.name}", unit="img", leave=False,
                       disable=len(images) < _PROGRESS_MIN_IMAGES):
         where = f"image {image.get('id', '?') if isinstance(image, dict) else '?'}"
-        image_id = int(_require(image, "id", ctx, where))
-        file_name = str(_require(image, "file_name", ctx, where))
-        for key in ("width", "height"):
-            _require(image, key, ctx, where)
+        image_id = _integer(image, "id", ctx, where)
+        file_name = _require(image, "file_name", ctx, where)
+        if not isinstance(file_name, str):
+            raise ctx.error(where, f"field 'file_name' must be a string, got {_short(file_name)}")
         intrinsics = _intrinsics(image, h36m[0], ctx, where)
         sequence = str(image.get("sequence", image.get("seq", sequence_from_file_name(file_name))))
-        frame_index = int(image.get("frame_idx", order_in_sequence[sequence]))
+        frame_index = _integer(image, "frame_idx", ctx, where, default=order_in_sequence[sequence])
         order_in_sequence[sequence] += 1
         people = [_person(ann, image, num_joints, h36m, ctx) for ann in by_image.get(image_id, [])]
         out.append(AnnotatedImage(
             image_id=image_id,
             file_name=file_name,
-            width=int(image["width"]),
-            height=int(image["height"]),
+            width=intrinsics.width,
+            height=intrinsics.height,
             intrinsics=intrinsics,
             sequence=sequence,
             frame_index=frame_index,
-            stamp_s=float(image.get("stamp", frame_index / DEFAULT_FPS)),
+            stamp_s=_number(image, "stamp", frame_index / DEFAULT_FPS, ctx, where),
             joint_set=joint_set,
             **_stack(people, num_joints),
         ))

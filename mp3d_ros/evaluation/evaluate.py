@@ -19,6 +19,7 @@ is applied when scoring, so one predictions file serves both depth estimators.
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -42,11 +43,11 @@ from mp3d_ros.evaluation.metrics import (
 from mp3d_ros.evaluation.predictions import ImagePredictions
 from mp3d_ros.geometry.camera import Intrinsics, back_project
 from mp3d_ros.geometry.people import People
-from mp3d_ros.geometry.skeleton import MUPOTS_17, convert_joints, get_joint_set
+from mp3d_ros.geometry.skeleton import MUPOTS_17, convert_joints, get_joint_set, index_map
 from mp3d_ros.synthetic.scenes import ANNOTATION_FILE
 
 __all__ = [
-    "load_dataset", "pair_predictions", "report", "json_safe", "run_estimator", "ground_truth_frames", "prediction_frames", "kvalue_baseline",
+    "load_dataset", "pair_predictions", "check_prediction_skeleton", "report", "json_safe", "run_estimator", "ground_truth_frames", "prediction_frames", "kvalue_baseline",
     "rootnet_box_area_px2", "format_table", "mupots_summary_table", "mupots_sequence_table",
     "mupots_joint_group_table", "panoptic_table", "h36m_table",
 ]
@@ -55,6 +56,7 @@ DATASETS = ("mupots", "panoptic", "h36m", "synthetic")
 H36M_TEST_SUBJECTS = (9, 11)  # protocol 2
 H36M_TEST_EVERY = 64  # RootNet / PoseNet test on every 64th frame
 _MM_PER_M = 1000.0
+LOGGER = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -147,6 +149,27 @@ def prediction_frames(people: Sequence[People]) -> list[FramePrediction]:
         xyz, _ = convert_joints(found.keypoints_m * _MM_PER_M, source, MUPOTS_17)
         frames.append(FramePrediction(uv, xyz, found.score))
     return frames
+
+
+def check_prediction_skeleton(saved: Sequence[ImagePredictions], source: str) -> None:
+    """Refuse predictions whose skeleton cannot be scored: without the root (pelvis) joint every
+    person's absolute pose is NaN and every 3D metric would silently read 0. A skeleton that lacks
+    some of the evaluated joints is scored (those joints count as missed) with a warning.
+
+    Raises:
+        ValueError: naming ``source``, the field ``skeleton`` and the skeleton.
+    """
+    root_name = MUPOTS_17.joints[MUPOTS_17.root]
+    for name in sorted({image.people.skeleton for image in saved}):
+        mapping = index_map(get_joint_set(name), MUPOTS_17)
+        if mapping[MUPOTS_17.root] < 0:
+            raise ValueError(f"{source}: field 'skeleton' is {name!r}, which has no {root_name!r} "
+                             "(root) joint: every person would score 0 on the 3D metrics; save the "
+                             "predictions in a 3D skeleton such as 'mupots_17'")
+        missing = [MUPOTS_17.joints[j] for j in np.flatnonzero(mapping < 0)]
+        if missing:
+            LOGGER.warning("%s: skeleton %r lacks the evaluated joints %s; they count as missed",
+                           source, name, missing)
 
 
 def pair_predictions(images: Sequence[AnnotatedImage], saved: Sequence[ImagePredictions]) -> list[People]:

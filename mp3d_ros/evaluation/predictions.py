@@ -13,7 +13,10 @@ File layout (JSON, written atomically)::
              "confidence": J, "inferred": J (bool),
              "score": s, "root_sigma_m": s, "track_id": i}]}]}
 
-Non-finite numbers are written as ``null`` (JSON has no NaN) and read back as NaN.
+Non-finite numbers are written as ``null`` (JSON has no NaN) and read back as NaN. Reading is
+strict: ids and track ids must be JSON integers (``0.9`` is no image id), numbers must be numbers
+(not text or booleans), scores finite and in [0, 1], confidences in [0, 1] or ``null``; every
+refusal names the file, the entry and the field.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mp3d_ros.data.mppe import json_integer, json_numbers, load_json
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import get_joint_set
 
@@ -112,9 +116,9 @@ def save_predictions(
 
 def _numbers(value: Any, shape: tuple[int, ...], where: str, name: str) -> np.ndarray:
     try:
-        array = np.array(value, dtype=np.float64)  # None -> NaN
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: field {name!r} is not numeric") from None
+        array = json_numbers(value)  # None -> NaN
+    except TypeError:
+        raise ValueError(f"{where}: field {name!r} is not numeric: {str(value)[:60]}") from None
     if array.shape != shape:
         raise ValueError(f"{where}: field {name!r} has shape {array.shape}, expected {shape}")
     return array
@@ -136,18 +140,29 @@ def _people(entry: dict, skeleton: str, where: str) -> People:
                 raise ValueError(f"{at}: missing field {key!r}")
         fields["uv_px"].append(_numbers(person["uv_px"], (joints, 2), at, "uv_px"))
         fields["keypoints_m"].append(_numbers(person["keypoints_m"], (joints, 3), at, "keypoints_m"))
-        fields["confidence"].append(_numbers(person["confidence"], (joints,), at, "confidence"))
+        confidence = _numbers(person["confidence"], (joints,), at, "confidence")
+        if np.any((confidence < 0) | (confidence > 1)):
+            raise ValueError(f"{at}: field 'confidence' must lie in [0, 1] (or be null), got "
+                             f"{confidence.tolist()}")
+        fields["confidence"].append(confidence)
         inferred = person["inferred"]
         if not isinstance(inferred, list) or len(inferred) != joints or not all(
                 isinstance(v, bool) for v in inferred):
             raise ValueError(f"{at}: field 'inferred' must be {joints} booleans")
         fields["inferred"].append(np.array(inferred, dtype=bool))
         score = _numbers(person["score"], (), at, "score")
-        if not np.isfinite(score):
-            raise ValueError(f"{at}: field 'score' must be a finite number")
+        if not 0.0 <= score <= 1.0:  # also refuses NaN
+            raise ValueError(f"{at}: field 'score' must be a number in [0, 1], got {float(score)}")
         fields["score"].append(score)
-        fields["root_sigma_m"].append(_numbers(person["root_sigma_m"], (), at, "root_sigma_m"))
-        fields["track_id"].append(int(person.get("track_id", 0)))
+        sigma = _numbers(person["root_sigma_m"], (), at, "root_sigma_m")
+        if sigma < 0:
+            raise ValueError(f"{at}: field 'root_sigma_m' must be >= 0 (or null), got {float(sigma)}")
+        fields["root_sigma_m"].append(sigma)
+        try:
+            fields["track_id"].append(json_integer(person.get("track_id", 0)))
+        except TypeError:
+            raise ValueError(f"{at}: field 'track_id' must be an integer, got "
+                             f"{person.get('track_id')!r}") from None
     if not people:
         return People.empty(skeleton)
     return People(skeleton, **{k: np.stack([np.asarray(v) for v in values]).astype(
@@ -164,13 +179,7 @@ def load_predictions(path: str | Path) -> tuple[list[ImagePredictions], dict[str
             non-finite score, duplicate image id).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"predictions file not found: {path}")
-    try:
-        with path.open("r", encoding="utf-8") as f:
-            document = json.load(f)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"predictions file {path} is not valid JSON: {error}") from None
+    document = load_json(path, "predictions file")
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mp3d_ros predictions file (expected format {FORMAT!r})")
     if document.get("version") != VERSION:
@@ -189,7 +198,14 @@ def load_predictions(path: str | Path) -> tuple[list[ImagePredictions], dict[str
         where = f"{path}: images[{i}]"
         if not isinstance(entry, dict) or "image_id" not in entry:
             raise ValueError(f"{where}: missing field 'image_id'")
-        image_id = int(entry["image_id"])
+        try:
+            image_id = json_integer(entry["image_id"])
+        except TypeError:
+            raise ValueError(f"{where}: field 'image_id' must be an integer, got "
+                             f"{entry['image_id']!r}") from None
+        for key in ("sequence", "file_name"):
+            if not isinstance(entry.get(key, ""), str):
+                raise ValueError(f"{where}: field {key!r} must be a string, got {entry[key]!r}")
         if image_id in seen:
             raise ValueError(f"{where}: image_id {image_id} appears twice")
         seen.add(image_id)

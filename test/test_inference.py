@@ -116,3 +116,9 @@ def test_synthetic_scene_with_an_unseen_distorted_camera(estimator) -> None:
     truth = frame.keypoints_img_px[frame.visible]
     distance = np.linalg.norm(people.uv_px[seen][:, None] - truth[None], axis=-1).min(1)
     assert np.median(distance) < 25.0  # px: seen joints are on the rendered bodies
+
+
+def test_an_empty_batch_gives_no_people(estimator) -> None:
+    assert estimator.estimate_batch([], []) == []
+    with pytest.raises(ValueError, match="0 images but 1 intrinsics"):
+        estimator.estimate_batch([], [Intrinsics.pinhole(500, 500, 320, 240, 640, 480)])

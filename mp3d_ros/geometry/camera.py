@@ -53,6 +53,14 @@ DISTORTION_MODELS: dict[str, int] = {
     "equidistant": 4,
 }
 
+# Plausible calibrations: the field of view across either image side (telephoto to the widest
+# rectilinear lens; fisheye lenses go past 180 deg) and how far the principal point may lie outside
+# the image, in image sizes (a crop or ROI can move it out, a calibration in other units moves it
+# much further).
+FIELD_OF_VIEW_RANGE_DEG = (0.1, 179.0)
+FISHEYE_MAX_FIELD_OF_VIEW_DEG = 360.0
+PRINCIPAL_POINT_MARGIN = 1.0
+
 # Tight criteria: OpenCV's default five iterations leave ~1e-4 px errors under strong distortion.
 _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-14)
 
@@ -88,6 +96,7 @@ class Intrinsics:
         _check_camera_matrix(K, "K")
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise ValueError(f"image size must be positive, got width={self.width} height={self.height}")
+        _check_plausible_camera(K, int(self.width), int(self.height), self.distortion_model, "K")
         K.setflags(write=False)
         D.setflags(write=False)
         object.__setattr__(self, "K", K)
@@ -175,7 +184,9 @@ class Intrinsics:
         K[1, 2] -= y_off
         K[0, :] /= binning_x
         K[1, :] /= binning_y
-        return cls(K, roi_w // binning_x, roi_h // binning_y, model, D, rectified=rectified)
+        width, height = roi_w // binning_x, roi_h // binning_y
+        _check_plausible_camera(K, width, height, model, f"CameraInfo.{name}")
+        return cls(K, width, height, model, D, rectified=rectified)
 
     def check_image_size(self, width: int, height: int, source: str = "image") -> None:
         """Raise ``ValueError`` when an image of ``width`` x ``height`` does not match."""
@@ -218,6 +229,33 @@ def _check_camera_matrix(K: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: focal lengths must be > 0, got fx={K[0, 0]} fy={K[1, 1]}")
     if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0:
         raise ValueError(f"{name} is not an upper-triangular camera matrix: {K.ravel().tolist()}")
+
+
+def field_of_view_deg(focal_px: float, size_px: int, model: str) -> float:
+    """Angle across ``size_px`` pixels centred on the axis: ``2 atan(size / 2f)`` for a pinhole
+    (distortion only bends it), ``size / f`` radians for the equidistant fisheye (``r = f theta``)."""
+    half = size_px / (2.0 * focal_px)
+    return float(np.degrees(2.0 * (half if model == "equidistant" else np.arctan(half))))
+
+
+def _check_plausible_camera(K: np.ndarray, width: int, height: int, model: str, name: str) -> None:
+    """Refuse calibrations no lens has, which give no people or roots kilometres away silently:
+    a field of view outside :data:`FIELD_OF_VIEW_RANGE_DEG` across either image side, or a principal
+    point more than :data:`PRINCIPAL_POINT_MARGIN` image sizes outside the image."""
+    low, high = FIELD_OF_VIEW_RANGE_DEG
+    high = high if model != "equidistant" else FISHEYE_MAX_FIELD_OF_VIEW_DEG
+    for field_name, focal, size in (("fx", K[0, 0], width), ("fy", K[1, 1], height)):
+        fov = field_of_view_deg(focal, size, model)
+        if not low <= fov <= high:
+            raise ValueError(
+                f"{name}: {field_name}={focal:g} px gives a field of view of {fov:.3g} deg across "
+                f"{size} px; a real camera has {low:g} to {high:g} deg (is the calibration for "
+                "this image size, in pixels?)")
+    for field_name, centre, size in (("cx", K[0, 2], width), ("cy", K[1, 2], height)):
+        if not -PRINCIPAL_POINT_MARGIN * size <= centre <= (1 + PRINCIPAL_POINT_MARGIN) * size:
+            raise ValueError(
+                f"{name}: {field_name}={centre:g} px is far outside the {width}x{height} image "
+                f"(allowed {-PRINCIPAL_POINT_MARGIN * size:g} to {(1 + PRINCIPAL_POINT_MARGIN) * size:g})")
 
 
 # ----------------------------------------------------------------------------- distortion

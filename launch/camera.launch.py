@@ -79,8 +79,10 @@ def _setup(context):
         rendered = render_rviz_config(template, plan.fixed_frame, plan.node_prefix, plan.rviz_image_topic)
         with tempfile.NamedTemporaryFile("w", suffix=".rviz", prefix="mp3d_", delete=False) as file:
             file.write(rendered)
+        # On the bag's clock too, or it cannot look up tf at the bag's stamps.
+        sim_time = bool(plan.node.overrides.get("use_sim_time", False))
         actions.append(Node(package="rviz2", executable="rviz2", arguments=["-d", file.name],
-                            output="screen"))
+                            parameters=[{"use_sim_time": sim_time}], output="screen"))
     return actions
 
 

@@ -405,7 +405,8 @@ def test_a_looping_bag_keeps_giving_poses_with_fresh_tracks(node_module) -> None
             for index in range(4):
                 stamp_ns = 1_000_000_000 + index * 66_000_000
                 send(node, classes, stamp_ns)
-                assert wait_until(lambda: len(poses.sent) == loop * 4 + index + 1), (loop, index)
+                count = loop * 4 + index + 1
+                assert wait_until(lambda count=count: len(poses.sent) == count), (loop, index)
                 assert stamp_to_ns(poses.sent[-1].header.stamp) == stamp_ns
             # Unpaired CameraInfos fill the synchronizer's queue at the end of the bag; it evicts the
             # oldest stamp, which after the jump back would be each new one.

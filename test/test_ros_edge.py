@@ -353,6 +353,7 @@ def test_camera_launch_starts_bag_node_static_tf_and_rviz(launch_stubs, tmp_path
     assert nodes["pose_node"]["remappings"] == [("image", "/cam/image_raw"),
                                                 ("camera_info", "/cam/camera_info")]
     assert nodes["pose_node"]["parameters"][1] == {"image_transport": "raw", "use_sim_time": True}
+    assert nodes["rviz2"]["parameters"] == [{"use_sim_time": True}]
     rviz_file = Path(nodes["rviz2"]["arguments"][1])
     assert "Value: /pose_node/markers" in rviz_file.read_text()
     rviz_file.unlink()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from itertools import pairwise
 import unittest
 from pathlib import Path
 
@@ -89,10 +90,10 @@ class TestPosesOutliveABagLoop(unittest.TestCase):
         while time.monotonic() < end:
             rclpy.spin_once(self.node, timeout_sec=0.2)
         times = [t for t, _ in arrivals] + [time.monotonic()]
-        longest_gap = max(b - a for a, b in zip(times, times[1:]))
+        longest_gap = max(b - a for a, b in pairwise(times))
         self.assertLess(longest_gap, LONGEST_GAP_S, "the node fell silent (a bag loop?)")
         stamps = [s for _, s in arrivals]
-        self.assertTrue(any(b < a for a, b in zip(stamps, stamps[1:])),
+        self.assertTrue(any(b < a for a, b in pairwise(stamps)),
                         "the stamps never went back: the test did not cross a bag loop")
 
 

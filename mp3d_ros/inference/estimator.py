@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -38,6 +39,7 @@ import torch
 
 from mp3d_ros.geometry.camera import Intrinsics, letterbox_transform
 from mp3d_ros.geometry.camera_torch import camera_rows
+from mp3d_ros.geometry.floor import FloorPlane, apply_floor
 from mp3d_ros.geometry.people import People
 from mp3d_ros.inference.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
 from mp3d_ros.inference.preprocess import check_rgb_image, letterbox_tensors
@@ -337,16 +339,23 @@ class Estimator:
     def joint_set(self) -> str:
         return self.pipeline.joint_set
 
-    def estimate(self, image: np.ndarray, intrinsics: Intrinsics) -> People:
-        """People in one (H, W, 3) uint8 RGB image taken with ``intrinsics``."""
-        return self.estimate_batch([image], [intrinsics])[0]
+    def estimate(self, image: np.ndarray, intrinsics: Intrinsics, floor: FloorPlane | None = None) -> People:
+        """People in one (H, W, 3) uint8 RGB image taken with ``intrinsics``.
 
-    def estimate_batch(self, images: Sequence[np.ndarray], intrinsics: Sequence[Intrinsics]) -> list[People]:
-        """People in each image of a batch (images may differ in size and camera)."""
+        With ``floor`` (the floor plane in the camera frame at this image's stamp) standing people
+        also get their depth from the floor (:mod:`mp3d_ros.geometry.floor`).
+        """
+        return self.estimate_batch([image], [intrinsics], None if floor is None else [floor])[0]
+
+    def estimate_batch(self, images: Sequence[np.ndarray], intrinsics: Sequence[Intrinsics],
+                       floors: Sequence[FloorPlane | None] | None = None) -> list[People]:
+        """People in each image of a batch (images may differ in size, camera and floor)."""
         if len(images) != len(intrinsics):
             raise ValueError(f"{len(images)} images but {len(intrinsics)} intrinsics")
         if not images:
             return []
+        if floors is not None and len(floors) != len(images):
+            raise ValueError(f"{len(images)} images but {len(floors)} floor planes")
         for index, (image, intr) in enumerate(zip(images, intrinsics)):
             check_rgb_image(image, f"image {index}")
             intr.check_image_size(image.shape[1], image.shape[0], f"image {index}")
@@ -355,7 +364,12 @@ class Estimator:
                       for image in images]
         rows, lenses = camera_rows(transforms, intrinsics)
         people = unpack_people(self.runner(list(images), rows, lenses, clock), self.pipeline.joint_set)
+        people = [replace(found, depth_cues=np.full(len(found), self.pipeline.depth_cues, dtype=np.uint8))
+                  for found in people]
         clock.mark("decode")
+        if floors is not None:
+            people = [apply_floor(found, intr, floor) for found, intr, floor in zip(people, intrinsics, floors)]
+            clock.mark("floor")
         self.last_timings_ms = clock.elapsed_ms()
         return people
 

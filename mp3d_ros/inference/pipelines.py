@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from mp3d_ros.geometry.camera_torch import CameraBatch
+from mp3d_ros.geometry.people import DEPTH_CUE_BODY_SIZE, DEPTH_CUE_NETWORK
 from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
 from mp3d_ros.inference.preprocess import Normalization
 from mp3d_ros.model.checkpoint import ModelFileError, load_checkpoint, load_model_file, model_file_error
@@ -99,6 +100,11 @@ class PaperPipeline(Pipeline):
 
     kind = "paper"
 
+    @property
+    def depth_cues(self) -> int:
+        """The network's regressed depth, fused with MAR's geometric one (Eq. 12) when on."""
+        return DEPTH_CUE_NETWORK | (DEPTH_CUE_BODY_SIZE if self.config.adaptive_fusion else 0)
+
     def __init__(self, config: ModelConfig, normalization: Normalization,
                  state_dict: dict[str, torch.Tensor] | None, max_people: int = 20) -> None:
         self.config = config
@@ -131,6 +137,7 @@ class MoveNetLiftPipeline(Pipeline):
     """``movenet-lift``: MoveNet's maps from the network; decoding, lifting and depth after it."""
 
     kind = "movenet-lift"
+    depth_cues = DEPTH_CUE_BODY_SIZE
 
     def __init__(self, model: MoveNetLift) -> None:
         self.model = model

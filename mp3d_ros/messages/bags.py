@@ -2,7 +2,9 @@
 
 Each frame becomes an ``Image`` (any supported encoding) or ``CompressedImage`` (jpeg/png), its
 ``CameraInfo`` and, when known, the ground-truth ``PoseArray3D``, all with the frame's stamp as
-header stamp and bag time. Message definitions are registered in the bag, so ``ros2 bag play``
+header stamp and bag time. A camera whose pose over the floor is known gets it as one
+``/tf_static`` transform (``ground`` -> the optical frame, latched like a static transform
+publisher's), so replay and the node can take depth from the floor. Message definitions are registered in the bag, so ``ros2 bag play``
 plays it and :mod:`mp3d_ros.evaluation.replay` reads it.
 """
 
@@ -16,7 +18,9 @@ import numpy as np
 
 from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.geometry.people import People
-from mp3d_ros.messages.conversions import MessageClasses, make_camera_info, make_header, people_to_pose_array
+from mp3d_ros.messages.conversions import (
+    MessageClasses, RigidTransform, make_camera_info, make_header, people_to_pose_array,
+)
 from mp3d_ros.messages.images import rgb_to_compressed_image, rgb_to_image
 from mp3d_ros.messages.typestore import typestore
 
@@ -43,6 +47,33 @@ class BagTopics:
     compressed_image: str = "/camera/image_raw/compressed"
     camera_info: str = "/camera/camera_info"
     ground_truth: str = "/ground_truth/poses"
+    tf_static: str = "/tf_static"
+
+
+def tf_static_qos():
+    """What a static transform publisher offers: reliable, transient local (a late subscriber
+    still gets the transform), keep last 1; written into the bag so ``ros2 bag play`` offers it."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    never = QosTime(sec=2147483647, nsec=4294967295)
+    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, never,
+               never, QosLiveliness.AUTOMATIC, never, False)
+
+
+def tf_static_message(store, stamp_ns: int, parent_frame: str, child_frame: str,
+                      parent_from_child: RigidTransform):
+    """A ``tf2_msgs/TFMessage`` with the one transform ``parent_frame <- child_frame``."""
+    types = store.types
+    classes = MessageClasses.from_typestore(store)
+    q = parent_from_child.quaternion_xyzw()
+    t = parent_from_child.translation_m
+    transform = types["geometry_msgs/msg/TransformStamped"](
+        header=make_header(classes, stamp_ns, parent_frame), child_frame_id=child_frame,
+        transform=types["geometry_msgs/msg/Transform"](
+            translation=classes.Vector3(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+            rotation=types["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                                          w=float(q[3]))))
+    return types["tf2_msgs/msg/TFMessage"](transforms=[transform])
 
 
 def write_bag(
@@ -52,6 +83,8 @@ def write_bag(
     encoding: str = "rgb8",
     frame_id: str = "camera_optical_frame",
     topics: BagTopics = BagTopics(),
+    ground_from_camera: RigidTransform | None = None,
+    ground_frame: str = "ground",
 ) -> int:
     """Write ``frames`` to a new bag folder ``path``; returns the number of frames written.
 
@@ -60,6 +93,8 @@ def write_bag(
         encoding: an Image encoding (``rgb8``, ``bgr8``, ``mono8``, ``uyvy``, ...) or ``jpeg`` /
             ``png`` for a CompressedImage topic.
         frame_id: optical frame of the camera, in every header.
+        ground_from_camera: the (static) camera's pose in ``ground_frame``, whose z = 0 plane is
+            the floor; written as ``/tf_static`` at the first frame's stamp when given.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -81,8 +116,15 @@ def write_bag(
                                                 typestore=store)
         truth_connection = writer.add_connection(topics.ground_truth, "mp3d_ros/msg/PoseArray3D",
                                                  typestore=store)
+        tf_connection = None
+        if ground_from_camera is not None:
+            tf_connection = writer.add_connection(topics.tf_static, "tf2_msgs/msg/TFMessage", typestore=store,
+                                                  offered_qos_profiles=[tf_static_qos()])
         for frame in frames:
             header = make_header(classes, frame.stamp_ns, frame_id)
+            if tf_connection is not None and count == 0:
+                message = tf_static_message(store, frame.stamp_ns, ground_frame, frame_id, ground_from_camera)
+                writer.write(tf_connection, frame.stamp_ns, store.serialize_cdr(message, tf_connection.msgtype))
             if compressed:
                 image = rgb_to_compressed_image(frame.image_rgb, header, classes.CompressedImage,
                                                 fmt=encoding)

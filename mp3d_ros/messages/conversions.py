@@ -193,6 +193,12 @@ class RigidTransform:
         r, t = transform.rotation, transform.translation
         return cls.from_quaternion([r.x, r.y, r.z, r.w], [t.x, t.y, t.z])
 
+    def quaternion_xyzw(self) -> np.ndarray:
+        """(4,) the rotation as a unit quaternion ``[x, y, z, w]`` (geometry_msgs order)."""
+        from scipy.spatial.transform import Rotation
+
+        return Rotation.from_matrix(self.rotation).as_quat()
+
     def apply(self, points_m: np.ndarray) -> np.ndarray:
         """Transform ``(*, 3)`` points."""
         return np.asarray(points_m, dtype=np.float64) @ self.rotation.T + self.translation_m

@@ -3,11 +3,13 @@
 People walk (or play mocap takes) through the view with stable identities
 (:func:`mp3d_ros.synthetic.scenes.generate_sequence`); each frame is written by
 :func:`mp3d_ros.messages.bags.write_bag` with its ground truth as a ``PoseArray3D`` in MuPoTS-17 (the
-joint set the estimators output), so ``mp3d-replay`` can score the bag.
+joint set the estimators output), so ``mp3d-replay`` can score the bag; the camera's pose over the
+floor goes in as ``/tf_static`` (``ground`` -> the optical frame), so the floor cue can be scored too.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Iterator
 
@@ -17,8 +19,9 @@ import torch
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import MUCO_21, MUPOTS_17, convert_joints
 from mp3d_ros.messages.bags import BagFrame, write_bag
+from mp3d_ros.messages.conversions import RigidTransform
 from mp3d_ros.synthetic.bvh import load_mocap_poses
-from mp3d_ros.synthetic.scenes import SceneConfig, SyntheticFrame, generate_sequence
+from mp3d_ros.synthetic.scenes import SceneConfig, SyntheticFrame, generate_sequence, ground_from_camera
 
 __all__ = ["ground_truth_people", "write_synthetic_bag"]
 
@@ -51,6 +54,12 @@ def write_synthetic_bag(
     from tqdm import tqdm
 
     mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
-    frames = tqdm(generate_sequence(config, seed, 0, num_frames, mocap=mocap, device=device),
-                  total=num_frames, desc="synthetic bag", unit="frame", disable=not progress)
-    return write_bag(path, _bag_frames(frames), storage=storage, encoding=encoding)
+    frames = iter(tqdm(generate_sequence(config, seed, 0, num_frames, mocap=mocap, device=device),
+                       total=num_frames, desc="synthetic bag", unit="frame", disable=not progress))
+    first = next(frames, None)
+    if first is None:
+        return write_bag(path, iter(()), storage=storage, encoding=encoding)
+    # A sequence's camera does not move: its pose over the floor is one static transform.
+    pose = RigidTransform(*ground_from_camera(first.R_cam_world, first.camera_height_m))
+    return write_bag(path, _bag_frames(itertools.chain([first], frames)), storage=storage, encoding=encoding,
+                     ground_from_camera=pose)

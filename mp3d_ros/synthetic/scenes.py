@@ -183,6 +183,18 @@ def camera_rotation(pitch_deg: float, roll_deg: float) -> np.ndarray:
     return _rz(-roll_deg) @ _rx(-pitch_deg) @ np.diag([-1.0, -1.0, 1.0])
 
 
+# Ground frame (REP-103: x forward, y left, z up, the floor at z = 0) from the world frame above
+# (Y up, the camera looking along +Z before pitch and roll, +X on the image's left).
+GROUND_FROM_WORLD = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def ground_from_camera(R_cam_world: np.ndarray, camera_height_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The camera's pose over the floor: ``(R, t)`` with ``p_ground = R p_cam + t`` (what tf2 gives
+    for ``ground <- camera optical frame``); the camera stands at ``(0, 0, height)``."""
+    rotation = GROUND_FROM_WORLD @ np.asarray(R_cam_world, dtype=np.float64).T
+    return rotation, GROUND_FROM_WORLD @ np.array([0.0, float(camera_height_m), 0.0])
+
+
 def _sample_distortion(
     rng: np.random.Generator, model: str, K: np.ndarray, size: tuple[int, int]
 ) -> np.ndarray:
@@ -511,7 +523,9 @@ def frame_records(frame: SyntheticFrame, file_name: str) -> tuple[dict, list[dic
     if intr.distortion_model != "none":
         image["distortion_model"] = intr.distortion_model
         image["distortion"] = [float(v) for v in intr.D]
-    image.update(sequence=frame.sequence, frame_idx=frame.frame_idx, stamp=frame.stamp_s)
+    rotation, translation = ground_from_camera(frame.R_cam_world, frame.camera_height_m)
+    image.update(sequence=frame.sequence, frame_idx=frame.frame_idx, stamp=frame.stamp_s,
+                 ground_from_camera={"rotation": rotation.tolist(), "translation_m": translation.tolist()})
     annotations = [
         {
             "keypoints_cam": (frame.keypoints_cam_m[p] * 1000.0).tolist(),

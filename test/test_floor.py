@@ -228,3 +228,28 @@ def test_a_synthetic_bag_carries_the_cameras_pose_as_latched_tf_static(tmp_path)
     sent = RigidTransform.from_msg(stamped.transform)
     np.testing.assert_allclose(sent.rotation, rotation, atol=1e-9)
     np.testing.assert_allclose(sent.translation_m, translation, atol=1e-12)
+
+
+@pytest.mark.parametrize("pose, message", [
+    ({"rotation": np.eye(3).tolist(), "translation_m": [0, 0, 1.5]}, None),
+    ({"rotation": (2 * np.eye(3)).tolist(), "translation_m": [0, 0, 1.5]}, "not a finite rigid pose"),
+    ({"rotation": np.eye(3).tolist(), "translation_m": [0, 0, None]}, "not a finite rigid pose"),
+    ({"rotation": [[1, 0], [0, 1]], "translation_m": [0, 0, 1]}, "ground_from_camera.rotation"),
+    ("up", "must be an object"),
+])
+def test_annotation_files_give_the_floor_or_name_what_is_wrong(tmp_path, pose, message) -> None:
+    import json
+
+    from mp3d_ros.data.mppe import read_3dmppe_json
+
+    image = {"id": 1, "file_name": "a.jpg", "width": 64, "height": 48, "f": [50, 50], "c": [32, 24],
+             "ground_from_camera": pose}
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps({"images": [image], "annotations": []}))
+    if message is None:
+        floor = read_3dmppe_json(path, "muco_21")[0].floor
+        np.testing.assert_allclose(floor.up_cam, [0, 0, 1]) and floor.camera_height_m == 1.5
+    else:
+        with pytest.raises(ValueError, match=message) as error:
+            read_3dmppe_json(path, "muco_21")
+        assert str(path) in str(error.value)

@@ -17,6 +17,8 @@ from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
 from mp3d_ros.evaluation.evaluate import (
     DATASETS,
     check_prediction_skeleton,
+    format_depth_bias,
+    image_depth_bias,
     ground_truth_frames,
     json_safe,
     kvalue_baseline,
@@ -44,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="replace each person's root depth by RootNet's k-value before scoring")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--batch", type=int, default=8, help="images per estimator call")
+    parser.add_argument("--floor", action="store_true",
+                        help="give the estimator each image's floor plane from the annotations "
+                             "(the camera's pose over the floor that mp3d-synth writes)")
     parser.add_argument("--metrics-out", type=Path, help="also write the metrics as JSON")
     return parser
 
@@ -60,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_prediction_skeleton(saved, str(args.predictions))
         else:
             model = args.checkpoint or args.model
-            saved = run_estimator(model, images, image_root, args.device, args.batch)
+            if args.floor and not any(image.floor is not None for image in images):
+                raise ValueError(f"{args.data}: --floor, but no image has a ground_from_camera pose")
+            saved = run_estimator(model, images, image_root, args.device, args.batch, use_floor=args.floor)
             out = args.out or Path(f"predictions_{args.dataset}.json")
             save_predictions(out, saved, {"model": model, "dataset": args.dataset,
                                           "data": str(args.data)})
@@ -69,12 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline == "kvalue":
             people = [kvalue_baseline(p, im.intrinsics) for p, im in zip(people, images)]
         text, result = report(args.dataset, (prediction_frames(people), ground_truth_frames(images)))
+        result["depth_by_distance"] = image_depth_bias(images, people)
     except BAD_INPUT as error:
         return report_bad_input("mp3d-eval", error)
     depth = "RootNet k-value root depth (box of the predicted 2D joints)" if args.baseline else \
         "the estimator's root depth"
     print(f"mp3d-eval: {args.dataset}, {len(images)} images, depth from {depth}\n")
     print(text)
+    print("\nRoot depth by true distance: median predicted / true depth, and the fraction of errors "
+          "inside the reported 1 and 2 sigma (68 % and 95 % if the sigma is honest)\n")
+    print(format_depth_bias(result["depth_by_distance"]))
     if args.metrics_out is not None:
         args.metrics_out.write_text(json.dumps(json_safe(result), indent=1))
     return 0

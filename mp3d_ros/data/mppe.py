@@ -32,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.floor import FloorPlane
 from mp3d_ros.geometry.skeleton import get_joint_set
 
 __all__ = [
@@ -80,6 +81,9 @@ class AnnotatedImage:
         track_id: (P,) int64 identity across frames, -1 when unknown.
         has_3d: False for 2D-only datasets (COCO): ``keypoints_cam_m`` is all NaN.
         valid: (P,) bool, False for people the evaluation ignores (MuPoTS ``is_valid`` = 0).
+        floor: the floor plane in the camera frame when the file gives the camera's pose over it
+            (``ground_from_camera``: ``rotation`` 3x3 and ``translation_m``, as ``mp3d-synth``
+            writes), else None.
     """
 
     image_id: int
@@ -99,6 +103,7 @@ class AnnotatedImage:
     track_id: np.ndarray
     has_3d: bool = True
     valid: np.ndarray = field(default=None)  # type: ignore[assignment]
+    floor: FloorPlane | None = None
 
     def __post_init__(self) -> None:
         joints = get_joint_set(self.joint_set).num_joints
@@ -447,6 +452,22 @@ def read_3dmppe_json(json_path: str | Path, joint_set: str) -> list[AnnotatedIma
             frame_index=frame_index,
             stamp_s=_number(image, "stamp", frame_index / DEFAULT_FPS, ctx, where),
             joint_set=joint_set,
+            floor=_floor(image, ctx, where),
             **_stack(people, num_joints),
         ))
     return out
+
+
+def _floor(image: dict, ctx: "_Context", where: str) -> FloorPlane | None:
+    """The image's floor plane from its ``ground_from_camera`` entry, if it has one."""
+    pose = image.get("ground_from_camera")
+    if pose is None:
+        return None
+    if not isinstance(pose, dict):
+        raise ctx.error(where, f"field 'ground_from_camera' must be an object, got {_short(pose)}")
+    rotation = _array(pose.get("rotation"), (3, 3), ctx, where, "ground_from_camera.rotation")
+    translation = _array(pose.get("translation_m"), (3,), ctx, where, "ground_from_camera.translation_m")
+    if not np.all(np.isfinite(translation)) or not abs(np.linalg.det(rotation) - 1.0) <= 1e-3:
+        raise ctx.error(where, "ground_from_camera is not a finite rigid pose (rotation determinant "
+                               f"{np.linalg.det(rotation):.3g}, translation {translation.tolist()})")
+    return FloorPlane.from_camera_pose(rotation, translation)

@@ -29,6 +29,7 @@ import numpy as np
 
 from mp3d_ros.data.mppe import AnnotatedImage, h36m_action_name, read_3dmppe_json
 from mp3d_ros.data.panoptic import panoptic_activity, read_panoptic_smap_json
+from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table
 from mp3d_ros.evaluation.metrics import (
     H36M_CONVENTIONS,
     JOINT_GROUPS,
@@ -250,10 +251,12 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def run_estimator(model: str, images: Sequence[AnnotatedImage], image_root: Path, device: str | None,
-                  batch: int) -> list[ImagePredictions]:
-    """Predictions of ``Estimator(model)`` for every image, ``batch`` images per call when the
-    estimator offers ``estimate_batch(images, intrinsics)``, one by one through ``estimate``
-    otherwise."""
+                  batch: int, use_floor: bool = False) -> list[ImagePredictions]:
+    """Predictions of ``Estimator(model)`` for every image, ``batch`` images per call.
+
+    With ``use_floor`` each image's floor plane from its annotation (``mp3d-synth`` writes the
+    camera's pose over the floor) is given to the estimator; images without one get none.
+    """
     import torch
     from tqdm import tqdm
 
@@ -261,15 +264,14 @@ def run_estimator(model: str, images: Sequence[AnnotatedImage], image_root: Path
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     estimator = Estimator(model, device=device)
-    batched = getattr(estimator, "estimate_batch", None)
     out: list[ImagePredictions] = []
     with tqdm(total=len(images), desc="mp3d-eval", unit="img") as progress:
         for start in range(0, len(images), batch):
             chunk = images[start:start + batch]
             rgb = [_read_rgb(image_root / im.file_name) for im in chunk]
             intrinsics = [im.intrinsics for im in chunk]
-            found = (batched(rgb, intrinsics) if batched is not None
-                     else [estimator.estimate(x, k) for x, k in zip(rgb, intrinsics)])
+            floors = [im.floor for im in chunk] if use_floor else None
+            found = estimator.estimate_batch(rgb, intrinsics, floors)
             out += [ImagePredictions(im.image_id, im.sequence, p, im.file_name)
                     for im, p in zip(chunk, found)]
             progress.update(len(chunk))
@@ -296,6 +298,14 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], digits
 
 
 _MODES = (("all", "All people"), ("matched", "Matched people"))
+
+
+def format_depth_bias(rows: Sequence[dict]) -> str:
+    """The rows of :func:`depth_bias_table` as a text table."""
+    return format_table(
+        ["distance (m)", "matched", "missed", "median Z/Z_true", "within 1 sigma", "within 2 sigma"],
+        [[r["band_m"], r["matched"], r["missed"], r["median_ratio"], r["within_1_sigma"], r["within_2_sigma"]]
+         for r in rows], digits=3)
 
 
 def mupots_summary_table(result: dict) -> str:
@@ -340,6 +350,19 @@ def h36m_table(result: dict) -> str:
     rows = [[name] + [row[k] for k in keys] + [f"{int(row['matched'])}/{int(row['people'])}"]
             for name, row in list(result["per_group"].items()) + [("total", result["total"])]]
     return format_table(["Human3.6M", "MRPE", "MRPE_x", "MRPE_y", "MRPE_z", "MPJPE", "matched"], rows)
+
+
+def image_depth_bias(images: Sequence[AnnotatedImage], people: Sequence[People]) -> list[dict]:
+    """:func:`~mp3d_ros.evaluation.depth_bias.depth_bias_table` of predictions paired with images
+    (the evaluated, valid people with a labelled 3D root)."""
+    matches = DepthMatches()
+    for image, found in zip(images, people):
+        if not image.has_3d:
+            continue
+        root = get_joint_set(image.joint_set).root
+        keep = image.valid & image.labelled[:, root]
+        matches.add_roots(found, image.keypoints_img_px[keep, root], image.keypoints_cam_m[keep, root, 2])
+    return depth_bias_table(matches)
 
 
 def report(dataset: str, frames: tuple[list, list]) -> tuple[str, dict]:

@@ -72,6 +72,9 @@ def _person(people: People, p: int) -> dict[str, Any]:
         "score": _plain(people.score[p]),
         "root_sigma_m": _plain(people.root_sigma_m[p]),
         "track_id": int(people.track_id[p]),
+        "depth_cues": int(people.depth_cues[p]),
+        "height_m": _plain(people.height_m[p]),
+        "height_sigma_m": _plain(people.height_sigma_m[p]),
     }
 
 
@@ -130,7 +133,8 @@ def _people(entry: dict, skeleton: str, where: str) -> People:
     if not isinstance(people, list):
         raise ValueError(f"{where}: missing field 'people' (a list)")
     fields: dict[str, list] = {k: [] for k in (
-        "uv_px", "keypoints_m", "confidence", "inferred", "score", "root_sigma_m", "track_id")}
+        "uv_px", "keypoints_m", "confidence", "inferred", "score", "root_sigma_m", "track_id",
+        "depth_cues", "height_m", "height_sigma_m")}
     for p, person in enumerate(people):
         at = f"{where} person {p}"
         if not isinstance(person, dict):
@@ -163,10 +167,24 @@ def _people(entry: dict, skeleton: str, where: str) -> People:
         except TypeError:
             raise ValueError(f"{at}: field 'track_id' must be an integer, got "
                              f"{person.get('track_id')!r}") from None
+        # Written since the floor cue; files from before it have none (0 = unknown).
+        try:
+            cues = json_integer(person.get("depth_cues", 0))
+        except TypeError:
+            cues = -1
+        if not 0 <= cues <= 255:
+            raise ValueError(f"{at}: field 'depth_cues' must be an integer bit mask in [0, 255], got "
+                             f"{person.get('depth_cues')!r}")
+        fields["depth_cues"].append(cues)
+        for key in ("height_m", "height_sigma_m"):
+            value = _numbers(person.get(key, 0.0), (), at, key)
+            if not value >= 0:
+                raise ValueError(f"{at}: field {key!r} must be a number >= 0, got {person.get(key)!r}")
+            fields[key].append(value)
     if not people:
         return People.empty(skeleton)
     return People(skeleton, **{k: np.stack([np.asarray(v) for v in values]).astype(
-        np.int64 if k == "track_id" else (bool if k == "inferred" else np.float64))
+        {"track_id": np.int64, "depth_cues": np.uint8, "inferred": bool}.get(k, np.float64))
         for k, values in fields.items()})
 
 

@@ -1,0 +1,84 @@
+"""Depth bias and uncertainty coverage by distance: does the pipeline put people too near or too far?
+
+Predicted people are matched to ground truth by their root pixels (Hungarian assignment, within a
+gate), and for each match the ratio ``Z_pred / Z_true`` of root depths and the normalised error
+``|Z_pred - Z_true| / sigma`` are kept with the true distance. Reported per distance band: the
+median ratio and the fraction of errors inside 1 and 2 reported sigmas (68 % and 95 % for an honest
+Gaussian sigma).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from mp3d_ros.geometry.people import People
+
+__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table", "match_depths"]
+
+DISTANCE_BANDS_M = ((0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0), (8.0, 10.0), (10.0, np.inf))
+
+
+@dataclass
+class DepthMatches:
+    """Matched people of many frames: true root depth, predicted depth, predicted sigma (metres)."""
+
+    true_m: list[float] = field(default_factory=list)
+    predicted_m: list[float] = field(default_factory=list)
+    sigma_m: list[float] = field(default_factory=list)
+    missed_m: list[float] = field(default_factory=list)  # true depths of unmatched ground truth
+
+    def add(self, predicted: People, truth: People, gate_px: float = 40.0) -> None:
+        """Match one frame's people by root pixel distance and keep the pairs."""
+        self.add_roots(predicted, truth.uv_px[:, truth.joint_set.root], truth.root_m[:, 2], gate_px)
+
+    def add_roots(self, predicted: People, truth_uv_px: np.ndarray, truth_z_m: np.ndarray,
+                  gate_px: float = 40.0) -> None:
+        """:meth:`add` with the ground truth given as root pixels (P, 2) and root depths (P,)."""
+        truth_uv, truth_z = np.asarray(truth_uv_px, dtype=np.float64), np.asarray(truth_z_m, dtype=np.float64)
+        if len(predicted) == 0 or len(truth_z) == 0:
+            self.missed_m.extend(truth_z.tolist())
+            return
+        predicted_uv = predicted.uv_px[:, predicted.joint_set.root]
+        cost = np.linalg.norm(truth_uv[:, None] - predicted_uv[None], axis=-1)
+        rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
+        matched = set()
+        for row, col in zip(rows, cols):
+            if cost[row, col] <= gate_px:
+                matched.add(row)
+                self.true_m.append(float(truth_z[row]))
+                self.predicted_m.append(float(predicted.root_m[col, 2]))
+                self.sigma_m.append(float(predicted.root_sigma_m[col]))
+        self.missed_m.extend(float(z) for i, z in enumerate(truth_z) if i not in matched)
+
+
+def match_depths(predicted: Sequence[People], truth: Sequence[People], gate_px: float = 40.0) -> DepthMatches:
+    """:class:`DepthMatches` of paired frames."""
+    matches = DepthMatches()
+    for found, expected in zip(predicted, truth):
+        matches.add(found, expected, gate_px)
+    return matches
+
+
+def depth_bias_table(matches: DepthMatches, bands: Sequence[tuple[float, float]] = DISTANCE_BANDS_M) -> list[dict]:
+    """Per distance band: people (matched, missed), median depth ratio, sigma coverage at 1 and 2."""
+    true = np.asarray(matches.true_m)
+    ratio = np.asarray(matches.predicted_m) / np.maximum(true, 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normalised = np.abs(np.asarray(matches.predicted_m) - true) / np.asarray(matches.sigma_m)
+    missed = np.asarray(matches.missed_m)
+    rows = []
+    for low, high in list(bands) + [(0.0, np.inf)]:
+        inside = (true >= low) & (true < high)
+        count = int(inside.sum())
+        rows.append({
+            "band_m": f"{low:g}-{high:g}" if np.isfinite(high) else (f">{low:g}" if low else "all"),
+            "matched": count, "missed": int(((missed >= low) & (missed < high)).sum()),
+            "median_ratio": float(np.median(ratio[inside])) if count else float("nan"),
+            "within_1_sigma": float(np.mean(normalised[inside] <= 1.0)) if count else float("nan"),
+            "within_2_sigma": float(np.mean(normalised[inside] <= 2.0)) if count else float("nan"),
+        })
+    return rows

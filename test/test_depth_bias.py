@@ -1,0 +1,74 @@
+"""Depth ratio and sigma coverage by distance (mp3d-eval's and the replay report's depth table)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table
+from mp3d_ros.geometry.people import DEPTH_CUE_FLOOR, People
+
+
+def one_person_at(z_m: float, u_px: float, sigma_m: float) -> People:
+    keypoints = np.zeros((1, 17, 3))
+    keypoints[0, :, 2] = z_m
+    uv = np.zeros((1, 17, 2))
+    uv[0, :, 0] = u_px
+    return People("mupots_17", uv_px=uv, keypoints_m=keypoints, confidence=np.ones((1, 17)),
+                  inferred=np.zeros((1, 17), bool), score=np.ones(1), root_sigma_m=np.array([sigma_m]))
+
+
+def test_known_ratios_and_coverage_per_band() -> None:
+    rng = np.random.default_rng(0)
+    matches = DepthMatches()
+    sigma = 0.2
+    for true_z in np.linspace(2.1, 7.9, 3000):
+        predicted = true_z * 0.9 + rng.normal(0.0, sigma)  # 10 % too near, honest Gaussian sigma
+        matches.add_roots(one_person_at(predicted, 100.0, sigma), np.array([[100.0, 0.0]]), np.array([true_z]))
+    rows = {row["band_m"]: row for row in depth_bias_table(matches)}
+    assert rows["2-4"]["median_ratio"] == pytest.approx(0.9, abs=0.01)
+    # the bias makes errors exceed the sigma more often at larger distances
+    assert rows["2-4"]["within_1_sigma"] > rows["6-8"]["within_1_sigma"]
+    assert rows["all"]["matched"] == 3000 and rows["all"]["missed"] == 0
+
+
+def test_unbiased_honest_sigma_covers_68_and_95_percent() -> None:
+    rng = np.random.default_rng(1)
+    matches = DepthMatches()
+    for true_z in rng.uniform(2.0, 8.0, 4000):
+        matches.add_roots(one_person_at(true_z + rng.normal(0, 0.3), 50.0, 0.3), np.array([[50.0, 0.0]]),
+                          np.array([true_z]))
+    row = depth_bias_table(matches)[-1]
+    assert row["within_1_sigma"] == pytest.approx(0.683, abs=0.02)
+    assert row["within_2_sigma"] == pytest.approx(0.954, abs=0.01)
+
+
+def test_unmatched_people_count_as_missed_in_their_band() -> None:
+    matches = DepthMatches()
+    matches.add_roots(one_person_at(3.0, 0.0, 0.1), np.array([[0.0, 0.0], [500.0, 0.0]]), np.array([3.0, 9.0]))
+    matches.add_roots(People.empty("mupots_17"), np.array([[0.0, 0.0]]), np.array([5.0]))
+    rows = {row["band_m"]: row for row in depth_bias_table(matches)}
+    assert (rows["2-4"]["matched"], rows["8-10"]["missed"], rows["4-6"]["missed"]) == (1, 1, 1)
+
+
+def test_mp3d_eval_uses_the_annotated_floor_and_prints_the_depth_table(tmp_path, capsys, one_torch_thread) -> None:
+    from mp3d_ros.cli.evaluate import main as evaluate_main
+    from mp3d_ros.cli.synth import main as synth_main
+    from mp3d_ros.evaluation.predictions import load_predictions
+
+    assert synth_main(["--out", str(tmp_path / "scenes"), "--images", "3", "--seed", "2", "--size", "320x240",
+                       "--people", "2,3"]) == 0
+    annotations = json.loads((tmp_path / "scenes" / "annotations.json").read_text())
+    assert all("ground_from_camera" in image for image in annotations["images"])
+    code = evaluate_main(["--model", "movenet-lift", "--dataset", "synthetic", "--data", str(tmp_path / "scenes"),
+                          "--floor", "--device", "cpu", "--out", str(tmp_path / "p.json"),
+                          "--metrics-out", str(tmp_path / "m.json")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "median predicted / true depth" in printed and "within 1 sigma" in printed
+    saved, _ = load_predictions(tmp_path / "p.json")
+    cues = np.concatenate([prediction.people.depth_cues for prediction in saved])
+    assert np.any(cues & DEPTH_CUE_FLOOR)
+    assert json.loads((tmp_path / "m.json").read_text())["depth_by_distance"][-1]["band_m"] == "all"

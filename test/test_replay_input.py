@@ -250,3 +250,12 @@ def test_pair_stamp_follows_the_nodes_rule():
 def test_empty_people_scores_like_a_missed_frame():
     empty = People.empty(MUPOTS_17.name)
     assert len(empty) == 0 and prediction_frames([empty])[0].keypoints_mm.shape == (0, 17, 3)
+
+
+def test_bound_malloc_applies_on_glibc_only():
+    import platform
+
+    from mp3d_ros.evaluation.memory import bound_malloc, release_free_memory
+
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert bound_malloc() == on_glibc and release_free_memory() == on_glibc

@@ -22,6 +22,7 @@ from mp3d_ros.evaluation.replay import (
     open_replay,
     replay_bag,
 )
+from mp3d_ros.evaluation.memory import bound_malloc
 from mp3d_ros.evaluation.replay_report import summary_text, write_report
 from mp3d_ros.inference.estimator import Estimator
 from mp3d_ros.messages.pairing import DEFAULT_SYNC_SLOP_S
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    bound_malloc()  # before the model and the bag allocate: see mp3d_ros.evaluation.memory
     try:
         # Refuse bad input before loading the model.
         open_replay(args.bag, args.image_topic, args.camera_info_topic, args.gt_topic)

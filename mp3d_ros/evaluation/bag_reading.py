@@ -163,7 +163,9 @@ class BagSource:
 
     metadata: BagMetadata
     topic_types: dict[str, str] = field(default_factory=dict)
+    definitions: dict[str, str] = field(default_factory=dict)  # msgtype -> ros2msg text in the bag
     read_counts: Counter = field(default_factory=Counter)
+    _requested: set[str] = field(default_factory=set)
     _damage: dict[tuple[str, str, str | None], ReadDamage] = field(default_factory=dict)
 
     @classmethod
@@ -177,8 +179,28 @@ class BagSource:
         source.topic_types = dict(source.metadata.topic_types)
         if not source.metadata.compression_mode:
             for path in source.metadata.files:
-                source.topic_types.update(_storage_topics(path, source.metadata.storage))
+                topics, definitions = _storage_topics(path, source.metadata.storage)
+                source.topic_types.update(topics)
+                source.definitions.update(definitions)
         return source
+
+    def typestore(self, default: Any) -> Any:
+        """A rosbags Typestore with the bag's own message definitions over those of ``default``.
+
+        Messages are read with the definitions they were recorded with (as rosbags' AnyReader
+        does); a definition that does not parse, or one a damaged file lost, comes from ``default``.
+        """
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+        types = dict(default.fielddefs)
+        for msgtype, text in self.definitions.items():
+            try:
+                types.update(get_types_from_msg(text, msgtype))
+            except Exception:  # noqa: BLE001 - a garbled definition: keep the default one
+                continue
+        store = get_typestore(Stores.EMPTY)
+        store.register(types)
+        return store
 
     @property
     def damage(self) -> list[ReadDamage]:
@@ -192,6 +214,7 @@ class BagSource:
         wanted = set(topics)
         if not wanted:
             return
+        self._requested |= wanted
         damage: list[ReadDamage] = []
         if self.metadata.compression_mode:
             streams = [_rosbags_messages(self.metadata.folder, wanted, damage)]
@@ -210,18 +233,21 @@ class BagSource:
                 self._damage.setdefault((item.file, item.where, item.topic), item)
 
     def shortfalls(self) -> dict[str, tuple[int, int]]:
-        """``topic -> (read, listed in metadata.yaml)`` for read topics that came up short."""
-        return {topic: (count, self.metadata.topic_counts[topic])
-                for topic, count in self.read_counts.items()
-                if count < self.metadata.topic_counts.get(topic, 0)}
+        """``topic -> (read, listed in metadata.yaml)`` for the topics read that came up short."""
+        return {topic: (self.read_counts[topic], self.metadata.topic_counts[topic])
+                for topic in sorted(self._requested)
+                if self.read_counts[topic] < self.metadata.topic_counts.get(topic, 0)}
 
 
-def _storage_topics(path: Path, storage: str) -> dict[str, str]:
+def _storage_topics(path: Path, storage: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``topic -> msgtype`` and ``msgtype -> ros2msg definition`` stored in one storage file."""
     try:
         if storage == "sqlite3":
             with closing(_sqlite_connect(path)) as connection:
-                return {name: msgtype for _, name, msgtype in _sqlite_topics(connection)}
-        return {topic: msgtype for topic, msgtype in _mcap_channels_in_header(path)}
+                return ({name: msgtype for _, name, msgtype in _sqlite_topics(connection)},
+                        _sqlite_definitions(connection))
+        scan = _mcap_header(path)
+        return dict(scan.channels.values()), scan.definitions()
     except (sqlite3.Error, _McapError, OSError) as error:
         raise ReplayInputError(f"{path}: not a readable {storage} storage file ({error})") from None
 
@@ -230,7 +256,7 @@ def _storage_topics(path: Path, storage: str) -> dict[str, str]:
 
 
 def _sqlite_connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
     # A truncated file is shorter than its header's page count; without this SQLite refuses to
     # read any page. The connection is read-only, so nothing is ever written.
     connection.execute("PRAGMA writable_schema=ON")
@@ -239,6 +265,16 @@ def _sqlite_connect(path: Path) -> sqlite3.Connection:
 
 def _sqlite_topics(connection: sqlite3.Connection) -> list[tuple[int, str, str]]:
     return connection.execute("SELECT id, name, type FROM topics ORDER BY id").fetchall()
+
+
+def _sqlite_definitions(connection: sqlite3.Connection) -> dict[str, str]:
+    """The ros2msg definitions of rosbag2 schema 4 and later (none in older or damaged files)."""
+    try:
+        rows = connection.execute("SELECT topic_type, encoding, encoded_message_definition "
+                                  "FROM message_definitions").fetchall()
+    except sqlite3.Error:
+        return {}
+    return {msgtype: text for msgtype, encoding, text in rows if encoding == "ros2msg" and text}
 
 
 def _sqlite_ids(connection: sqlite3.Connection) -> tuple[list[int], str | None]:
@@ -397,18 +433,22 @@ class _McapScan:
     """State of one scan: schemas and channels seen so far."""
 
     def __init__(self) -> None:
-        self.schemas: dict[int, str] = {}
+        self.schemas: dict[int, tuple[str, str, bytes]] = {}  # id -> (msgtype, encoding, data)
         self.channels: dict[int, tuple[str, str]] = {}  # id -> (topic, msgtype)
+
+    def definitions(self) -> dict[str, str]:
+        return {name: data.decode("utf-8", "replace")
+                for name, encoding, data in self.schemas.values() if encoding == "ros2msg" and data}
 
     def record(self, opcode: int, content: memoryview) -> tuple[int, int, memoryview] | None:
         """Learn a schema or channel; return ``(channel, log_time, data)`` of a message record."""
         cursor = _Cursor(content)
         if opcode == _OP_SCHEMA:
-            key = cursor.uint(2)
-            self.schemas[key] = cursor.string()
+            key, name, encoding = cursor.uint(2), cursor.string(), cursor.string()
+            self.schemas[key] = (name, encoding, bytes(cursor.take(cursor.uint(4))))
         elif opcode == _OP_CHANNEL:
             key, schema = cursor.uint(2), cursor.uint(2)
-            self.channels[key] = (cursor.string(), self.schemas.get(schema, ""))
+            self.channels[key] = (cursor.string(), self.schemas.get(schema, ("", "", b""))[0])
         elif opcode == _OP_MESSAGE:
             channel, _, log_time, _ = cursor.uint(2), cursor.uint(4), cursor.uint(8), cursor.uint(8)
             return channel, log_time, cursor.take(len(content) - cursor.pos)
@@ -447,11 +487,23 @@ def _read_summary(data: memoryview, scan: _McapScan) -> bool:
     return True
 
 
-def _mcap_channels_in_header(path: Path) -> list[tuple[str, str]]:
-    """Topics of the channels in the summary section (none when it is damaged)."""
+def _mcap_header(path: Path) -> _McapScan:
+    """Schemas and channels of the summary section, else of the records up to the first chunk
+    that defines any (rosbags and rosbag2 write them before the first message)."""
     scan = _McapScan()
-    _read_summary(_open_mcap(path), scan)
-    return list(scan.channels.values())
+    data = _open_mcap(path)
+    if _read_summary(data, scan):
+        return scan
+    try:
+        for opcode, content in _mcap_records(data, len(_MCAP_MAGIC)):
+            records = _mcap_records(_chunk_records(content)) if opcode == _OP_CHUNK else [(opcode, content)]
+            for inner, inner_content in records:
+                scan.record(inner, inner_content)
+            if scan.channels:
+                break
+    except Exception:  # noqa: BLE001 - damage here is met again, and reported, when reading
+        pass
+    return scan
 
 
 def _chunk_records(content: memoryview) -> bytes:

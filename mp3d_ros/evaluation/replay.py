@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mp3d_ros.evaluation.bag_reading import BagSource, ReplayInputError
+from mp3d_ros.evaluation.memory import TRIM_EVERY_FRAMES, release_free_memory
 from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.geometry.people import People
 from mp3d_ros.messages.conversions import (
@@ -100,8 +101,9 @@ class ReplayResult:
 
     topics: ReplayTopics
     frames: list[FrameResult] = field(default_factory=list)
-    skipped: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)  # images not processed, by reason
     skip_examples: dict[str, str] = field(default_factory=dict)
+    unreadable: Counter = field(default_factory=Counter)  # CameraInfo / ground truth, by reason
     images_seen: int = 0
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
@@ -121,6 +123,11 @@ class ReplayResult:
     def skip(self, reason: str, detail: str) -> None:
         """Count a skipped frame; the first detail of each reason is kept for the report."""
         self.skipped[reason] += 1
+        self.skip_examples.setdefault(reason, detail)
+
+    def bad_message(self, reason: str, detail: str) -> None:
+        """Count an unreadable CameraInfo or ground-truth message (not a frame) with an example."""
+        self.unreadable[reason] += 1
         self.skip_examples.setdefault(reason, detail)
 
 
@@ -214,7 +221,8 @@ def check_output_bag(path: str | Path) -> Path:
 class _OutputBag:
     """The rosbag2 writer of the outputs (and optionally copies of the inputs)."""
 
-    def __init__(self, path: Path, storage: str, input_topics: dict[str, str], namespace: str) -> None:
+    def __init__(self, path: Path, storage: str, input_topics: dict[str, str], namespace: str,
+                 input_store: Any) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
@@ -227,7 +235,8 @@ class _OutputBag:
         self.poses = self.writer.add_connection(f"{namespace}/poses", POSES_TYPE, typestore=self.store)
         self.markers = self.writer.add_connection(f"{namespace}/markers", MARKERS_TYPE,
                                                   typestore=self.store)
-        self.copies = {topic: self.writer.add_connection(topic, msgtype, typestore=self.store)
+        # Copies keep the bytes, so they keep the definitions they were recorded with.
+        self.copies = {topic: self.writer.add_connection(topic, msgtype, typestore=input_store)
                        for topic, msgtype in input_topics.items()}
 
     def write(self, connection: Any, stamp_ns: int, message: Any) -> None:
@@ -286,10 +295,9 @@ def _next_key(seen: Counter, stamp_ns: int) -> FrameKey:
     return key
 
 
-def _read_calibration(source: BagSource, topics: ReplayTopics, timeline: CameraInfoTimeline,
+def _read_calibration(source: BagSource, store: Any, topics: ReplayTopics, timeline: CameraInfoTimeline,
                       result: ReplayResult, writer: _OutputBag | None) -> None:
     """CameraInfo into ``timeline``, ground truth into ``result`` (one pass over both topics)."""
-    store = typestore()
     seen: Counter = Counter()
     wanted = [t for t in (topics.camera_info, topics.ground_truth) if t]
     for topic, timestamp, raw in source.messages(wanted):
@@ -299,7 +307,7 @@ def _read_calibration(source: BagSource, topics: ReplayTopics, timeline: CameraI
             try:
                 message = store.deserialize_cdr(raw, CAMERA_INFO_TYPE)
             except Exception as error:  # noqa: BLE001 - rosbags raises several types for corrupt CDR
-                result.skip("corrupt CameraInfo message", f"{topic} at {timestamp} ns: {error}")
+                result.bad_message("corrupt CameraInfo message", f"{topic} at {timestamp} ns: {error}")
                 continue
             timeline.add(message.header.frame_id, stamp_to_ns(message.header.stamp), message)
             continue
@@ -307,17 +315,19 @@ def _read_calibration(source: BagSource, topics: ReplayTopics, timeline: CameraI
             message = store.deserialize_cdr(raw, POSES_TYPE)
             people = pose_array_to_people(message)
         except Exception as error:  # noqa: BLE001 - corrupt CDR or an inconsistent message
-            result.skip("unreadable ground truth message", f"{topic} at {timestamp} ns: {error}")
+            result.bad_message("unreadable ground truth message",
+                               f"{topic} at {timestamp} ns: {type(error).__name__}: {error}")
             continue
         key = _next_key(seen, stamp_to_ns(message.header.stamp))
         result.duplicate_ground_truth += key[1] > 0
         result.ground_truth.append(GroundTruthMessage(key, people))
 
 
-def _replay_images(source: BagSource, topic: str, timeline: CameraInfoTimeline, estimate: Estimate,
-                   rectified: bool, tracker: Tracker | None, writer: _OutputBag | None,
-                   result: ReplayResult, max_frames: int | None, progress: bool) -> None:
-    store, classes = typestore(), MessageClasses.from_typestore()
+def _replay_images(source: BagSource, store: Any, topic: str, timeline: CameraInfoTimeline,
+                   estimate: Estimate, rectified: bool, tracker: Tracker | None,
+                   writer: _OutputBag | None, result: ReplayResult, max_frames: int | None,
+                   progress: bool) -> None:
+    classes = MessageClasses.from_typestore()
     msgtype = source.topic_types[topic]
     truth = {g.key: g.people for g in result.ground_truth}
     seen: Counter = Counter()
@@ -328,6 +338,8 @@ def _replay_images(source: BagSource, topic: str, timeline: CameraInfoTimeline, 
             result.stopped_early = True
             break
         result.images_seen += 1
+        if result.images_seen % TRIM_EVERY_FRAMES == 0:
+            release_free_memory()  # see mp3d_ros.evaluation.memory
         if writer is not None:
             writer.copy(topic, timestamp, raw)
         try:
@@ -414,12 +426,13 @@ def replay_bag(
     result = ReplayResult(topics, notes=notes)
     inputs = {t: source.topic_types[t] for t in (topics.image, topics.camera_info, topics.ground_truth)
               if t and copy_inputs}
-    writer = _OutputBag(Path(out_bag), storage, inputs, output_namespace) if out_bag else None
+    store = source.typestore(typestore())  # the bag's own message definitions
+    writer = _OutputBag(Path(out_bag), storage, inputs, output_namespace, store) if out_bag else None
     timeline = CameraInfoTimeline(sync_slop_s)
     try:
-        _read_calibration(source, topics, timeline, result, writer)
-        _replay_images(source, topics.image, timeline, estimate, rectified, tracker, writer, result,
-                       max_frames, progress)
+        _read_calibration(source, store, topics, timeline, result, writer)
+        _replay_images(source, store, topics.image, timeline, estimate, rectified, tracker, writer,
+                       result, max_frames, progress)
     except KeyboardInterrupt:
         result.interrupted = result.stopped_early = True
     finally:

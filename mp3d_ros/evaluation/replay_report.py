@@ -139,6 +139,8 @@ def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = Non
                  f"{sum(result.skipped.values())} skipped" + (" (interrupted)" if result.interrupted else ""))
     for reason, count in sorted(result.skipped.items()):
         lines.append(f"  skipped {count} x {reason}: e.g. {result.skip_examples[reason]}")
+    for reason, count in sorted(result.unreadable.items()):
+        lines.append(f"{count} x {reason}: e.g. {result.skip_examples[reason]}")
     lines += _reading_lines(result)
     latency = latency_summary_ms(result)
     if latency:
@@ -147,8 +149,12 @@ def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = Non
     metrics = metrics if metrics is not None else replay_metrics(result, sequence)
     scored = scored_frames(result)
     if metrics is None:
-        lines.append("no ground truth in the bag: no accuracy metrics" if not result.ground_truth else
-                     "no ground truth paired with the frames read: no accuracy metrics")
+        if result.ground_truth:
+            lines.append("no ground truth paired with the frames read: no accuracy metrics")
+        elif result.topics.ground_truth and result.unreadable:
+            lines.append("no ground-truth message could be read: no accuracy metrics")
+        else:
+            lines.append("no ground truth in the bag: no accuracy metrics")
     else:
         lines.append(f"ground truth in {metrics['counts']['frames']} frames, "
                      f"{metrics['counts']['gt_people']} people; {scored.missed_people} people in "
@@ -208,7 +214,8 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
     content = {
         "bag": sequence, "topics": vars(result.topics), "images_read": result.images_seen,
         "frames_processed": len(result.frames), "skipped": dict(result.skipped),
-        "skip_examples": result.skip_examples, "interrupted": result.interrupted,
+        "unreadable_messages": dict(result.unreadable), "skip_examples": result.skip_examples,
+        "interrupted": result.interrupted,
         "read_damage": result.read_damage,
         "ground_truth_missed": {"frames": scored.missed_frames, "people": scored.missed_people},
         "ground_truth_unpaired": scored.unpaired, "ground_truth_after_stop": scored.after_stop,

@@ -139,7 +139,7 @@ def test_a_standing_person_placed_too_near_is_put_back_on_the_floor(distance: fl
     body_z = people.root_m[0, 2]
     eq12 = (body_z / 2.0 + floor_z / floor_sigma) / (1 / 2.0 + 1 / floor_sigma)
     assert out.root_m[0, 2] == pytest.approx(eq12, rel=1e-9)
-    assert abs(out.root_m[0, 2] - truth[14, 2]) < 0.25 * abs(body_z - truth[14, 2])
+    assert abs(out.root_m[0, 2] - truth[14, 2]) < 0.5 * abs(body_z - truth[14, 2])
     assert out.depth_cues[0] == DEPTH_CUE_BODY_SIZE | DEPTH_CUE_FLOOR
     assert out.height_m[0] == pytest.approx(1.72 * 0.95, abs=1e-6)
     assert 0 < out.height_sigma_m[0] < 0.2 and 0 < out.root_sigma_m[0] < 2.0
@@ -253,3 +253,14 @@ def test_annotation_files_give_the_floor_or_name_what_is_wrong(tmp_path, pose, m
         with pytest.raises(ValueError, match=message) as error:
             read_3dmppe_json(path, "muco_21")
         assert str(path) in str(error.value)
+
+
+def test_a_floor_depth_far_from_the_other_cues_is_an_outlier() -> None:
+    pose = camera_pose(1.4, 8.0)
+    truth = standing_person(4.0, 0.0, 1.0, pose)
+    plane = FloorPlane.from_camera_pose(*pose)
+    people = people_of(truth[None] * 0.5, sigma_m=0.05)  # sure of a depth 2 m off: the ankle is wrong
+    out = apply_floor(people, CAMERA, plane)
+    np.testing.assert_array_equal(out.keypoints_m, people.keypoints_m)
+    assert out.depth_cues[0] == DEPTH_CUE_BODY_SIZE
+    assert apply_floor(people, CAMERA, plane, FloorConfig(max_disagreement=1e6)).depth_cues[0] & DEPTH_CUE_FLOOR

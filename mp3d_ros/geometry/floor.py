@@ -101,22 +101,28 @@ class FloorPlane:
 class FloorConfig:
     """Anthropometric defaults and the standing test of the floor cue.
 
-    ``ankle_height_m``: height of the ankle keypoint (lateral malleolus) over the floor, 0.039 of
-    stature in Drillis and Contini's segment proportions (6.6 cm at 1.70 m), with shoes.
-    ``sigma_px``: 2D ankle keypoint noise across the ray. ``lowest_margin_m``: how far above the
-    lowest joint of the lifted pose an ankle may be and still carry the weight (a raised foot while
-    walking is not). ``min_leg_verticality``: (hip - ankle) height over its length, below which
-    the person is taken to sit, kneel or lie. ``max_relative_sigma``: floor depths less certain
-    than this fraction are not used (rays that nearly graze the floor).
+    ``ankle_height_m``: height of the ankle keypoint (lateral malleolus) over the floor: 0.039 of
+    stature in Drillis and Contini's segment proportions (6.6 cm at 1.70 m) plus about 2.5 cm of
+    shoe sole; the sd covers statures and shoes. ``sigma_px``: 2D ankle keypoint noise across the
+    ray in source pixels (``apply_floor`` scales it by the image-to-network zoom); 6.4 px robust sd
+    measured for movenet-lift at 256 x 256 on 640 x 480 renders (``benchmarks/depth_by_distance.py``).
+    ``lowest_margin_m``: how far above the lowest joint of the lifted pose an ankle may be and still
+    carry the weight (a raised foot while walking does not). ``min_leg_verticality``: (hip - ankle)
+    height over its length, below which the person is taken to sit, kneel or lie.
+    ``max_relative_sigma``: floor depths less certain than this fraction are not used (rays that
+    nearly graze the floor). ``max_disagreement``: a floor depth further than this many combined
+    sigmas from the other cues' depth is an outlier (a misplaced ankle, a raised floor) and is not
+    used.
     """
 
-    ankle_height_m: float = 0.07
-    ankle_height_sigma_m: float = 0.015
-    sigma_px: float = 3.0
+    ankle_height_m: float = 0.09
+    ankle_height_sigma_m: float = 0.02
+    sigma_px: float = 6.4
     min_confidence: float = 0.3
-    lowest_margin_m: float = 0.10
+    lowest_margin_m: float = 0.05
     min_leg_verticality: float = 0.8
     max_relative_sigma: float = 0.5
+    max_disagreement: float = 3.0
     ankles: tuple[str, str] = ("left_ankle", "right_ankle")
     hips: tuple[str, str] = ("left_hip", "right_hip")
     head: str = "head_top"
@@ -237,6 +243,10 @@ def apply_floor(people: People, intrinsics: Intrinsics, plane: FloorPlane | None
     floor_sigma = cue.scale_sigma * root_z
     # The other cues' sigma must be positive for Eq. 12's weights; a zero there means "unknown".
     other_sigma = np.where(people.root_sigma_m > 0, people.root_sigma_m, np.inf)
+    agrees = np.abs(floor_z - root_z) <= config.max_disagreement * np.hypot(floor_sigma, other_sigma)
+    cue = replace(cue, valid=cue.valid & agrees, ankle=cue.ankle & agrees[:, None])
+    if not cue.valid.any():
+        return people
     fused_z, fused_sigma = (value.numpy() for value in fuse_depths(
         torch.from_numpy(root_z), torch.from_numpy(other_sigma), torch.from_numpy(floor_z),
         torch.from_numpy(np.maximum(floor_sigma, 1e-9)), torch.from_numpy(cue.valid)))

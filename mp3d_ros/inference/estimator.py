@@ -37,9 +37,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from mp3d_ros.geometry.camera import Intrinsics, letterbox_transform
+from mp3d_ros.geometry.camera import ImageTransform, Intrinsics, letterbox_transform
 from mp3d_ros.geometry.camera_torch import camera_rows
-from mp3d_ros.geometry.floor import FloorPlane, apply_floor
+from mp3d_ros.geometry.floor import FloorConfig, FloorPlane, apply_floor
 from mp3d_ros.geometry.people import People
 from mp3d_ros.inference.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
 from mp3d_ros.inference.preprocess import check_rgb_image, letterbox_tensors
@@ -49,6 +49,9 @@ from mp3d_ros.model.codec.decode import unpack_people
 __all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner"]
 
 LOGGER = logging.getLogger(__name__)
+# The ankle keypoint's 2D error across its ray in network-input pixels: the 6.4 px robust sd of
+# FloorConfig.sigma_px, measured on 640 x 480 renders, times their 0.4 zoom into 256 x 256.
+ANKLE_SIGMA_INPUT_PX = 2.56
 DEFAULT_MODEL = "movenet-lift"
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -323,9 +326,16 @@ class Estimator:
             raise ValueError(f"model {model} predicts joint set {self.pipeline.joint_set!r}, "
                              f"not {joint_set!r}")
         self.model_name = model
+        self.floor_config = FloorConfig()
         self.last_timings_ms: dict[str, float] = {}
         LOGGER.info("Estimator: model %s on %s, input %s", model, self.backend_name,
                     self.pipeline.input_size)
+
+    def _floor_config(self, transform: ImageTransform) -> FloorConfig:
+        """The floor cue's settings, with the ankle's 2D noise in this image's pixels: a fixed
+        error in network-input pixels, divided by the image-to-input zoom."""
+        zoom = float(np.sqrt(abs(np.linalg.det(transform.A[:2, :2]))))
+        return replace(self.floor_config, sigma_px=ANKLE_SIGMA_INPUT_PX / zoom)
 
     @property
     def backend_name(self) -> str:
@@ -368,7 +378,8 @@ class Estimator:
                   for found in people]
         clock.mark("decode")
         if floors is not None:
-            people = [apply_floor(found, intr, floor) for found, intr, floor in zip(people, intrinsics, floors)]
+            people = [apply_floor(found, intr, floor, self._floor_config(transform))
+                      for found, intr, floor, transform in zip(people, intrinsics, floors, transforms)]
             clock.mark("floor")
         self.last_timings_ms = clock.elapsed_ms()
         return people

@@ -199,12 +199,22 @@ def rest_pose(shape: BodyShape) -> np.ndarray:
     return _chain(shape.bone_lengths_m, _REST_DIRECTIONS)
 
 
+# Adult stature, mean and sd in metres (ANSUR II, Gordon et al. 2014).
+_MEN_STATURE_M = (1.756, 0.071)
+_WOMEN_STATURE_M = (1.629, 0.064)
+
+
 def sample_shape(
     rng: np.random.Generator,
     height_m: float | None = None,
     height_range_m: tuple[float, float] = (1.0, 2.0),
 ) -> BodyShape:
-    """A random person: stature (adults around 1.70 m, a quarter children), ratios and girth.
+    """A random person: stature, proportions and girth (a quarter children, the rest adults).
+
+    Adults are half men, half women, with the stature distributions of adult anthropometric
+    surveys (men 1.756 +- 0.071 m, women 1.629 +- 0.064 m: ANSUR II, Gordon et al. 2014), and
+    women's shoulders narrower and hips wider relative to stature (biacromial / bi-iliac breadth
+    ratios, same survey); segment proportions vary by about 2.5 % (1 sd) around the mean body.
 
     Args:
         rng: random generator.
@@ -217,21 +227,26 @@ def sample_shape(
             f"height_range_m must satisfy 0.5 <= min <= max <= 2.5, got {height_range_m}"
         )
     if height_m is None:
-        if rng.random() < 0.25:
+        child = rng.random() < 0.25
+        woman = rng.random() < 0.5
+        if child:
             height_m = rng.uniform(low, min(high, max(low, 1.5)))
         else:
-            height_m = rng.normal(1.70, 0.09)
+            height_m = rng.normal(*(_WOMEN_STATURE_M if woman else _MEN_STATURE_M))
         height_m = float(np.clip(height_m, low, high))
+    else:
+        woman = rng.random() < 0.5
     if not 0.5 <= height_m <= 2.5:
         raise ValueError(f"height_m must be within 0.5..2.5 m, got {height_m}")
     fractions = np.zeros(MUCO_21.num_joints)
     for name, (fraction, _) in _REST_BONES.items():
         fractions[_J[name]] = fraction
     head_scale = 1.0 + 0.45 * float(np.clip((1.6 - height_m) / 0.6, 0.0, 1.0))
+    shoulders, hips = (0.94, 1.06) if woman else (1.03, 0.97)
     ratios = {
-        "legs": rng.uniform(0.93, 1.07), "arms": rng.uniform(0.93, 1.07),
-        "torso": rng.uniform(0.93, 1.07), "shoulders": rng.uniform(0.85, 1.15),
-        "hips": rng.uniform(0.85, 1.2), "head": head_scale * rng.uniform(0.95, 1.05),
+        "legs": rng.normal(1.0, 0.025), "arms": rng.normal(1.0, 0.025),
+        "torso": rng.normal(1.0, 0.025), "shoulders": shoulders * rng.normal(1.0, 0.05),
+        "hips": hips * rng.normal(1.0, 0.06), "head": head_scale * rng.normal(1.0, 0.025),
     }
     for group, names in _GROUPS.items():
         for name in names:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from mp3d_ros.evaluation.floor_source import TF_TYPE, FloorSource
 from mp3d_ros.evaluation.replay import (
     ReplayInputError,
     check_output_bag,
@@ -51,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-tracking", action="store_true", help="report people without track ids")
     parser.add_argument("--report", help="folder for the Markdown summary, metrics JSON and plots")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many images")
+    floor = parser.add_argument_group(
+        "floor", "depth from the floor for standing people: the camera's pose over it from the bag's "
+                 "/tf and /tf_static, or a fixed camera height and pitch")
+    floor.add_argument("--ground-frame", help="frame whose z = 0 plane is the floor, e.g. base_footprint "
+                                              "(the sample bag's is 'ground')")
+    floor.add_argument("--camera-height-m", type=float, help="camera height over the floor (fixed camera)")
+    floor.add_argument("--camera-pitch-deg", type=float, default=0.0,
+                       help="with --camera-height-m: downward pitch of the optical axis")
     parser.add_argument("--sync-slop-s", type=float, default=DEFAULT_SYNC_SLOP_S,
                         help="largest stamp difference, seconds, pairing an image with its CameraInfo "
                              "(the node's sync_slop_s)")
@@ -60,10 +69,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.ground_frame and args.camera_height_m is not None:
+        parser.error("give either --ground-frame or --camera-height-m, not both")
+    if args.camera_height_m is not None and not 0.0 < args.camera_height_m < 100.0:
+        parser.error(f"--camera-height-m must be in (0, 100) m, got {args.camera_height_m}")
+    floor = (FloorSource(ground_frame=args.ground_frame) if args.ground_frame else
+             FloorSource.from_height_pitch(args.camera_height_m, args.camera_pitch_deg)
+             if args.camera_height_m is not None else None)
     bound_malloc()  # before the model and the bag allocate: see mp3d_ros.evaluation.memory
     try:
         # Refuse bad input before loading the model.
-        open_replay(args.bag, args.image_topic, args.camera_info_topic, args.gt_topic)
+        source, _, _ = open_replay(args.bag, args.image_topic, args.camera_info_topic, args.gt_topic)
+        if args.ground_frame and TF_TYPE not in source.topic_types.values():
+            raise ReplayInputError(f"{args.bag}: --ground-frame {args.ground_frame}, but the bag has no "
+                                   f"{TF_TYPE} topic (/tf or /tf_static) to find the floor from")
         if args.out:
             check_output_bag(args.out)
         estimator = Estimator(args.model, backend=args.backend, device=args.device)
@@ -73,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             camera_info_topic=args.camera_info_topic, ground_truth_topic=args.gt_topic,
             rectified=args.rectified, copy_inputs=args.copy_inputs, storage=args.storage,
             tracker=None if args.no_tracking else Tracker(), max_frames=args.max_frames,
-            sync_slop_s=args.sync_slop_s,
+            sync_slop_s=args.sync_slop_s, floor=floor,
         )
     except ReplayInputError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")

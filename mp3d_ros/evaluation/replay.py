@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from mp3d_ros.evaluation.bag_reading import BagSource, ReplayInputError
 from mp3d_ros.evaluation.memory import TRIM_EVERY_FRAMES, release_free_memory
+from mp3d_ros.evaluation.floor_source import TF_TYPE, FloorSource
 from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.geometry.people import People
 from mp3d_ros.messages.conversions import (
@@ -64,7 +65,8 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POSES_TYPE = "mp3d_ros/msg/PoseArray3D"
 MARKERS_TYPE = "visualization_msgs/msg/MarkerArray"
 
-Estimate = Callable[[np.ndarray, Intrinsics], People]
+# estimate(rgb, intrinsics) -> People; called with floor=FloorPlane | None too when replaying with a floor.
+Estimate = Callable[..., People]
 FrameKey = tuple[int, int]  # (header stamp ns, how many earlier messages had that stamp)
 
 
@@ -119,6 +121,8 @@ class ReplayResult:
     duplicate_ground_truth: int = 0
     backward_stamps: int = 0
     tracker_resets: int = 0
+    floor: str = ""  # where the floor plane came from ("" = not used)
+    floor_unavailable: int = 0  # frames estimated without the floor: no transform to the ground
 
     def skip(self, reason: str, detail: str) -> None:
         """Count a skipped frame; the first detail of each reason is kept for the report."""
@@ -264,7 +268,7 @@ def _decode(message: Any, topic: str, stamp_ns: int, result: ReplayResult) -> np
 
 
 def _process_image(message: Any, timeline: CameraInfoTimeline, estimate: Estimate, rectified: bool,
-                   result: ReplayResult, topic: str) -> tuple[People, float] | None:
+                   result: ReplayResult, topic: str, floor: FloorSource | None) -> tuple[People, float] | None:
     """Estimate the people of one image message, or count why it was skipped."""
     stamp_ns = stamp_to_ns(message.header.stamp)
     rgb = _decode(message, topic, stamp_ns, result)
@@ -285,7 +289,10 @@ def _process_image(message: Any, timeline: CameraInfoTimeline, estimate: Estimat
         result.skip("unusable CameraInfo", str(error))
         return None
     start = time.perf_counter()
-    people = estimate(rgb, intrinsics)
+    if floor is None:
+        people = estimate(rgb, intrinsics)
+    else:
+        people = estimate(rgb, intrinsics, floor=floor.plane(message.header.frame_id, stamp_ns))
     return people, 1000.0 * (time.perf_counter() - start)
 
 
@@ -296,13 +303,22 @@ def _next_key(seen: Counter, stamp_ns: int) -> FrameKey:
 
 
 def _read_calibration(source: BagSource, store: Any, topics: ReplayTopics, timeline: CameraInfoTimeline,
-                      result: ReplayResult, writer: _OutputBag | None) -> None:
-    """CameraInfo into ``timeline``, ground truth into ``result`` (one pass over both topics)."""
+                      result: ReplayResult, writer: _OutputBag | None, floor: FloorSource | None) -> None:
+    """CameraInfo into ``timeline``, ground truth into ``result``, transforms into ``floor``'s tree
+    (one pass over these topics)."""
     seen: Counter = Counter()
-    wanted = [t for t in (topics.camera_info, topics.ground_truth) if t]
+    tf_topics = [name for name, kind in sorted(source.topic_types.items()) if kind == TF_TYPE] \
+        if floor is not None and floor.fixed is None else []
+    wanted = [t for t in (topics.camera_info, topics.ground_truth) if t] + tf_topics
     for topic, timestamp, raw in source.messages(wanted):
-        if writer is not None:
+        if writer is not None and topic not in tf_topics:
             writer.copy(topic, timestamp, raw)
+        if topic in tf_topics:
+            try:
+                floor.tree.add_message(store.deserialize_cdr(raw, TF_TYPE), static=topic.endswith("tf_static"))
+            except Exception as error:  # noqa: BLE001 - corrupt CDR or a malformed transform
+                result.bad_message("unreadable transform message", f"{topic} at {timestamp} ns: {error}")
+            continue
         if topic == topics.camera_info:
             try:
                 message = store.deserialize_cdr(raw, CAMERA_INFO_TYPE)
@@ -326,7 +342,7 @@ def _read_calibration(source: BagSource, store: Any, topics: ReplayTopics, timel
 def _replay_images(source: BagSource, store: Any, topic: str, timeline: CameraInfoTimeline,
                    estimate: Estimate, rectified: bool, tracker: Tracker | None,
                    writer: _OutputBag | None, result: ReplayResult, max_frames: int | None,
-                   progress: bool) -> None:
+                   progress: bool, floor: FloorSource | None) -> None:
     classes = MessageClasses.from_typestore()
     msgtype = source.topic_types[topic]
     truth = {g.key: g.people for g in result.ground_truth}
@@ -358,7 +374,7 @@ def _replay_images(source: BagSource, store: Any, topic: str, timeline: CameraIn
             result.duplicate_images += 1
             result.skip("duplicate image stamp", f"{topic}: another image at {stamp_ns} ns came first")
             continue
-        outcome = _process_image(message, timeline, estimate, rectified, result, topic)
+        outcome = _process_image(message, timeline, estimate, rectified, result, topic, floor)
         if outcome is None:
             continue
         people, latency_ms = outcome
@@ -413,8 +429,12 @@ def replay_bag(
     max_frames: int | None = None,
     progress: bool = True,
     sync_slop_s: float = DEFAULT_SYNC_SLOP_S,
+    floor: FloorSource | None = None,
 ) -> ReplayResult:
     """Run ``estimate`` over every image of a bag; write outputs to ``out_bag`` when given.
+
+    With ``floor``, ``estimate`` is called with ``floor=`` the frame's floor plane (None where the
+    bag's transforms do not reach the ground frame at that stamp; counted).
 
     A KeyboardInterrupt stops reading, and the output bag is closed cleanly with what was written;
     so does damage in the bag (what could be read is processed, the rest is reported).
@@ -430,9 +450,12 @@ def replay_bag(
     writer = _OutputBag(Path(out_bag), storage, inputs, output_namespace, store) if out_bag else None
     timeline = CameraInfoTimeline(sync_slop_s)
     try:
-        _read_calibration(source, store, topics, timeline, result, writer)
+        if floor is not None:
+            result.floor = (f"transforms to {floor.ground_frame!r} in the bag" if floor.fixed is None else
+                            f"camera {floor.fixed.camera_height_m:g} m over the floor")
+        _read_calibration(source, store, topics, timeline, result, writer, floor)
         _replay_images(source, store, topics.image, timeline, estimate, rectified, tracker, writer,
-                       result, max_frames, progress)
+                       result, max_frames, progress, floor)
     except KeyboardInterrupt:
         result.interrupted = result.stopped_early = True
     finally:
@@ -440,4 +463,5 @@ def replay_bag(
             writer.close()
     _record_reading(source, topics, result)
     result.tracker_resets = tracker.resets if tracker is not None else 0
+    result.floor_unavailable = floor.misses if floor is not None else 0
     return result

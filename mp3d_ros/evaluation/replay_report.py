@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table
 from mp3d_ros.evaluation.evaluate import (
+    format_depth_bias,
     json_safe,
     mupots_summary_table,
     prediction_frames,
@@ -28,7 +30,7 @@ from mp3d_ros.evaluation.metrics import (
     match_people_mupots,
 )
 from mp3d_ros.evaluation.replay import GroundTruthMessage, ReplayResult
-from mp3d_ros.geometry.people import People
+from mp3d_ros.geometry.people import DEPTH_CUE_FLOOR, People
 from mp3d_ros.geometry.skeleton import MUPOTS_17, convert_joints
 
 __all__ = ["ground_truth_from_people", "ScoredFrames", "scored_frames", "replay_metrics",
@@ -132,6 +134,15 @@ def _reading_lines(result: ReplayResult) -> list[str]:
     return lines
 
 
+def replay_depth_bias(result: ReplayResult) -> list[dict]:
+    """Depth ratio and sigma coverage by distance over the frames with ground truth."""
+    matches = DepthMatches()
+    for frame in result.frames:
+        if frame.ground_truth is not None:
+            matches.add(frame.people, frame.ground_truth)
+    return depth_bias_table(matches)
+
+
 def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = None) -> str:
     """Plain-text summary: topics, frames, skipped frames by reason, damage, latency, metrics."""
     lines = list(result.notes)
@@ -142,6 +153,13 @@ def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = Non
     for reason, count in sorted(result.unreadable.items()):
         lines.append(f"{count} x {reason}: e.g. {result.skip_examples[reason]}")
     lines += _reading_lines(result)
+    if result.floor:
+        people = [frame.people for frame in result.frames]
+        on_floor = sum(int(np.count_nonzero(p.depth_cues & DEPTH_CUE_FLOOR)) for p in people)
+        lines.append(f"floor from {result.floor}: depth from the floor for {on_floor} of "
+                     f"{sum(len(p) for p in people)} people found"
+                     + (f"; {result.floor_unavailable} frames without a transform to the ground"
+                        if result.floor_unavailable else ""))
     latency = latency_summary_ms(result)
     if latency:
         lines.append(f"latency per frame: median {latency['median']:.1f} ms, p90 {latency['p90']:.1f} "
@@ -160,6 +178,9 @@ def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = Non
                      f"{metrics['counts']['gt_people']} people; {scored.missed_people} people in "
                      f"{scored.missed_frames} skipped or unreadable frames counted as missed")
         lines.append(mupots_summary_table(metrics))
+        lines.append("root depth by true distance (median predicted / true; share of errors inside 1 and 2 "
+                     "reported sigma):")
+        lines.append(format_depth_bias(replay_depth_bias(result)))
     if scored.unpaired:
         lines.append(f"{scored.unpaired} ground-truth messages have no image of their stamp: not scored")
     return "\n".join(lines)
@@ -224,6 +245,7 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
                              "ground_truth": result.duplicate_ground_truth},
         "backward_stamps": result.backward_stamps, "tracker_resets": result.tracker_resets,
         "latency_ms": latency_summary_ms(result), "metrics": metrics,
+        "depth_by_distance": replay_depth_bias(result), "floor": result.floor,
     }
     (folder / "metrics.json").write_text(json.dumps(json_safe(content), indent=2))
     plots: list[tuple[str, str]] = []

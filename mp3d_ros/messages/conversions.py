@@ -308,7 +308,9 @@ def pose_array_to_people(msg: Any) -> People:
         score[i], track_id[i], track_age[i] = person.score, person.track_id, person.track_age
         velocity[i] = (person.velocity.x, person.velocity.y, person.velocity.z)
         velocity_cov[i] = np.asarray(person.velocity_covariance, dtype=np.float64).reshape(3, 3)
-        depth_cues[i], height[i], height_sigma[i] = person.depth_cues, person.height_m, person.height_sigma_m
+        # Bags recorded before Person3D had these fields decode without them: 0 means unknown.
+        depth_cues[i] = getattr(person, "depth_cues", 0)
+        height[i], height_sigma[i] = getattr(person, "height_m", 0.0), getattr(person, "height_sigma_m", 0.0)
         root = keypoints[i, joint_set.root]
         cov = np.asarray(person.root_covariance, dtype=np.float64).reshape(3, 3)
         range_m = np.linalg.norm(root)

@@ -443,6 +443,8 @@ def test_bags_with_tf_static_give_the_floor_and_play_it_transient_local(tmp_path
     bag = write_bag_with_tf_static(tmp_path / "tf")
     plan = plan_camera({"sample_bag": str(bag)}, share_dir)
     assert plan.node.overrides["ground_frame"] == SAMPLE_GROUND_FRAME
+    # the bag parents the optical frame under the ground: no second parent from a view transform
+    assert plan.view_transform is None and plan.fixed_frame == SAMPLE_GROUND_FRAME
     overrides = plan.bag_play[plan.bag_play.index("--qos-profile-overrides-path") + 1]
     assert overrides == str(share_dir / "config" / "bag_play_qos.yaml")
     qos = yaml.safe_load((ROOT / "config" / "bag_play_qos.yaml").read_text())

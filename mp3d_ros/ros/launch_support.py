@@ -225,6 +225,7 @@ def plan_camera(args: Mapping[str, str], share_dir: str | Path,
     rviz, rviz_message = decide_rviz(args["rviz"], package_exists)
     messages = [f"source: {source}", rviz_message]
     node_overrides: dict[str, object] = {}
+    ground_in_bag = False
     bag_play, driver_spec = None, None
     if source == "sample":
         bag = args["sample_bag"] or str(share_dir / "models" / "sample_bag")
@@ -241,6 +242,7 @@ def plan_camera(args: Mapping[str, str], share_dir: str | Path,
         node_overrides["use_sim_time"] = True  # the bag's clock: stamps, tf and stamp age agree
         if bag_has_topic(bag, "/tf_static"):  # the camera's pose over the floor is in the bag
             node_overrides["ground_frame"] = SAMPLE_GROUND_FRAME
+            ground_in_bag = True
         messages.append(f"playing {bag} in a loop on its clock: {image_topic} ({transport}), {info_topic}")
     elif source == "camera":
         if driver not in DRIVERS:
@@ -260,11 +262,14 @@ def plan_camera(args: Mapping[str, str], share_dir: str | Path,
     prefix = _namespace_prefix(args["namespace"])
     rviz_image = image_topic if image_topic.startswith("/") else f"{prefix}/{image_topic}"
     view_transform = None
-    if source != "topics":
+    # A bag whose /tf_static places the camera over the floor already gives the optical frame its
+    # parent: a second parent (the view transform) would make tf2 flip between the two.
+    if source != "topics" and not ground_in_bag:
         qx, qy, qz, qw = VIEW_TO_OPTICAL_XYZW
         view_transform = ["--x", "0", "--y", "0", "--z", "0", "--qx", qx, "--qy", qy, "--qz", qz,
                           "--qw", qw, "--frame-id", VIEW_FRAME, "--child-frame-id", args["camera_frame"]]
-    fixed_frame = args["fixed_frame"] or (VIEW_FRAME if view_transform else args["camera_frame"])
+    fixed_frame = args["fixed_frame"] or (SAMPLE_GROUND_FRAME if ground_in_bag else
+                                          VIEW_FRAME if view_transform else args["camera_frame"])
     return CameraPlan(source, node, rviz_image, f"{prefix}/pose_node", bag_play, driver_spec, rviz,
                       fixed_frame, view_transform, messages)
 

@@ -2,6 +2,7 @@
 without the floor cue.
 
     python benchmarks/depth_by_distance.py --images 60 [--model movenet-lift] [--mocap ../shared/mocap]
+        [--input-size 256x256,512x384] [--device cuda]
 
 Scenes are ``mp3d-synth``'s (people 2-10 m, cameras 0.8-1.8 m high); each image is estimated twice,
 once without and once with the floor plane the scene's camera pose gives.
@@ -10,6 +11,9 @@ once without and once with the floor plane the scene's camera pose gives.
 from __future__ import annotations
 
 import argparse
+import time
+
+import numpy as np
 
 from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table
 from mp3d_ros.geometry.floor import FloorPlane
@@ -21,19 +25,25 @@ from mp3d_ros.synthetic.scenes import SceneConfig, generate_image, ground_from_c
 from mp3d_ros.evaluation.evaluate import format_table
 
 
-def measure(model: str, images: int, seed: int, mocap_dir: str | None, size=(640, 480)) -> dict[str, DepthMatches]:
+def measure(model: str, images: int, seed: int, mocap_dir: str | None, size=(640, 480),
+            input_size: tuple[int, int] | None = None, device: str | None = None) -> tuple[dict[str, DepthMatches], float]:
+    """Matches without and with the floor, and the median ms per estimate (with the floor)."""
     config = SceneConfig(size=size, focal_range_px=(450.0, 650.0), people=(1, 4), depth_range_m=(2.0, 10.0),
                          camera_height_m=(0.8, 1.8), pitch_deg=(-15.0, 5.0))
     mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
-    estimator = Estimator(model)
+    estimator = Estimator(model, input_size=input_size, device=device)
     results = {"without floor": DepthMatches(), "with floor": DepthMatches()}
+    times_ms = []
     for index in range(images):
         frame = generate_image(config, seed, index, mocap)
         truth = ground_truth_people(frame)
         plane = FloorPlane.from_camera_pose(*ground_from_camera(frame.R_cam_world, frame.camera_height_m))
         results["without floor"].add(estimator.estimate(frame.image, frame.intrinsics), truth)
-        results["with floor"].add(estimator.estimate(frame.image, frame.intrinsics, floor=plane), truth)
-    return results
+        start = time.perf_counter()
+        found = estimator.estimate(frame.image, frame.intrinsics, floor=plane)
+        times_ms.append(1000.0 * (time.perf_counter() - start))
+        results["with floor"].add(found, truth)
+    return results, float(np.median(times_ms[1:] or times_ms))
 
 
 def main() -> None:
@@ -42,8 +52,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--model", default="movenet-lift")
     parser.add_argument("--mocap", default=None)
+    parser.add_argument("--input-size", default=None, help="comma-separated WxH network inputs")
+    parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    for name, matches in measure(args.model, args.images, args.seed, args.mocap).items():
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.input_size.split(",")] if args.input_size else [None]
+    for input_size in sizes:
+        results, ms = measure(args.model, args.images, args.seed, args.mocap, input_size=input_size,
+                              device=args.device)
+        print(f"\n## input {input_size or 'default'}: median {ms:.1f} ms per estimate (with the floor)")
+        _print(args, results)
+
+
+def _print(args: argparse.Namespace, results: dict[str, DepthMatches]) -> None:
+    for name, matches in results.items():
         rows = depth_bias_table(matches)
         print(f"\n{args.model}, {name}, {args.images} images")
         print(format_table(["band (m)", "matched", "missed", "median Z/Z_true", "in 1 sigma", "in 2 sigma"],

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -46,15 +47,58 @@ from mp3d_ros.inference.preprocess import check_rgb_image, letterbox_tensors
 from mp3d_ros.model.checkpoint import model_file_error
 from mp3d_ros.model.codec.decode import unpack_people
 
-__all__ = ["DEFAULT_MODEL", "Estimator", "TorchRunner", "OnnxRunner"]
+__all__ = ["DEFAULT_MODEL", "MAX_GRAPH_LAYOUTS", "Estimator", "TorchRunner", "OnnxRunner", "LayoutCache",
+           "layout_key", "use_cuda_graph"]
 
 LOGGER = logging.getLogger(__name__)
 # The ankle keypoint's 2D error across its ray in network-input pixels: the 6.4 px robust sd of
 # FloorConfig.sigma_px, measured on 640 x 480 renders, times their 0.4 zoom into 256 x 256.
 ANKLE_SIGMA_INPUT_PX = 2.56
 DEFAULT_MODEL = "movenet-lift"
+MAX_GRAPH_LAYOUTS = 8  # CUDA graphs kept (each holds its static buffers and memory pool)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def use_cuda_graph(requested: bool | str, device: torch.device, backend: str) -> bool:
+    """Whether to replay CUDA graphs: ``"auto"`` means yes for the torch backend on CUDA.
+
+    Raises:
+        ValueError: ``True`` off CUDA or with another backend, or a value that is neither bool nor "auto".
+    """
+    if requested == "auto":
+        return device.type == "cuda" and backend == "torch"
+    if not isinstance(requested, bool):
+        raise ValueError(f"cuda_graph must be True, False or 'auto', got {requested!r}")
+    if requested and (device.type != "cuda" or backend != "torch"):
+        raise ValueError(f"cuda_graph=True needs the torch backend on device='cuda' "
+                         f"(got {backend} on {device.type})")
+    return requested
+
+
+def layout_key(images: Sequence[np.ndarray], lenses: tuple[str, ...]) -> tuple:
+    """What a captured graph is specific to: every image's shape and lens family, in batch order."""
+    return tuple(image.shape for image in images), tuple(lenses)
+
+
+class LayoutCache(OrderedDict):
+    """At most ``capacity`` values by layout key; the least recently used one is dropped first."""
+
+    def __init__(self, capacity: int = MAX_GRAPH_LAYOUTS) -> None:
+        super().__init__()
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+
+    def get_or_build(self, key: tuple, build: Callable[[], Any]) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = build()
+        self[key] = value
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+        return value
 
 
 def _run_stages(runner: "TorchRunner | OnnxRunner", images: Sequence[np.ndarray], rows: np.ndarray,
@@ -160,7 +204,7 @@ class TorchRunner:
         self.module, self.pipeline, self.device, self.dtype = module, pipeline, device, dtype
         self.decode = decode
         self.cuda_graph = cuda_graph
-        self._graphs: dict[tuple, _FrameGraphs] = {}
+        self._graphs = LayoutCache()
         self.name = f"torch:{device.type}:{_dtype_name(dtype)}" + (":cuda-graph" if cuda_graph else "") \
             + (":compiled" if compile_network else "")
 
@@ -173,10 +217,9 @@ class TorchRunner:
         """Packed people (B, K, C) of a batch on the host (:meth:`PeopleTensors.pack`)."""
         if not self.cuda_graph:
             return _run_stages(self, images, rows, lenses, clock)
-        key = (tuple(image.shape for image in images), lenses)
-        if key not in self._graphs:
-            self._graphs[key] = _FrameGraphs(self, images, rows, lenses)
-        return self._graphs[key](images, rows, clock)
+        graphs = self._graphs.get_or_build(layout_key(images, lenses),
+                                           lambda: _FrameGraphs(self, images, rows, lenses))
+        return graphs(images, rows, clock)
 
 
 class OnnxRunner:
@@ -265,8 +308,13 @@ class Estimator:
         max_people: most people reported per image.
         cuda_graph: replay the pre-processing, and the network with the device-side decoding, as
             CUDA graphs per batch layout (CUDA only); ``last_timings_ms["network"]`` then
-            includes that decoding.
+            includes that decoding. ``"auto"`` (default): on for the torch backend on CUDA
+            (:func:`use_cuda_graph`), so the node, replay and evaluation run at graph speed
+            without a flag. A layout (image sizes, lens families) is captured when first seen
+            (about 3 warm-up runs and one capture; :meth:`warmup` does it before the first
+            frame); at most :data:`MAX_GRAPH_LAYOUTS` are kept, least recently used dropped.
         compile_network: ``torch.compile`` the network (batch norms folded) and the decoding.
+            Off by default: compiling costs tens of seconds at start-up (more per new layout).
         threads: CPU threads for torch / onnxruntime. Default on CPU: half the cores (at least
             one), because OpenMP threads that spin-wait collapse (20x slower measured on 2 cores)
             when a camera driver or RViz competes for the same cores.
@@ -281,10 +329,11 @@ class Estimator:
         input_size: tuple[int, int] | None = None,
         joint_set: str | None = None,
         max_people: int = 20,
-        cuda_graph: bool = False,
+        cuda_graph: bool | str = "auto",
         compile_network: bool = False,
         threads: int | None = None,
     ) -> None:
+        started = time.perf_counter()
         model = str(model_path) if model_path is not None else DEFAULT_MODEL
         if backend not in ("auto", "torch", "onnxruntime"):
             raise ValueError(f"backend must be auto, torch or onnxruntime, got {backend!r}")
@@ -306,6 +355,7 @@ class Estimator:
                              "(write one with mp3d-export)")
         if backend == "torch" and is_onnx:
             raise ValueError(f"backend torch cannot run the ONNX file {model}")
+        graphs = use_cuda_graph(cuda_graph, self.device, backend)
         if is_onnx:
             path = Path(model)
             if not path.is_file():
@@ -321,15 +371,37 @@ class Estimator:
         else:
             self.pipeline = load_pipeline(model, input_size=input_size, max_people=max_people)
             self.runner = TorchRunner(self.pipeline, self.device, PRECISIONS[precision],
-                                      cuda_graph=cuda_graph, compile_network=compile_network)
+                                      cuda_graph=graphs, compile_network=compile_network)
         if joint_set is not None and self.pipeline.joint_set != joint_set:
             raise ValueError(f"model {model} predicts joint set {self.pipeline.joint_set!r}, "
                              f"not {joint_set!r}")
         self.model_name = model
         self.floor_config = FloorConfig()
         self.last_timings_ms: dict[str, float] = {}
-        LOGGER.info("Estimator: model %s on %s, input %s", model, self.backend_name,
-                    self.pipeline.input_size)
+        self.load_s = time.perf_counter() - started
+        LOGGER.info("Estimator: model %s on %s, input %s, %d CPU threads, loaded in %.2f s",
+                    model, self.backend_name, self.pipeline.input_size, torch.get_num_threads(),
+                    self.load_s)
+
+    def warmup(self, image_size: tuple[int, int], intrinsics: Intrinsics | None = None,
+               runs: int = 2) -> float:
+        """Run ``runs`` blank (W, H) frames so the first real frame pays no capture, cuDNN search
+        or lazy initialisation; returns the seconds from construction start to ready (logged).
+
+        ``intrinsics`` default to a pinhole camera of focal length = width; a distorted camera
+        belongs to another graph layout, so pass the real one when it is known.
+        """
+        width, height = (int(v) for v in image_size)
+        if intrinsics is None:
+            intrinsics = Intrinsics.pinhole(width, width, width / 2, height / 2, width, height)
+        started = time.perf_counter()
+        blank = np.zeros((height, width, 3), np.uint8)
+        for _ in range(runs):
+            self.estimate(blank, intrinsics)
+        ready_s = self.load_s + time.perf_counter() - started
+        LOGGER.info("Estimator ready for %dx%d frames %.2f s after start (%s)", width, height,
+                    ready_s, self.backend_name)
+        return ready_s
 
     def _floor_config(self, transform: ImageTransform) -> FloorConfig:
         """The floor cue's settings, with the ankle's 2D noise in this image's pixels: a fixed

@@ -34,6 +34,7 @@ __all__ = [
 
 # Blank frame for the start-up check: small enough to be quick on a CPU, a common camera shape.
 _WARMUP_SIZE = (640, 480)
+_CUDA_GRAPH = {"auto": "auto", "on": True, "off": False}  # node parameter -> Estimator(cuda_graph=)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +72,7 @@ def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log
 
     Args:
         factory: ``Estimator``-like callable taking ``model_path, backend, device, precision,
-            input_size`` keywords; the result has ``estimate(image_rgb, intrinsics)`` and
+            input_size, cuda_graph, compile_network`` keywords; the result has ``estimate(image_rgb, intrinsics)`` and
             ``backend_name``.
         cuda_available: whether a CUDA device exists (for ``device: auto``).
 
@@ -87,8 +88,12 @@ def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log
     errors: list[str] = []
     for index, (device, precision) in enumerate(attempts):
         try:
+            started = time.perf_counter()
+            # A CPU fallback leaves the graphs to "auto" (off there): "on" asked for them on the GPU.
+            graph = _CUDA_GRAPH[settings.cuda_graph] if index == 0 else "auto"
             estimator = factory(model_path=settings.model_path or None, backend=settings.backend,
-                                device=device, precision=precision, input_size=settings.input_size)
+                                device=device, precision=precision, input_size=settings.input_size,
+                                cuda_graph=graph, compile_network=settings.compile)
             width, height = _WARMUP_SIZE
             estimator.estimate(np.zeros((height, width, 3), dtype=np.uint8),
                                Intrinsics.pinhole(500.0, 500.0, width / 2 - 0.5, height / 2 - 0.5,
@@ -100,6 +105,8 @@ def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log
                          f"{type(error).__name__}: {error}"
                 + ("; falling back to the CPU (fp32), which is much slower" if fallback else ""))
             continue
+        log("info", f"estimator started on {device} in {time.perf_counter() - started:.2f} s "
+                    f"(model load, graph capture and one warm-up frame)")
         return LoadedEstimator(estimator, device, precision, str(getattr(estimator, "backend_name", "?")),
                                errors[0] if errors else None)
     raise RuntimeError("the estimator could not start: " + "; ".join(errors))

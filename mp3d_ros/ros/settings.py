@@ -51,6 +51,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "at start the node falls back to 'cpu' (fp32) with an error log."),
     ParameterSpec("precision", "fp16", "Inference precision on the GPU (the CPU always runs fp32).",
                   choices=("fp16", "bf16", "fp32")),
+    ParameterSpec("cuda_graph", "auto", "Replay the network and its decoding as CUDA graphs, captured "
+                  "at start for the warm-up frame size and on first sight of another image size or lens "
+                  "(at most 8 kept): 'auto' = on for the torch backend on a GPU, off otherwise.",
+                  choices=("auto", "on", "off")),
+    ParameterSpec("compile", False, "torch.compile the network and its decoding; adds tens of seconds "
+                  "to the start (and to each new image size)."),
     ParameterSpec("input_width", 0, "Network input width in pixels; 0 = the model's default.", 0, 4096),
     ParameterSpec("input_height", 0, "Network input height in pixels; 0 = the model's default.", 0, 4096),
     ParameterSpec("score_threshold", 0.3, "People with a lower score are not published.", 0.0, 1.0),
@@ -140,6 +146,8 @@ class NodeSettings:
     backend: str
     device: str
     precision: str
+    cuda_graph: str
+    compile: bool
     input_width: int
     input_height: int
     score_threshold: float

@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from mp3d_ros.geometry.camera_torch import pinhole_rays
 from mp3d_ros.geometry.skeleton import COCO_17, MUPOTS_17, JointSet, flip_permutation
 from mp3d_ros.synthetic.bvh import load_mocap_poses, read_bvh, rest_positions, to_joint_set
 
@@ -179,13 +180,6 @@ def _rotation(axis: int, angle: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _rays(K: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """(*, 3) rays ``K^-1 [u, v, 1]`` of (*, 2) pixels for zero-skew (*, 3, 3) ``K``."""
-    x = (uv[..., 0] - K[..., 0, 2]) / K[..., 0, 0]
-    y = (uv[..., 1] - K[..., 1, 2]) / K[..., 1, 1]
-    return torch.stack([x, y, torch.ones_like(x)], dim=-1)
-
-
 def _cameras(batch: int, cfg: LiftingDataConfig, generator, device):
     """Intrinsics (B, 3, 3) and image sizes (B, 2) of random pinhole cameras."""
     width = _uniform(batch, cfg.image_width_px, generator, device).round()
@@ -205,7 +199,7 @@ def _cameras(batch: int, cfg: LiftingDataConfig, generator, device):
     return K, torch.stack([width, height], dim=-1)
 
 
-def _place(poses: torch.Tensor, K, size, cfg: LiftingDataConfig, generator) -> torch.Tensor:
+def _pose_in_random_camera(poses: torch.Tensor, K, size, cfg: LiftingDataConfig, generator) -> torch.Tensor:
     """Camera-frame joints (B, J, 3): yaw, camera pitch and roll, root at a random pixel and depth."""
     batch, device = poses.shape[0], poses.device
     yaw = _uniform(batch, (0.0, 2 * math.pi), generator, device)
@@ -216,7 +210,7 @@ def _place(poses: torch.Tensor, K, size, cfg: LiftingDataConfig, generator) -> t
     rotation = _rotation(2, roll) @ _rotation(0, pitch) @ level @ _rotation(1, yaw)
     pixel = torch.rand(batch, 2, generator=generator, device=device) * size
     depth = _uniform(batch, cfg.depth_m, generator, device)
-    root = _rays(K, pixel)
+    root = pinhole_rays(pixel, K)
     return poses @ rotation.transpose(-1, -2) + (root * depth[:, None])[:, None]
 
 
@@ -271,9 +265,9 @@ def sample_lifting_batch(
     mirrored = poses[:, _MIRROR.to(device)] * poses.new_tensor([-1.0, 1.0, 1.0])
     poses = torch.where(mirror[:, None, None], mirrored, poses)
     K, size = _cameras(batch_size, cfg, generator, device)
-    joints = _place(poses, K, size, cfg, generator)
+    joints = _pose_in_random_camera(poses, K, size, cfg, generator)
     uv, confidence = _observe(joints[:, _COCO_INDEX.to(device)], K, size, cfg, generator)
-    rays = _rays(K[:, None], uv)
+    rays = pinhole_rays(uv, K[:, None])
     target = joints[:, _MUPOTS_INDEX.to(device)]
     target = target - target[:, MUPOTS_17.root : MUPOTS_17.root + 1]
     return LiftingBatch(rays=rays, confidence=confidence, target_m=target)

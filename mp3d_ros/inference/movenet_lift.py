@@ -165,7 +165,7 @@ class MoveNetLift(nn.Module):
             rays.flatten(0, 1), seen.flatten(0, 1), pose.flatten(0, 1), MUPOTS_17, per_person[0],
             self.lifter.cfg.canonical_height_m, self.cfg.prior, per_person[1])
         depth_m = depth.depth_m.unflatten(0, (b, k))
-        joints_m = self._place(depth_m, pose, rays, seen)
+        joints_m = self._joints_at_depth(depth_m, pose, rays, seen)
         uv = torch.where(seen[..., None], uv, project(joints_m, cameras))
         valid = keep & depth.valid.unflatten(0, (b, k))
         # People are listed by score; a stable sort keeps MoveNet's order among equal scores.
@@ -177,7 +177,7 @@ class MoveNetLift(nn.Module):
             valid=valid)
         return PeopleTensors(*(_gather_people(t, order) for t in people))
 
-    def _place(self, depth_m: torch.Tensor, pose: torch.Tensor, rays: torch.Tensor,
+    def _joints_at_depth(self, depth_m: torch.Tensor, pose: torch.Tensor, rays: torch.Tensor,
                seen: torch.Tensor) -> torch.Tensor:
         """(B, K, J, 3) joints in metres: seen joints on their rays at ``Z + d_j``, the others at
         the root plus their scaled lifted offsets; the root's x, y fit the seen joints best."""

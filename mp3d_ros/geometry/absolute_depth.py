@@ -307,8 +307,8 @@ def estimate_root_depth(
     ray_sigma = keypoint_sigma_px / focal_px
     if isinstance(ray_sigma, torch.Tensor):
         ray_sigma = ray_sigma[:, None]  # per person, across its joints
-    scale = prior.height_m / canonical_height_m
-    pose_m = (pose_rel_m - pose_rel_m[:, joint_set.root : joint_set.root + 1]) * scale
+    stature_ratio = prior.height_m / canonical_height_m
+    pose_m = (pose_rel_m - pose_rel_m[:, joint_set.root : joint_set.root + 1]) * stature_ratio
     rel = pose_m[..., 2]
     seen = seen.bool()
     segments = [(joint_set.index(a), joint_set.index(b)) for a, b in SEGMENTS]

@@ -156,11 +156,11 @@ class MoveNetLift(nn.Module):
             confidence[:, :, MUPOTS_17.index(name)] = torch.stack(
                 [scores[:, :, COCO_17.index(n)] for n in support], dim=-1).mean(-1)
         K = cameras.K.to(dtype)
-        # Network-input pixels to source pixels: times the inverse letterbox's scale.
+        # Network-input pixels to source pixels: times the inverse letterbox's zoom.
         a = cameras.input_to_source.to(dtype)
-        scale = (a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]).abs().sqrt()
+        zoom = (a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]).abs().sqrt()
         per_person = [t[:, None].expand(b, k).flatten() for t in (
-            torch.sqrt(K[:, 0, 0] * K[:, 1, 1]), self.cfg.keypoint_sigma_input_px * scale)]
+            torch.sqrt(K[:, 0, 0] * K[:, 1, 1]), self.cfg.keypoint_sigma_input_px * zoom)]
         depth = estimate_root_depth(
             rays.flatten(0, 1), seen.flatten(0, 1), pose.flatten(0, 1), MUPOTS_17, per_person[0],
             self.lifter.cfg.canonical_height_m, self.cfg.prior, per_person[1])

@@ -55,6 +55,10 @@ LOGGER = logging.getLogger(__name__)
 # FloorConfig.sigma_px, measured on 640 x 480 renders, times their 0.4 zoom into 256 x 256.
 ANKLE_SIGMA_INPUT_PX = 2.56
 DEFAULT_MODEL = "movenet-lift"
+# movenet-lift's input on a GPU: on an H200, 512 x 384 found 62 of 101 rendered people at 2-10 m
+# against 58 at 256 x 256 (8 against 5 at 8-10 m) for 5.5 instead of 5.2 ms per frame
+# (benchmarks/depth_by_distance.py, RESULTS.md); on 2 CPU cores 256 x 256 keeps 82 ms per frame.
+MOVENET_LIFT_GPU_INPUT = (512, 384)
 MAX_GRAPH_LAYOUTS = 8  # CUDA graphs kept (each holds its static buffers and memory pool)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -302,7 +306,8 @@ class Estimator:
             ``"onnxruntime"``.
         device: ``"cuda"`` or ``"cpu"``; default CUDA when available.
         precision: ``"fp16"``, ``"bf16"`` or ``"fp32"``; default fp16 on CUDA, fp32 on CPU.
-        input_size: network input (W, H), multiples of 32; default the model's own. A fixed-size
+        input_size: network input (W, H), multiples of 32; default the model's own (for
+            ``movenet-lift``: 256 x 256 on the CPU, :data:`MOVENET_LIFT_GPU_INPUT` on CUDA). A fixed-size
             ONNX model refuses another size.
         joint_set: refuse a model predicting another joint set (default: accept any).
         max_people: most people reported per image.
@@ -369,6 +374,8 @@ class Estimator:
                                  f"{self.pipeline.input_size}, not {tuple(input_size)}")
             self.runner: TorchRunner | OnnxRunner = OnnxRunner(session, self.pipeline)
         else:
+            if input_size is None and model == DEFAULT_MODEL and self.device.type == "cuda":
+                input_size = MOVENET_LIFT_GPU_INPUT
             self.pipeline = load_pipeline(model, input_size=input_size, max_people=max_people)
             self.runner = TorchRunner(self.pipeline, self.device, PRECISIONS[precision],
                                       cuda_graph=graphs, compile_network=compile_network)

@@ -55,8 +55,8 @@ LOGGER = logging.getLogger(__name__)
 # FloorConfig.sigma_px, measured on 640 x 480 renders, times their 0.4 zoom into 256 x 256.
 ANKLE_SIGMA_INPUT_PX = 2.56
 DEFAULT_MODEL = "movenet-lift"
-# movenet-lift's input on a GPU: on an H200, 512 x 384 found 62 of 101 rendered people at 2-10 m
-# against 58 at 256 x 256 (8 against 5 at 8-10 m) for 5.5 instead of 5.2 ms per frame
+# movenet-lift's input on a GPU: on an H200, 512 x 384 found 60 of 101 rendered people at 2-10 m
+# against 56 at 256 x 256 (8 against 5 at 8-10 m) for 5.5 instead of 5.2 ms per frame
 # (benchmarks/depth_by_distance.py, RESULTS.md); on 2 CPU cores 256 x 256 keeps 82 ms per frame.
 MOVENET_LIFT_GPU_INPUT = (512, 384)
 MAX_GRAPH_LAYOUTS = 8  # CUDA graphs kept (each holds its static buffers and memory pool)

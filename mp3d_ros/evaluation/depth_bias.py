@@ -17,7 +17,7 @@ from scipy.optimize import linear_sum_assignment
 
 from mp3d_ros.geometry.people import People
 
-__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table", "match_depths"]
+__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table"]
 
 DISTANCE_BANDS_M = ((0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0), (8.0, 10.0), (10.0, np.inf))
 
@@ -53,14 +53,6 @@ class DepthMatches:
                 self.predicted_m.append(float(predicted.root_m[col, 2]))
                 self.sigma_m.append(float(predicted.root_sigma_m[col]))
         self.missed_m.extend(float(z) for i, z in enumerate(truth_z) if i not in matched)
-
-
-def match_depths(predicted: Sequence[People], truth: Sequence[People], gate_px: float = 40.0) -> DepthMatches:
-    """:class:`DepthMatches` of paired frames."""
-    matches = DepthMatches()
-    for found, expected in zip(predicted, truth):
-        matches.add(found, expected, gate_px)
-    return matches
 
 
 def depth_bias_table(matches: DepthMatches, bands: Sequence[tuple[float, float]] = DISTANCE_BANDS_M) -> list[dict]:

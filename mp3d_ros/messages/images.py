@@ -177,7 +177,12 @@ def compressed_image_to_rgb(msg: Any) -> np.ndarray:
         raise ValueError(f"empty CompressedImage (format {fmt!r})")
     if not lowered and not (data[:2].tobytes() == b"\xff\xd8" or data[:8].tobytes() == b"\x89PNG\r\n\x1a\n"):
         raise UnsupportedEncodingError("CompressedImage has no format and its data is neither jpeg nor png")
-    bgr = cv2.imdecode(np.ascontiguousarray(data), cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(np.ascontiguousarray(data), cv2.IMREAD_COLOR)
+    except cv2.error as error:  # e.g. a header claiming 65500 x 65500 pixels
+        reason = str(error).strip().splitlines()[-1]
+        raise ValueError(f"CompressedImage ({fmt!r}, {data.size} bytes) could not be decoded: OpenCV: "
+                         f"{reason}") from None
     if bgr is None or bgr.size == 0:
         raise ValueError(f"CompressedImage ({fmt!r}, {data.size} bytes) could not be decoded")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

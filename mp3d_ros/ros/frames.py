@@ -36,7 +36,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-import cv2
 
 from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.geometry.floor import FloorPlane
@@ -514,7 +513,7 @@ class FrameProcessor:
             rgb = any_image_to_rgb(frame.image)
         except UnsupportedEncodingError as error:
             raise _FrameError(ErrorKind.UNSUPPORTED_ENCODING, str(error)) from None
-        except (ValueError, cv2.error) as error:  # cv2.imdecode raises on e.g. a 65500x65500 header
+        except ValueError as error:
             raise _FrameError(ErrorKind.BAD_IMAGE, f"bad image: {error}") from None
         try:
             intrinsics.check_image_size(rgb.shape[1], rgb.shape[0], "image")

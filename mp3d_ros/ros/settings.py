@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import AbstractSet as Set
 from typing import Any, Mapping, Sequence, Union
 
+from mp3d_ros.messages.pairing import DEFAULT_SYNC_SLOP_S
 from mp3d_ros.tracking.tracker import TrackerConfig
 
 __all__ = ["ParameterSpec", "PARAMETERS", "SettingsError", "NodeSettings", "defaults"]
@@ -66,7 +67,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("image_transport", "raw", "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' "
                   "subscribes sensor_msgs/CompressedImage on '<image>/compressed'.",
                   choices=("raw", "compressed")),
-    ParameterSpec("sync_slop_s", 0.02, "Largest stamp difference, seconds, for pairing an image with its "
+    ParameterSpec("sync_slop_s", DEFAULT_SYNC_SLOP_S, "Largest stamp difference, seconds, for pairing an image with its "
                   "CameraInfo (message_filters ApproximateTimeSynchronizer, which needs a difference "
                   "strictly below the slop, so 0 would never pair).", 0.001, 1.0),
     ParameterSpec("sync_queue_size", 10, "Messages per topic the synchronizer keeps while pairing.", 1, 100),

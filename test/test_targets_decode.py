@@ -22,7 +22,7 @@ from mp3d_ros.geometry.camera import (
 from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.geometry.skeleton import MUPOTS_17
 from mp3d_ros.model.codec.decode import DecodeConfig, decode, decode_batch, snap_to_heatmaps
-from mp3d_ros.model.codec.targets import SceneAnnotation, TargetGenerator, collate_targets, targets_as_outputs
+from mp3d_ros.model.codec.targets import SceneAnnotation, TargetConfig, TargetGenerator, collate_targets, targets_as_outputs
 from mp3d_ros.model.config import ModelConfig
 
 # MuPoTS-17 template, metres, pelvis at the origin, y down, facing the camera (-z).
@@ -251,6 +251,37 @@ def test_targets_mask_unknowns_and_2d_only_samples() -> None:
     np.testing.assert_allclose(full.root_depth[0][full.root_depth_weight[0] > 0], z * 100 / f, rtol=1e-5)
     with pytest.raises(ValueError, match="uv_px"):
         TargetGenerator(cfg)(SceneAnnotation(ann.uv_px[:, :5], labelled[:, :5], labelled[:, :5], ann.K, ann.image_size))
+
+
+def test_targets_match_full_map_gaussians_and_vanish_outside_the_discs() -> None:
+    """The heatmaps (drawn in windows) equal the full-map max of the Gaussians within 1e-6; offsets
+    and depths are exactly 0, with weight 0, outside every center / root disc."""
+    cfg, tcfg = ModelConfig(), TargetConfig()
+    _, _, _, ann, _, _ = scene(7, count=6, overlap=True, outside=True)
+    t = TargetGenerator(cfg, tcfg)(ann)
+    w, h = cfg.output_size
+    xy = (ann.uv_px + 0.5) / cfg.output_stride - 0.5
+    seen = ann.visible & (xy >= -0.5).all(-1) & (xy[..., 0] <= w - 0.5) & (xy[..., 1] <= h - 0.5)
+    centers = (xy * seen[..., None]).sum(1)[seen.any(1)] / seen.sum(1)[seen.any(1), None]
+    roots = np.clip(xy[seen.any(1), ROOT], 0, [w - 1, h - 1])
+    y, x = np.mgrid[0:h, 0:w]
+
+    def d2(points: np.ndarray) -> np.ndarray:
+        return (x - points[..., 0, None, None]) ** 2 + (y - points[..., 1, None, None]) ** 2
+
+    heat = np.where(seen[..., None, None], np.exp(-d2(xy) / (2 * tcfg.joint_sigma**2)), 0.0).max(0)
+    center = np.exp(-d2(centers) / (2 * tcfg.center_sigma**2)).max(0)
+    np.testing.assert_allclose(t.heatmaps, heat, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(t.center[0], center, rtol=0, atol=1e-6)
+    in_center_disc = (d2(centers) <= tcfg.center_radius**2).any(0)
+    in_root_disc = (d2(roots) <= tcfg.root_radius**2).any(0)
+    assert in_center_disc.any() and not in_center_disc.all() and in_root_disc.any()
+    assert np.all(t.offset_weight.min(0)[in_center_disc] == 1)  # every joint labelled
+    assert np.all(t.offsets[:, :, ~in_center_disc] == 0) and np.all(t.offset_weight[:, ~in_center_disc] == 0)
+    assert np.all((t.root_owner >= 0) == in_root_disc) and np.all(t.rel_depth_weight.min(0)[in_root_disc] == 1)
+    for maps, weight in ((t.rel_depth, t.rel_depth_weight), (t.root_depth, t.root_depth_weight),
+                         (t.root_to_center, t.root_to_center_weight)):
+        assert np.all(maps[:, ~in_root_disc] == 0) and np.all(weight[:, ~in_root_disc] == 0)
 
 
 def test_decode_batch_is_fixed_size_and_device_side() -> None:

@@ -24,6 +24,7 @@ level (MAR's geometric depth, DAPL, HMOR); the camera (K and lens) lets them und
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -145,25 +146,57 @@ class TargetMaps:
     depth_factor: np.ndarray  # () metres -> network depth units for this image
 
 
-def _gaussians(points: np.ndarray, sigma: float, height: int, width: int) -> np.ndarray:
-    """(P, h, w) Gaussians ``exp(-d^2 / (2 sigma^2))`` centred on (P, 2) map points (separable)."""
-    x = np.arange(width, dtype=np.float64)
-    y = np.arange(height, dtype=np.float64)
-    gx = np.exp(-((x[None] - points[:, :1]) ** 2) / (2 * sigma**2))  # (P, w)
-    gy = np.exp(-((y[None] - points[:, 1:2]) ** 2) / (2 * sigma**2))  # (P, h)
-    return gy[:, :, None] * gx[:, None, :]
+# A Gaussian is drawn only where it is at least this large (the rest of its map stays 0).
+GAUSSIAN_CUTOFF = 1e-7
 
 
-def _owners(points: np.ndarray, radius: float, height: int, width: int) -> np.ndarray:
-    """(h, w) index of the nearest of (P, 2) points within ``radius``, -1 where none is."""
-    if len(points) == 0:
-        return np.full((height, width), -1, dtype=np.int64)
-    x = np.arange(width, dtype=np.float64)
-    y = np.arange(height, dtype=np.float64)
-    d2 = (x[None, None] - points[:, 0, None, None]) ** 2 + (y[None, :, None] - points[:, 1, None, None]) ** 2
-    nearest = d2.argmin(axis=0)
-    inside = np.take_along_axis(d2, nearest[None], axis=0)[0] <= radius**2
-    return np.where(inside, nearest, -1)
+def _gaussian_reach(sigma: float) -> int:
+    """Half-width (map px) of the window around a point's nearest pixel outside which its Gaussian
+    is below :data:`GAUSSIAN_CUTOFF`: a pixel outside is at least ``reach + 0.5`` away along an axis."""
+    return math.ceil(sigma * math.sqrt(2 * math.log(1 / GAUSSIAN_CUTOFF)) - 0.5)
+
+
+def _gaussian_maps(points: np.ndarray, channels: np.ndarray, sigma: float, num_channels: int, height: int,
+                   width: int) -> np.ndarray:
+    """(C, h, w) float32 max of the Gaussians ``exp(-d^2 / (2 sigma^2))`` of (N, 2) map points, each
+    in its channel of (N,) ``channels``; 0 where no point is. Points must be finite.
+
+    Each Gaussian is evaluated (separably, in float64) only in a window of
+    :func:`_gaussian_reach` pixels around the point, so it differs from the full-map one by less
+    than :data:`GAUSSIAN_CUTOFF` and costs O(N sigma^2) instead of O(N h w).
+    """
+    reach = _gaussian_reach(sigma)
+    steps = np.arange(-reach, reach + 1, dtype=np.float64)
+    x = np.rint(points[:, :1]) + steps  # (N, k) pixel columns of each window
+    y = np.rint(points[:, 1:2]) + steps
+    gx = np.exp(-((x - points[:, :1]) ** 2) / (2 * sigma**2))
+    gy = np.exp(-((y - points[:, 1:2]) ** 2) / (2 * sigma**2))
+    values = (gy[:, :, None] * gx[:, None, :]).astype(np.float32)  # (N, k, k)
+    inside = ((y >= 0) & (y < height))[:, :, None] & ((x >= 0) & (x < width))[:, None, :]
+    flat = (channels[:, None, None] * height + y[:, :, None]) * width + x[:, None, :]
+    maps = np.zeros(num_channels * height * width, dtype=np.float32)
+    # Windows of points in one channel overlap: maximum.at combines repeated pixels.
+    np.maximum.at(maps, flat[inside].astype(np.int64), values[inside])
+    return maps.reshape(num_channels, height, width)
+
+
+def _disc_owners(points: np.ndarray, radius: float, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Map pixels within ``radius`` of some of (P, 2) points: (n,) flat indices ``y * w + x``
+    (ascending) and (n,) index of the nearest point (the first of equally near ones)."""
+    reach = math.ceil(radius)
+    steps = np.arange(-reach, reach + 2, dtype=np.float64)  # from floor(point): covers point ± radius
+    x = (np.floor(points[:, :1]) + steps)[:, None, :]  # (P, 1, k)
+    y = (np.floor(points[:, 1:2]) + steps)[:, :, None]  # (P, k, 1)
+    d2 = (x - points[:, 0, None, None]) ** 2 + (y - points[:, 1, None, None]) ** 2  # (P, k, k)
+    near = (d2 <= radius**2) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    owner = np.broadcast_to(np.arange(len(points))[:, None, None], d2.shape)[near]
+    flat = np.broadcast_to(y * width + x, d2.shape)[near].astype(np.int64)
+    # Per pixel: the smallest squared distance first, then the lowest point index (argmin's choice).
+    order = np.lexsort((owner, d2[near], flat))
+    flat, owner = flat[order], owner[order]
+    first = np.ones(len(flat), dtype=bool)
+    first[1:] = flat[1:] != flat[:-1]
+    return flat[first], owner[first]
 
 
 class TargetGenerator:
@@ -223,40 +256,41 @@ class TargetGenerator:
         factor = float(self.model_cfg.depth_factor(float(ann.K[0][0]), float(ann.K[1][1])))
 
         # Heatmaps: max over people of each visible joint's Gaussian.
-        heat = np.zeros((js.num_joints, h, w))
-        if p:
-            g = _gaussians(xy.reshape(-1, 2), cfg.joint_sigma, h, w).reshape(p, js.num_joints, h, w)
-            heat = (g * visible[..., None, None]).max(0)
-        heat_weight = np.broadcast_to(labelled.all(0)[:, None, None], heat.shape).astype(np.float64)
-        center = _gaussians(centers, cfg.center_sigma, h, w).max(0, keepdims=True) if p else np.zeros((1, h, w))
+        j, f32 = js.num_joints, np.float32
+        person, joint = np.nonzero(visible)
+        heat = _gaussian_maps(xy[person, joint], joint, cfg.joint_sigma, j, h, w)
+        heat_weight = np.broadcast_to(labelled.all(0)[:, None, None], heat.shape).astype(f32)
+        center = _gaussian_maps(centers, np.zeros(p, dtype=np.int64), cfg.center_sigma, 1, h, w)
 
-        grid = np.stack(np.meshgrid(np.arange(w), np.arange(h), indexing="xy"), -1).astype(np.float64)  # (h, w, 2)
-        c_owner = _owners(centers, cfg.center_radius, h, w)
-        c_in = c_owner >= 0
-        co = np.maximum(c_owner, 0)
-        offsets = (xy[co] - grid[:, :, None, :]).transpose(2, 3, 0, 1) if p else np.zeros((js.num_joints, 2, h, w))
-        offset_weight = (labelled[co] & c_in[..., None]).transpose(2, 0, 1) if p else np.zeros((js.num_joints, h, w))
-        offsets = offsets * offset_weight[:, None]
-        center_size = np.where(c_in, size[co] if p else 1.0, 1.0)[None]
+        # Dense targets are 0 (weight 0) outside the discs: only the disc pixels are computed.
+        c_pix, c_who = _disc_owners(centers, cfg.center_radius, h, w)
+        c_grid = np.stack([c_pix % w, c_pix // w], -1).astype(np.float64)  # (n, 2) pixel (x, y)
+        c_weight = labelled[c_who]  # (n, J)
+        offsets = np.zeros((j, 2, h * w), dtype=f32)
+        offsets[:, :, c_pix] = ((xy[c_who] - c_grid[:, None]) * c_weight[..., None]).transpose(1, 2, 0)
+        offset_weight = np.zeros((j, h * w), dtype=f32)
+        offset_weight[:, c_pix] = c_weight.T
+        center_size = np.ones(h * w, dtype=f32)
+        center_size[c_pix] = size[c_who]
 
         rooted = np.flatnonzero(has_root)
-        r_owner_local = _owners(roots[rooted], cfg.root_radius, h, w)
-        r_owner = np.where(r_owner_local >= 0, rooted[np.maximum(r_owner_local, 0)] if len(rooted) else -1, -1)
-        r_in = r_owner >= 0
-        ro = np.maximum(r_owner, 0)
-        if p:
-            root_to_center = (centers[ro] - grid).transpose(2, 0, 1) * r_in
-            depth_in = r_in & has_depth[ro]
-            root_depth = np.where(depth_in, xyz[ro, root, 2] * factor, 0.0)[None]
-            rel = (xyz[:, :, 2] - xyz[:, root:root + 1, 2])[ro].transpose(2, 0, 1)
-            rel_weight = (lab3[ro] & depth_in[..., None]).transpose(2, 0, 1)
-            rel = rel * rel_weight
-        else:
-            root_to_center = np.zeros((2, h, w))
-            depth_in = np.zeros((h, w), dtype=bool)
-            root_depth = np.zeros((1, h, w))
-            rel = np.zeros((js.num_joints, h, w))
-            rel_weight = np.zeros((js.num_joints, h, w), dtype=bool)
+        r_pix, r_local = _disc_owners(roots[rooted], cfg.root_radius, h, w)
+        r_who = rooted[r_local]
+        r_grid = np.stack([r_pix % w, r_pix // w], -1).astype(np.float64)
+        r_owner = np.full(h * w, -1, dtype=np.int64)
+        r_owner[r_pix] = r_who
+        root_to_center = np.zeros((2, h * w), dtype=f32)
+        root_to_center[:, r_pix] = (centers[r_who] - r_grid).T
+        r_depth = has_depth[r_who]
+        depth_in = np.zeros(h * w, dtype=f32)
+        depth_in[r_pix] = r_depth
+        root_depth = np.zeros(h * w, dtype=f32)
+        root_depth[r_pix] = np.where(r_depth, xyz[r_who, root, 2] * factor, 0.0)
+        r_weight = lab3[r_who] & r_depth[:, None]  # (n, J)
+        rel = np.zeros((j, h * w), dtype=f32)
+        rel[:, r_pix] = ((xyz[:, :, 2] - xyz[:, root:root + 1, 2])[r_who] * r_weight).T
+        rel_weight = np.zeros((j, h * w), dtype=f32)
+        rel_weight[:, r_pix] = r_weight.T
 
         n = cfg.max_people
 
@@ -267,23 +301,22 @@ class TargetGenerator:
 
         center_px = np.rint(centers).astype(np.int64)
         root_px = np.rint(roots).astype(np.int64)
-        f32 = np.float32
         distortion, equidistant = _lens(ann)
         return TargetMaps(
-            center=center.astype(f32),
+            center=center,
             center_weight=np.ones((1, h, w), f32),
-            heatmaps=heat.astype(f32),
-            heatmap_weight=heat_weight.astype(f32),
-            offsets=offsets.astype(f32),
-            offset_weight=offset_weight.astype(f32),
-            center_size=center_size.astype(f32),
-            root_to_center=root_to_center.astype(f32),
-            root_to_center_weight=r_in[None].astype(f32),
-            root_depth=root_depth.astype(f32),
-            root_depth_weight=depth_in[None].astype(f32),
-            rel_depth=rel.astype(f32),
-            rel_depth_weight=rel_weight.astype(f32),
-            root_owner=r_owner.astype(np.int64),
+            heatmaps=heat,
+            heatmap_weight=heat_weight,
+            offsets=offsets.reshape(j, 2, h, w),
+            offset_weight=offset_weight.reshape(j, h, w),
+            center_size=center_size.reshape(1, h, w),
+            root_to_center=root_to_center.reshape(2, h, w),
+            root_to_center_weight=(r_owner >= 0).astype(f32).reshape(1, h, w),
+            root_depth=root_depth.reshape(1, h, w),
+            root_depth_weight=depth_in.reshape(1, h, w),
+            rel_depth=rel.reshape(j, h, w),
+            rel_depth_weight=rel_weight.reshape(j, h, w),
+            root_owner=r_owner.reshape(h, w),
             person_valid=table(np.ones(p, dtype=bool), False),
             center_xy=table(centers.astype(f32)),
             center_index=table(center_px[:, 1] * w + center_px[:, 0]),

@@ -134,9 +134,9 @@ def loader_rate(args, scenes: Path, preset: str, samples: int = 24) -> float:
     """Images/s of the CPU data pipeline (read, augment, targets) in one process."""
     config = load_train_config(None, [f"datasets=[{{kind: synthetic, path: {scenes}}}]",
                                       f"model={{preset: {preset}, input_size: {list(args.size)}}}"])
-    sources = load_sources(config.datasets)
+    sources = load_sources(config.datasets, config.seed)
     dataset = TrainingDataset(sources, model_config(config), config.augment, config.targets, 0)
-    keys = MixedBatchSampler([len(sources[0].images)], [samples], 0, 0, 1, 0, 1).keys(0)
+    keys = MixedBatchSampler([sources[0].size], [samples], 0, 0, 1, 0, 1).keys(0)
     dataset[keys[0]]  # warm-up
     start = time.perf_counter()
     for key in keys:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from mp3d_ros.cli.synth import SynthRecipe
 from mp3d_ros.config import load_config
+from mp3d_ros.synthetic.scenes import SynthRecipe
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "config" / "study" / "synthetic_ablations.yaml"

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mp3d_ros.cli.synth import SynthRecipe
 from mp3d_ros.config import load_config
 from mp3d_ros.geometry.skeleton import convert_joints, get_joint_set
 from mp3d_ros.inference.estimator import Estimator
 from mp3d_ros.model.checkpoint import load_checkpoint
-from mp3d_ros.synthetic.scenes import generate_image
+from mp3d_ros.synthetic.scenes import SynthRecipe, generate_image
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "models" / "synthetic_lite.pt"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mp3d_ros.cli.synth import SynthRecipe, main
+from mp3d_ros.cli.synth import main
 from mp3d_ros.config import load_config
+from mp3d_ros.synthetic.scenes import SynthRecipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "config" / "synth"
 

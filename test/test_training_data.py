@@ -184,7 +184,7 @@ def test_dataset_items_are_deterministic_and_mask_2d_only_depth(scenes: Path, tm
     datasets = f"[{{kind: synthetic, path: {scenes}}}, {{kind: coco, path: {coco}, image_root: {scenes}}}]"
     config = load_train_config(None, ["model={preset: lite, input_size: [128, 96]}", "schedule.steps=4",
                                       f"datasets={datasets}"])
-    sources = load_sources(config.datasets)
+    sources = load_sources(config.datasets, config.seed)
     assert [len(s.images) for s in sources] == [4, 4] and sources[1].images[0].has_3d is False
     dataset = TrainingDataset(sources, model_config(config), config.augment, config.targets, seed=0)
     keys = MixedBatchSampler([4, 4], batch_counts([1, 1], 4), 0, 0, 1, 0, 1).keys(0)
@@ -205,8 +205,8 @@ def test_dataset_items_are_deterministic_and_mask_2d_only_depth(scenes: Path, tm
 def test_missing_dataset_files_are_named(scenes: Path, tmp_path: Path) -> None:
     config = load_train_config(None, [f"datasets=[{{kind: muco, path: {tmp_path / 'MuCo-3DHP.json'}}}]"])
     with pytest.raises(ValueError, match="MuCo-3DHP.json does not exist"):
-        load_sources(config.datasets)
+        load_sources(config.datasets, config.seed)
     dataset = f"{{kind: synthetic, path: {scenes}, image_root: {tmp_path / 'nowhere'}}}"
     config = load_train_config(None, [f"datasets=[{dataset}]"])
     with pytest.raises(ValueError, match="image folder .*nowhere does not exist"):
-        load_sources(config.datasets)
+        load_sources(config.datasets, config.seed)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -38,18 +37,10 @@ from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
 from mp3d_ros.config import load_config, size_wxh
 from mp3d_ros.geometry.skeleton import MUCO_21
 from mp3d_ros.messages.synthetic_bag import write_synthetic_bag
-from mp3d_ros.synthetic.scenes import SceneConfig, write_dataset
+from mp3d_ros.synthetic.scenes import SceneConfig, SynthRecipe, write_dataset
 
-__all__ = ["SynthRecipe", "main", "parse_args", "contact_sheet"]
+__all__ = ["main", "parse_args", "contact_sheet"]
 
-
-@dataclass(frozen=True)
-class SynthRecipe:
-    """A named dataset: how many images, which seed, which scenes (a YAML file in config/synth/)."""
-
-    images: int
-    seed: int
-    scene: SceneConfig = field(default_factory=SceneConfig)
 
 _COLORS_BGR = [(60, 220, 60), (60, 160, 255), (255, 120, 60), (220, 60, 220), (60, 230, 230),
                (230, 230, 60), (140, 90, 255), (255, 255, 255)]

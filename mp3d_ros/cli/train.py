@@ -33,7 +33,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="override a config value (YAML syntax), e.g. --set optim.lr=5e-4; repeatable")
     parser.add_argument("--resume", default=None, metavar="PATH",
                         help="continue from a checkpoint file, or from the newest one of a run folder")
-    return parser.parse_args(argv)
+    parser.add_argument("--restart-optimizer", action="store_true",
+                        help="with --resume: start the optimiser afresh (needed for a checkpoint saved "
+                             "without its optimiser state)")
+    parser.add_argument("--stop-after-min", type=float, default=None, metavar="MINUTES",
+                        help="stop after this many minutes of training, with a checkpoint to --resume "
+                             "from (for time-limited jobs); default: run to the last step")
+    args = parser.parse_args(argv)
+    if args.restart_optimizer and args.resume is None:
+        parser.error("--restart-optimizer needs --resume")
+    if args.stop_after_min is not None and not args.stop_after_min > 0:
+        parser.error(f"--stop-after-min must be > 0, got {args.stop_after_min}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,10 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format=f"[rank {rank}] %(levelname)s %(message)s")
     try:
         config = load_train_config(args.config, args.overrides)
-        result = train(config, args.resume)
+        stop_after_s = None if args.stop_after_min is None else 60.0 * args.stop_after_min
+        result = train(config, args.resume, args.restart_optimizer, stop_after_s)
     except BAD_INPUT as error:
         return report_bad_input("mp3d-train", error)
-    if rank == 0:
+    if rank == 0 and result.stopped_early:
+        print(f"stopped at the time limit at step {result.step}; continue with --resume "
+              f"{result.checkpoint}")
+    elif rank == 0:
         print(f"done at step {result.step}; last checkpoint {result.checkpoint}")
     return 0
 

@@ -54,6 +54,7 @@ from mp3d_ros.synthetic.render import (
 
 __all__ = [
     "SceneConfig",
+    "SynthRecipe",
     "SyntheticFrame",
     "PreparedFrame",
     "IMAGE_SIZES",
@@ -66,6 +67,7 @@ __all__ = [
     "generate_sequence",
     "bbox_from_primitives",
     "frame_records",
+    "mocap_takes",
     "write_dataset",
     "ANNOTATION_FILE",
 ]
@@ -126,6 +128,15 @@ class SceneConfig:
             raise ValueError(f"depth_range_m must be 0 < min <= max, got {self.depth_range_m}")
         if not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
+
+
+@dataclass(frozen=True)
+class SynthRecipe:
+    """A named dataset: how many images, which seed, which scenes (a YAML file in config/synth/)."""
+
+    images: int
+    seed: int
+    scene: SceneConfig = field(default_factory=SceneConfig)
 
 
 @dataclass(frozen=True, eq=False)
@@ -501,8 +512,8 @@ ANNOTATION_FILE = "annotations.json"
 _MOCAP_CACHE: dict[tuple[str, float], list[MocapTake]] = {}
 
 
-def _mocap(mocap_dir: str | None, fps: float) -> list[MocapTake] | None:
-    """The takes of ``mocap_dir`` in MuCo-21 at ``fps``, loaded once per process."""
+def mocap_takes(mocap_dir: str | None, fps: float) -> list[MocapTake] | None:
+    """The takes of ``mocap_dir`` in MuCo-21 at ``fps``, loaded once per process (None: no folder)."""
     if mocap_dir is None:
         return None
     from mp3d_ros.synthetic.bvh import load_mocap_poses
@@ -556,7 +567,7 @@ class _Unit:
 def _prepare_unit(unit: _Unit) -> list[PreparedFrame]:
     """The prepared frames of a unit (worker entry)."""
     torch.set_num_threads(1)  # the same arithmetic in every process, hence the same bytes
-    takes = _mocap(unit.mocap_dir, unit.config.fps)
+    takes = mocap_takes(unit.mocap_dir, unit.config.fps)
     if unit.as_sequence:
         return list(prepare_sequence(unit.config, unit.seed, unit.index, unit.num_frames, takes))
     return [prepare_image(unit.config, unit.seed, unit.index, takes)]

@@ -29,7 +29,11 @@ from mp3d_ros.config import config_from_dict, load_config
 from mp3d_ros.data.augment import AugmentConfig
 from mp3d_ros.inference.preprocess import IMAGENET, Normalization
 from mp3d_ros.model.codec.targets import TargetConfig
-from mp3d_ros.model.config import ModelConfig, lite_mobilenet_fpn_config, mar_hrnet_w32_config
+from mp3d_ros.model.config import (
+    ModelConfig,
+    lite_mobilenet_fpn_config,
+    mar_hrnet_w32_config,
+)
 from mp3d_ros.model.movenet import MoveNetDecodeConfig
 from mp3d_ros.training.losses import LossConfig
 
@@ -51,7 +55,7 @@ __all__ = [
     "normalization",
 ]
 
-DATASET_KINDS = ("muco", "mupots", "h36m", "panoptic", "coco", "synthetic")
+DATASET_KINDS = ("muco", "mupots", "h36m", "panoptic", "coco", "synthetic", "scenes")
 VALIDATION_KINDS = ("muco", "mupots", "h36m", "panoptic", "synthetic")  # those with 3D ground truth
 OPTIMIZERS = ("adam", "adamw")
 AMP_DTYPES = ("bf16", "fp16", "none")
@@ -76,10 +80,12 @@ class DatasetConfig:
     """One training set."""
 
     # Reader: muco | mupots | h36m (3DMPPE JSON), panoptic (SMAP JSON), coco (2D keypoints),
-    # synthetic (mp3d-synth output, MuCo layout).
+    # synthetic (mp3d-synth output, MuCo layout); or scenes: synthetic scenes drawn and rendered
+    # during training, a new one for every batch slot (mp3d_ros.training.scene_stream).
     kind: str = ""
     # Annotation file, or a list of them read as one dataset (e.g. Human3.6M subjects); for
-    # synthetic also the dataset folder (its annotations.json).
+    # synthetic also the dataset folder (its annotations.json); for scenes the mp3d-synth recipe
+    # whose scene settings and seed the stream draws from (e.g. config/synth/train.yaml).
     path: str | tuple[str, ...] = ""
     # Folder the images' file_name is relative to; "" = the folder of the first annotation file.
     image_root: str = ""
@@ -87,6 +93,9 @@ class DatasetConfig:
     ratio: float = 1.0
     # Leave out images in which nobody has a labelled joint (most of COCO's images).
     skip_empty: bool = True
+    # scenes only: folder of BVH motion capture the people perform (e.g. ../shared/mocap);
+    # "" = the renderer's procedural poses.
+    mocap: str = ""
 
     def __post_init__(self) -> None:
         _choice(self.kind, DATASET_KINDS, "datasets[].kind")
@@ -94,6 +103,10 @@ class DatasetConfig:
         if not paths or not all(paths):
             raise ValueError(f"datasets[].path of the {self.kind} dataset is empty")
         object.__setattr__(self, "path", paths)
+        if self.kind == "scenes" and len(paths) != 1:
+            raise ValueError(f"datasets[].path of a scenes dataset is one recipe file, got {len(paths)}")
+        if self.mocap and self.kind != "scenes":
+            raise ValueError(f"datasets[].mocap applies to scenes datasets, not {self.kind}")
         if not self.ratio > 0:
             raise ValueError(f"datasets[].ratio of the {self.kind} dataset must be > 0, got {self.ratio}")
 

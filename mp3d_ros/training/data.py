@@ -11,6 +11,9 @@
 - :class:`TrainingDataset` turns a :class:`SampleKey` into an augmented image and its targets. The
   augmentation's random generator is seeded by ``(seed, dataset, stream position)``, never by the
   worker it runs in, so the number of loader workers does not change the data.
+- A ``scenes`` dataset (:mod:`mp3d_ros.training.scene_stream`) is an endless stream with no epochs:
+  position ``n`` is scene ``n``, not augmented (every scene is new), its targets drawn in the worker
+  and its image rendered on the training device (:attr:`Batch.render`).
 
 Joints are mapped into the network's joint set (:func:`mp3d_ros.geometry.skeleton.convert_joints`): joints a
 dataset lacks are unlabelled (masked in the losses), and 2D-only datasets (COCO) get no 3D targets.
@@ -42,12 +45,19 @@ from mp3d_ros.model.codec.targets import (
 )
 from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.synthetic.scenes import ANNOTATION_FILE
+from mp3d_ros.training.scene_stream import (
+    RenderJob,
+    SceneStream,
+    letterboxed_scene,
+    load_scene_stream,
+)
 
 __all__ = [
     "Batch",
     "MixedBatchSampler",
     "SampleKey",
     "Source",
+    "TrainingItem",
     "TrainingDataset",
     "annotated_sample",
     "batch_counts",
@@ -77,6 +87,11 @@ class Source:
     kind: str
     images: tuple[AnnotatedImage, ...]
     image_root: Path
+
+    @property
+    def size(self) -> int:
+        """Images per epoch."""
+        return len(self.images)
 
 
 def _annotation_path(kind: str, path: str) -> Path:
@@ -123,9 +138,11 @@ def load_source(kind: str, paths: Sequence[str], image_root: str = "", skip_empt
     return Source(f"{kind} ({Path(paths[0]).name})", kind, tuple(images), root)
 
 
-def load_sources(datasets: Sequence) -> list[Source]:
-    """:func:`load_source` of every ``DatasetConfig``."""
-    return [load_source(d.kind, d.path, d.image_root, d.skip_empty) for d in datasets]
+def load_sources(datasets: Sequence, seed: int) -> list[Source | SceneStream]:
+    """:func:`load_source` of every ``DatasetConfig`` (:func:`load_scene_stream` for ``scenes``,
+    its stream drawn with the run's ``seed``)."""
+    return [load_scene_stream(d.path[0], d.mocap, seed) if d.kind == SceneStream.kind
+            else load_source(d.kind, d.path, d.image_root, d.skip_empty) for d in datasets]
 
 
 # ----------------------------------------------------------------------------- batch composition
@@ -165,7 +182,8 @@ class MixedBatchSampler:
     """Batches of :class:`SampleKey` for steps ``start_step .. total_steps - 1`` of one process.
 
     Args:
-        sizes: number of images of each dataset.
+        sizes: number of images of each dataset; None for an endless stream (position ``n`` is
+            image ``n``, never repeated).
         counts: images of each dataset per batch of this process (:func:`batch_counts`).
         seed: the run's seed.
         rank, world_size: this process and the number of processes.
@@ -174,7 +192,7 @@ class MixedBatchSampler:
 
     def __init__(self, sizes: Sequence[int], counts: Sequence[int], seed: int, rank: int,
                  world_size: int, start_step: int, total_steps: int) -> None:
-        if len(sizes) != len(counts) or min(sizes) < 1:
+        if len(sizes) != len(counts) or any(size is not None and size < 1 for size in sizes):
             raise ValueError(f"need one count per non-empty dataset, got sizes {sizes}, counts {counts}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
@@ -198,6 +216,9 @@ class MixedBatchSampler:
         for source, (size, count) in enumerate(zip(self.sizes, self.counts)):
             first = (step * self.world_size + self.rank) * count
             for position in range(first, first + count):
+                if size is None:
+                    keys.append(SampleKey(source, position, position))
+                    continue
                 epoch, offset = divmod(position, size)
                 keys.append(SampleKey(source, int(self._permutation(source, epoch)[offset]), position))
         return keys
@@ -261,24 +282,23 @@ def scene_annotation(sample: Sample, input_size: tuple[int, int]) -> SceneAnnota
 
 
 class TrainingItem(NamedTuple):
-    """One training image: (H, W, 3) uint8 network input, its targets, its dataset index."""
+    """One training image: (H, W, 3) uint8 network input, its targets, its dataset index, and the
+    scene to render into the image on the training device (``image`` is then zeros)."""
 
     image: np.ndarray
     targets: TargetMaps
     source: int
+    render: RenderJob | None = None
 
 
 class TrainingDataset(Dataset):
     """:class:`SampleKey` -> :class:`TrainingItem` (read, map joints, augment, draw targets)."""
 
-    def __init__(self, sources: Sequence[Source], model_cfg: ModelConfig, augment_cfg: AugmentConfig,
-                 target_cfg: TargetConfig, seed: int) -> None:
+    def __init__(self, sources: Sequence[Source | SceneStream], model_cfg: ModelConfig,
+                 augment_cfg: AugmentConfig, target_cfg: TargetConfig, seed: int) -> None:
         self.sources = list(sources)
         self.model_cfg, self.augment_cfg, self.seed = model_cfg, augment_cfg, seed
         self.generator = TargetGenerator(model_cfg, target_cfg)
-
-    def __len__(self) -> int:
-        return sum(len(s.images) for s in self.sources)
 
     def sample(self, key: SampleKey) -> Sample:
         """The augmented network-input sample of ``key`` (deterministic in seed and key)."""
@@ -293,6 +313,13 @@ class TrainingDataset(Dataset):
         return augment(sample, self.model_cfg.input_size, self.augment_cfg, rng)
 
     def __getitem__(self, key: SampleKey) -> TrainingItem:
+        source = self.sources[key.source]
+        if isinstance(source, SceneStream):
+            job, annotation = letterboxed_scene(source, key.position, self.model_cfg.input_size,
+                                                self.model_cfg.joint_set)
+            width, height = self.model_cfg.input_size
+            blank = np.zeros((height, width, 3), dtype=np.uint8)
+            return TrainingItem(blank, self.generator(annotation), key.source, job)
         sample = self.sample(key)
         targets = self.generator(scene_annotation(sample, self.model_cfg.input_size))
         return TrainingItem(sample.image, targets, key.source)
@@ -306,11 +333,13 @@ class Batch:
         images: (B, H, W, 3) uint8 RGB network inputs (normalised on the device).
         targets: batched :class:`TargetMaps` tensors.
         source: (B,) int64 dataset index of each image.
+        render: per image, the scene to render into it on the device (None: ``images`` has it).
     """
 
     images: torch.Tensor
     targets: TargetMaps
     source: torch.Tensor
+    render: tuple[RenderJob | None, ...] = ()
 
     def _map(self, fn) -> Batch:
         targets = TargetMaps(**{f.name: fn(getattr(self.targets, f.name)) for f in fields(TargetMaps)})
@@ -330,4 +359,5 @@ def collate_batch(items: Sequence[TrainingItem]) -> Batch:
         images=torch.from_numpy(np.stack([item.image for item in items])),
         targets=collate_targets([item.targets for item in items]),
         source=torch.tensor([item.source for item in items], dtype=torch.int64),
+        render=tuple(item.render for item in items),
     )

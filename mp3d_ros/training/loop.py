@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from mp3d_ros.model.network import NetworkOutput, build_network
 from mp3d_ros.training import state
 from mp3d_ros.training.config import TrainConfig, model_config, normalization
 from mp3d_ros.training.data import (
+    Batch,
     MixedBatchSampler,
     TrainingDataset,
     batch_counts,
@@ -53,6 +54,7 @@ from mp3d_ros.training.distributed import (
 )
 from mp3d_ros.training.losses import compute_losses
 from mp3d_ros.training.optim import build_optimizer, build_scheduler, schedule_lengths
+from mp3d_ros.training.scene_stream import render_scene_images
 from mp3d_ros.training.validation import load_validation_set, normalize_images, validate
 
 __all__ = ["RunProgress", "TrainResult", "Trainer", "train"]
@@ -72,6 +74,8 @@ class TrainResult:
     losses: dict[str, float] = field(default_factory=dict)
     # The last validation metrics.
     validation: dict[str, float] = field(default_factory=dict)
+    # The run stopped at its time limit before the last step (resume from ``checkpoint``).
+    stopped_early: bool = False
 
 
 @dataclass
@@ -114,8 +118,10 @@ def _set_determinism(config: TrainConfig, device: torch.device) -> None:
 class Trainer:
     """One process of a run. Build with the config and the process context, then :meth:`run`."""
 
-    def __init__(self, config: TrainConfig, context: DistContext, resume: str | Path | None = None) -> None:
+    def __init__(self, config: TrainConfig, context: DistContext, resume: str | Path | None = None,
+                 restart_optimizer: bool = False) -> None:
         self.config, self.context = config, context
+        self.restart_optimizer = restart_optimizer
         resume_path = state.find_resume_checkpoint(resume) if resume is not None else None
         self.model_cfg = model_config(config)
         self.normalization = normalization(config)
@@ -125,8 +131,8 @@ class Trainer:
         self.amp_dtype, scaling = _amp(config, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=scaling)
 
-        self.sources = load_sources(config.datasets)
-        sizes = [len(s.images) for s in self.sources]
+        self.sources = load_sources(config.datasets, config.seed)
+        sizes = [s.size for s in self.sources]
         self.counts = batch_counts([d.ratio for d in config.datasets], config.batch_size)
         self.total_steps, warmup = schedule_lengths(config.schedule, sizes, self.counts, context.world_size)
         self.validation_set = load_validation_set(config.validation) if context.is_main else None
@@ -158,9 +164,14 @@ class Trainer:
     # ------------------------------------------------------------------------- checkpoints
 
     def _resume(self, path: Path) -> None:
-        checkpoint = state.load_resume_checkpoint(path, self.config, self.model_cfg, self.context.world_size)
+        checkpoint = state.load_resume_checkpoint(path, self.config, self.model_cfg, self.context.world_size,
+                                                  self.restart_optimizer)
         self.network.load_state_dict(checkpoint.model_state, strict=True)
-        self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        if checkpoint.optimizer_state is not None and not self.restart_optimizer:
+            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        elif self.context.is_main:
+            LOG.warning("resuming %s with a restarted optimiser: its moments start again from zero "
+                        "(weights, step, schedule and random states are the checkpoint's)", path)
         self.scheduler.load_state_dict(checkpoint.scheduler_state)
         if checkpoint.extra.get("scaler"):  # empty when saved by a run without loss scaling
             self.scaler.load_state_dict(checkpoint.extra["scaler"])
@@ -192,7 +203,7 @@ class Trainer:
 
     def train_step(self, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Forward, losses, backward, clipping, optimiser and schedule; ``(terms, grad norm)``."""
-        batch = batch.to(self.context.device)
+        batch = self.rendered(batch.to(self.context.device))
         images = normalize_images(batch.images, self.normalization, self.config.channels_last)
         with self._autocast():
             outputs = self.model(images)
@@ -210,6 +221,17 @@ class Trainer:
         self.scheduler.step()
         return {k: v.detach() for k, v in terms.items()}, grad_norm.detach()
 
+    def rendered(self, batch: Batch) -> Batch:
+        """``batch`` with its ``scenes`` images rendered on the device (padded with the
+        normalisation's mean outside the letterboxed content, as at inference)."""
+        slots = [k for k, job in enumerate(batch.render) if job is not None]
+        if not slots:
+            return batch
+        images = batch.images.clone()
+        images[slots] = render_scene_images([batch.render[k] for k in slots], images.device,
+                                            self.normalization.mean)
+        return replace(batch, images=images)
+
     # ------------------------------------------------------------------------- the run
 
     def loader(self) -> DataLoader:
@@ -223,18 +245,30 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.config.seed),
         )
 
-    def run(self) -> TrainResult:
-        """Train from the current step to the end; returns what the run ended with."""
+    def run(self, stop_after_s: float | None = None) -> TrainResult:
+        """Train from the current step to the end, or until the first step that ends
+        ``stop_after_s`` seconds after the start (then saving a checkpoint there to resume from);
+        returns what the run ended with."""
         progress = self.start_progress()
+        deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
         try:
             tick = time.perf_counter()
             for batch in self.loader():
                 self.advance(batch, progress, tick)
                 tick = time.perf_counter()
+                if deadline is not None and self.step < self.total_steps and self._past(deadline):
+                    progress.result.checkpoint = self._save()
+                    progress.result.stopped_early = True
+                    break
         finally:
             progress.logger.close()
         progress.result.step = self.step
         return progress.result
+
+    def _past(self, deadline: float) -> bool:
+        """Whether rank 0's clock is past ``deadline`` (every process takes rank 0's decision)."""
+        late = torch.tensor([float(time.monotonic() > deadline)], device=self.context.device)
+        return bool(mean_over_processes(self.context, late * (self.context.rank == 0)) > 0)
 
     def start_progress(self) -> RunProgress:
         """The logger and running totals of a run starting at the current step."""
@@ -345,11 +379,13 @@ class _RunLogger:
             self.metrics.close()
 
 
-def train(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
+def train(config: TrainConfig, resume: str | Path | None = None, restart_optimizer: bool = False,
+          stop_after_s: float | None = None) -> TrainResult:
     """Run (or resume) training in this process; joins the process group when torchrun started
-    several and leaves it at the end."""
+    several and leaves it at the end. See :meth:`Trainer.run` for ``stop_after_s`` and
+    :func:`mp3d_ros.training.state.load_resume_checkpoint` for ``restart_optimizer``."""
     context = init_distributed(config.device)
     try:
-        return Trainer(config, context, resume).run()
+        return Trainer(config, context, resume, restart_optimizer).run(stop_after_s)
     finally:
         shutdown_distributed()

@@ -33,13 +33,21 @@ class WarmupLinearDecay:
         return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
 
 
-def schedule_lengths(schedule, sizes: Sequence[int], counts: Sequence[int], world_size: int) -> tuple[int, int]:
+def schedule_lengths(schedule, sizes: Sequence[int | None], counts: Sequence[int], world_size: int) -> tuple[int, int]:
     """``(total_steps, warmup_steps)`` of a :class:`~mp3d_ros.training.config.ScheduleConfig`.
 
     An epoch is one pass over dataset ``schedule.epoch_dataset``, which gives ``counts[d]`` images
-    per process per step.
+    per process per step; an endless stream (size None) has no epochs.
     """
     d = schedule.epoch_dataset
+    if sizes[d] is None:
+        if not (schedule.steps and (schedule.warmup_steps or not schedule.warmup_epochs)):
+            raise ValueError(f"schedule: dataset {d} is an endless scene stream, which has no epochs: "
+                             "give schedule.steps and schedule.warmup_steps")
+        if schedule.warmup_steps >= schedule.steps:
+            raise ValueError(f"schedule: warm-up of {schedule.warmup_steps} steps is not shorter than "
+                             f"the run ({schedule.steps} steps)")
+        return schedule.steps, schedule.warmup_steps
     steps_per_epoch = math.ceil(sizes[d] / (counts[d] * world_size))
     total = schedule.steps or math.ceil(schedule.epochs * steps_per_epoch)
     warmup = schedule.warmup_steps or round(schedule.warmup_epochs * steps_per_epoch)

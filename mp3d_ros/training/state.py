@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "prune_checkpoints",
     "set_rng_state",
     "training_checkpoint",
+    "without_optimizer",
     "write_checkpoint",
 ]
 
@@ -130,18 +132,24 @@ def _differences(saved: Any, current: Any, where: str = "") -> list[str]:
 
 
 def load_resume_checkpoint(path: str | Path, train_config: Any, model_cfg: ModelConfig,
-                           world_size: int) -> Checkpoint:
+                           world_size: int, restart_optimizer: bool = False) -> Checkpoint:
     """Read a run checkpoint and check it continues this run.
+
+    With ``restart_optimizer`` the checkpoint may lack the optimiser state (:func:`without_optimizer`
+    wrote it, a third of the size); the optimiser then starts afresh at the checkpoint's step.
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: corrupt, not a training checkpoint, or another model / setup / process count.
     """
     checkpoint = load_checkpoint(path, joint_set=model_cfg.joint_set, input_size=model_cfg.input_size)
-    if checkpoint.optimizer_state is None or checkpoint.scheduler_state is None \
-            or checkpoint.train_config is None:
-        raise ValueError(f"checkpoint {path} has no optimiser / scheduler state: it is not a "
-                         "training checkpoint (start from it with init.weights instead)")
+    if checkpoint.scheduler_state is None or checkpoint.train_config is None:
+        raise ValueError(f"checkpoint {path} has no scheduler state: it is not a training checkpoint "
+                         "(start from it with init.weights instead)")
+    if checkpoint.optimizer_state is None and not restart_optimizer:
+        raise ValueError(f"checkpoint {path} has no optimiser state: resume it with --restart-optimizer "
+                         "(the optimiser's moments start again from zero), or start from it with "
+                         "init.weights")
     model_diff = _differences(checkpoint.model_config, model_cfg.to_dict())
     if model_diff:
         raise ValueError(f"checkpoint {path} is for another model: {'; '.join(model_diff)}")
@@ -245,6 +253,18 @@ def training_checkpoint(model: nn.Module, model_cfg: ModelConfig, normalization:
         optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
         train_config=config_to_dict(train_config), extra=extra,
     )
+
+
+def without_optimizer(path: str | Path, out: str | Path) -> Path:
+    """Copy a run checkpoint without its optimiser state: weights, step, schedule, scaler and
+    random states only, to carry a run where a full checkpoint (three times the weights' size
+    with Adam) does not fit; resume it with ``restart_optimizer``."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint.scheduler_state is None:
+        raise ValueError(f"checkpoint {path} is not a training checkpoint")
+    out = Path(out)
+    save_checkpoint(out, replace(checkpoint, optimizer_state=None))
+    return out
 
 
 def write_checkpoint(out_dir: str | Path, checkpoint: Checkpoint, keep: int) -> Path:

@@ -455,9 +455,10 @@ def test_estimator_falls_back_to_cpu_when_the_gpu_fails() -> None:
                                          "input_width": 640, "input_height": 384})
     loaded = load_estimator(factory, settings, lambda level, message: lines.append((level, message)))
     assert [a["device"] for a in attempts] == ["cuda:1", "cpu"]
+    assert attempts[0]["stage_timing"] is False  # stage_timing auto: no CUDA events on the GPU
     assert attempts[1] == {"model_path": "m.onnx", "backend": "auto", "device": "cpu",
                            "precision": "fp32", "input_size": (640, 384), "cuda_graph": "auto",
-                           "compile_network": False}
+                           "compile_network": False, "stage_timing": True}
     assert loaded.device == "cpu" and "no CUDA-capable" in loaded.fallback_reason
     assert lines[0][0] == "error" and "falling back to the CPU" in lines[0][1]
     assert len(loaded.estimator.calls) == 1  # the warm-up frame

@@ -77,3 +77,22 @@ def test_graph_path_equals_eager_path_on_cuda() -> None:
         assert len(a) == len(b)
         np.testing.assert_allclose(a.keypoints_m, b.keypoints_m, atol=1e-3)
     assert len(graph.runner._graphs) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("cuda_graph", [True, False])
+def test_stage_timing_changes_no_result_on_cuda(cuda_graph: bool) -> None:
+    from mp3d_ros.synthetic.scenes import SceneConfig, generate_image
+
+    frame = generate_image(SceneConfig(size=(640, 480), people=(3, 3), depth_range_m=(2.0, 6.0)), 0, 0)
+    estimator = Estimator(device="cuda", cuda_graph=cuda_graph)
+    timed = [estimator.estimate(frame.image, frame.intrinsics) for _ in range(2)]
+    assert set(estimator.last_timings_ms) == {"preprocess", "network", "decode"}
+    estimator.stage_timing = False
+    untimed = [estimator.estimate(frame.image, frame.intrinsics) for _ in range(2)]
+    assert estimator.last_timings_ms == {}
+    for a, b in zip(timed, untimed):
+        assert len(a) == len(b) >= 1
+        np.testing.assert_array_equal(a.keypoints_m, b.keypoints_m)
+        np.testing.assert_array_equal(a.score, b.score)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mp3d_ros.geometry.camera import Intrinsics, project
+from mp3d_ros.geometry.floor import FloorPlane
 from mp3d_ros.inference.estimator import Estimator
 
 
@@ -49,6 +50,24 @@ def test_default_model_uses_the_live_intrinsics(coco_image, estimator) -> None:
     # A wider lens (shorter focal length) sees the same people closer.
     assert np.median(found[1].root_m[:, 2]) < np.median(found[0].root_m[:, 2])
     assert set(estimator.last_timings_ms) == {"preprocess", "network", "decode"}
+
+
+def test_stage_timing_changes_no_result(coco_image, estimator) -> None:
+    height, width = coco_image.shape[:2]
+    intr = cameras(width, height)[1]
+    floor = FloorPlane.from_height_pitch(1.4, 10.0)
+    timed = [estimator.estimate(coco_image, intr), estimator.estimate(coco_image, intr, floor=floor)]
+    assert set(estimator.last_timings_ms) == {"preprocess", "network", "decode", "floor"}
+    estimator.stage_timing = False
+    try:
+        untimed = [estimator.estimate(coco_image, intr), estimator.estimate(coco_image, intr, floor=floor)]
+        assert estimator.last_timings_ms == {}
+    finally:
+        estimator.stage_timing = True
+    for a, b in zip(timed, untimed):
+        assert len(a) == len(b) >= 3
+        for name in ("keypoints_m", "uv_px", "confidence", "score", "root_sigma_m", "depth_cues", "height_m"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 
 def test_batched_equals_single(coco_image, estimator) -> None:

@@ -474,3 +474,25 @@ def test_every_parameter_problem_is_reported_at_once(node_module, monkeypatch) -
     monkeypatch.setattr(module, "PoseNode", lambda: make_node(real))
     assert module.main([]) == 0
     assert state["signal_handler_options"] == "no"  # Ctrl-C reaches main, which stops the worker first
+
+
+def test_start_up_line_and_stage_timings_in_the_diagnostics(node_module) -> None:
+    module, _ = node_module
+    node = make_node(module)
+    node.loaded.estimator.last_timings_ms = {"preprocess": 1.0, "network": 2.0, "decode": 0.5}
+    try:
+        lines = [m for level, m in node.get_logger().lines if m.startswith("estimator ready:")]
+        assert len(lines) == 1 and lines[0].startswith("estimator ready: model on cpu: fake, input unknown")
+        assert "torch intra-op threads" in lines[0] and "OpenCV threads" in lines[0]
+        send(node, module.message_classes(), 5_000_000_000)
+        assert wait_until(lambda: node._processor.stats.processed == 1)
+        assert wait_until(lambda: node._processor.stats.stages._samples.get("publish"))
+        node.timers[0][1]()
+        values = {v.key: v.value for v in node.publishers["/diagnostics"].sent[-1].status[0].values}
+        assert values["stage_timing_frames"] == "1"
+        assert values["stage_estimator_network_ms_median"] == "2.000"
+        assert all(values[f"stage_{stage}_ms_p90"] != "n/a"
+                   for stage in ("decode", "estimator", "select", "tracking", "pose_message", "markers",
+                                 "publish"))
+    finally:
+        node.shutdown()

@@ -21,7 +21,8 @@ tracker when it sees a frame of the new epoch. Without this the duplicate filter
 repeated stamps for duplicates and the node went silent after one pass.
 
 :class:`FrameProcessor` turns one frame into messages and counts each kind of bad input
-(:class:`ErrorKind`), logging each kind at most once per ``log_throttle_s``. The worker and the
+(:class:`ErrorKind`), logging each kind at most once per ``log_throttle_s``, and times each stage
+of a frame (:mod:`mp3d_ros.ros.timing`; recorded unless ``stage_timing`` is off). The worker and the
 diagnostics run in different threads; shared counters are guarded by locks.
 """
 
@@ -32,10 +33,9 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
-
 
 from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.geometry.floor import FloorPlane
@@ -52,6 +52,7 @@ from mp3d_ros.messages.conversions import (
 from mp3d_ros.messages.images import UnsupportedEncodingError, any_image_to_rgb
 from mp3d_ros.messages.markers import MarkerStyle, people_to_markers
 from mp3d_ros.ros.settings import NodeSettings
+from mp3d_ros.ros.timing import StageSamples, StageTimes, Stopwatch
 from mp3d_ros.tracking.tracker import Tracker
 
 __all__ = [
@@ -390,6 +391,7 @@ class FrameResult:
     poses: Any
     markers: Any  # None when markers are off
     processing_s: float
+    stage_times: StageTimes | None = None  # how long each stage took (always measured: a few clock reads)
 
 
 @dataclass
@@ -407,6 +409,7 @@ class ProcessingStats:
     latency_s: deque = field(default_factory=lambda: deque(maxlen=100))  # arrival -> done, monotonic
     stamp_age_s: deque = field(default_factory=lambda: deque(maxlen=100))  # ROS now - image stamp
     stamp_age_note: str = ""  # why the stamp age is unavailable
+    stages: StageSamples = field(default_factory=StageSamples)  # since the last diagnostics report
 
 
 class _FrameError(Exception):
@@ -427,7 +430,10 @@ class FrameProcessor:
         lookup_transform: ``(target_frame, source_frame, stamp_ns) -> RigidTransform``, raising on
             failure; needed when ``settings.target_frame`` or ``settings.ground_frame`` is set.
         ros_now_s: current ROS time in seconds (for the stamp age, when it agrees with the stamps).
-        clock: monotonic clock for processing times and rates.
+        clock: monotonic clock for processing times, stage times and rates.
+        estimator_timings: the estimator's own stage durations (ms) of its last ``estimate`` call
+            (``Estimator.last_timings_ms``, empty when it does not time them); read right after each
+            call unless ``settings.stage_timing`` is off.
     """
 
     def __init__(
@@ -435,11 +441,13 @@ class FrameProcessor:
         classes: MessageClasses, log: ThrottledLog,
         lookup_transform: Callable[[str, str, int], RigidTransform] | None = None,
         ros_now_s: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic,
+        estimator_timings: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
         if (settings.target_frame or settings.ground_frame) and lookup_transform is None:
             raise ValueError("target_frame or ground_frame is set but no lookup_transform was given")
         self._estimate, self.settings, self._classes, self.log = estimate, settings, classes, log
         self._lookup, self._ros_now_s, self._clock = lookup_transform, ros_now_s, clock
+        self._estimator_timings = estimator_timings
         self.tracker = Tracker(settings.tracking) if settings.tracking else None
         self._track_frame: str | None = None
         self._epoch = 0
@@ -459,8 +467,15 @@ class FrameProcessor:
                             f"frame processing failed unexpectedly: {type(error).__name__}: {error}")
         return None
 
+    def record_publish(self, duration_s: float) -> None:
+        """Count the time the worker took to publish one frame's messages (the ``publish`` stage)."""
+        if self.settings.times_stages:
+            with self.stats.lock:
+                self.stats.stages.add("publish", 1e3 * duration_s)
+
     def _process(self, frame: Frame, start_s: float) -> FrameResult:
-        people, root_cov, distance_m, frame_id = self._estimate_people(frame)
+        watch = Stopwatch(self._clock, start_s)
+        people, root_cov, distance_m, frame_id = self._estimate_people(frame, watch)
         stamp_s = frame.stamp_ns * 1e-9
         if self.tracker is not None:
             if frame_id != self._track_frame or frame.epoch != self._epoch:
@@ -468,12 +483,17 @@ class FrameProcessor:
                 self.tracker.reset()
                 self._track_frame, self._epoch = frame_id, frame.epoch
             people = self.tracker.update(people, stamp_s, root_cov)
+            watch.lap("tracking")
         header = make_header(self._classes, frame.stamp_ns, frame_id)
         poses = people_to_pose_array(people, header, self._classes, root_cov)
+        watch.lap("pose_message")
         markers = None
         if self.settings.publish_markers:
             markers = people_to_markers(people, header, self._classes, self._style, distance_m)
+            watch.lap("markers")
         done_s = self._clock()
+        timed = self.settings.times_stages and self._estimator_timings is not None
+        stage_times = watch.stage_times(self._estimator_timings() if timed else None)
         age_s, age_note = stamp_age_s(self._ros_now_s(), stamp_s)
         with self.stats.lock:
             self.stats.processed += 1
@@ -484,9 +504,12 @@ class FrameProcessor:
             if age_s is not None:
                 self.stats.stamp_age_s.append(age_s)
             self.stats.stamp_age_note = age_note
-        return FrameResult(frame.stamp_ns, frame_id, people, poses, markers, done_s - start_s)
+            if self.settings.times_stages:
+                self.stats.stages.add_frame(stage_times)
+        return FrameResult(frame.stamp_ns, frame_id, people, poses, markers, done_s - start_s,
+                           stage_times)
 
-    def _estimate_people(self, frame: Frame) -> tuple[People, np.ndarray, np.ndarray, str]:
+    def _estimate_people(self, frame: Frame, watch: Stopwatch) -> tuple[People, np.ndarray, np.ndarray, str]:
         if frame.camera_info is None:
             seen = ", ".join(repr(f) for f in frame.camera_info_frames) or "none"
             raise _FrameError(ErrorKind.NO_CAMERA_INFO, (
@@ -519,13 +542,17 @@ class FrameProcessor:
             intrinsics.check_image_size(rgb.shape[1], rgb.shape[0], "image")
         except ValueError as error:
             raise _FrameError(ErrorKind.SIZE_MISMATCH, str(error)) from None
+        watch.lap("decode")
         floor = self._floor(frame)
+        if self.settings.ground_frame:
+            watch.lap("tf_lookup")
         try:
             people = (self._estimate(rgb, intrinsics) if floor is None
                       else self._estimate(rgb, intrinsics, floor=floor))
         except Exception as error:  # noqa: BLE001 - any estimator failure must not stop the node
             raise _FrameError(ErrorKind.ESTIMATOR_FAILURE,
                               f"estimator failed: {type(error).__name__}: {error}") from None
+        watch.lap("estimator")
         people, non_finite = finite_people(people)
         if non_finite:
             with self.stats.lock:
@@ -538,14 +565,17 @@ class FrameProcessor:
         frame_id = frame.frame_id
         target = self.settings.target_frame
         if target and target != frame_id:
+            watch.lap("select")
             try:
                 transform = self._lookup(target, frame_id, frame.stamp_ns)
             except Exception as error:  # noqa: BLE001 - tf2 raises several unrelated types
                 raise _FrameError(ErrorKind.TRANSFORM_FAILURE, (
                     f"no transform {frame_id!r} -> {target!r} at the image stamp: "
                     f"{type(error).__name__}: {error}")) from None
+            watch.lap("tf_lookup")
             people, root_cov = transform_people(people, transform), transform.rotate_covariance(root_cov)
             frame_id = target
+        watch.lap("select")
         return people, root_cov, distance_m, frame_id
 
     def _floor(self, frame: Frame) -> FloorPlane | None:
@@ -568,9 +598,10 @@ class FrameWorker:
     """The inference thread: waits for the newest frame, processes it, publishes the result."""
 
     def __init__(self, buffer: FrameBuffer, processor: FrameProcessor,
-                 publish: Callable[[FrameResult], None], log: Log, poll_s: float = 0.1) -> None:
+                 publish: Callable[[FrameResult], None], log: Log, poll_s: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._buffer, self._processor, self._publish, self._log = buffer, processor, publish, log
-        self._poll_s = poll_s
+        self._poll_s, self._clock = poll_s, clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mp3d_worker", daemon=True)
 
@@ -594,7 +625,10 @@ class FrameWorker:
             result = self._processor.process(frame)  # counts its own failures
             if result is None:
                 continue
+            started_s = self._clock()
             try:
                 self._publish(result)
             except Exception as error:  # noqa: BLE001 - keep the worker alive; the cause is logged
                 self._log("error", f"publishing failed: {type(error).__name__}: {error}")
+                continue
+            self._processor.record_publish(self._clock() - started_s)

@@ -6,12 +6,15 @@ device and run once on a blank frame, so a missing GPU, CUDA out-of-memory or a 
 up at start; then it is built again on the CPU (fp32) with an error log. Only when the CPU fails too
 does the node stop, with both errors. OpenCV's thread pool is then sized like torch's: by default it
 takes every core, and its idle workers spin after each decode and resize, which doubled the node's
-CPU use on a 2-core robot (docs/ros.md).
+CPU use on a 2-core robot (docs/ros.md). :func:`startup_line` is the one INFO line that then says
+what was chosen: model, backend (torch eager / CUDA graph / compiled, or onnxruntime and its
+execution provider), device, dtype, input size, torch's intra-op and OpenCV's thread counts.
 
 Diagnostics: one status per period with the frame rates, latency, processing time, drops, every
-error kind, CameraInfo fallbacks and age, and the backend. Its level is ERROR when frames failed and
-none succeeded since the last report, WARN when some failed (or used a fallback CameraInfo, or the
-input stopped), OK otherwise.
+error kind, CameraInfo fallbacks and age, the backend, and (``stage_timing``) each stage's median
+and p90 over the frames of the period (:mod:`mp3d_ros.ros.timing`). Its level is ERROR when frames
+failed and none succeeded since the last report, WARN when some failed (or used a fallback
+CameraInfo, or the input stopped), OK otherwise.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import numpy as np
 from mp3d_ros.geometry.camera import Intrinsics
 from mp3d_ros.ros.frames import ErrorKind, FrameBuffer, FrameProcessor, Log, event_rate_hz
 from mp3d_ros.ros.settings import NodeSettings
+from mp3d_ros.ros.timing import NODE_STAGES, stage_statistics
 
 __all__ = [
     "LoadedEstimator", "resolve_device", "precision_for", "load_estimator", "match_opencv_threads",
-    "DiagnosticsReport", "DiagnosticsMonitor",
+    "estimator_stage_timing", "describe_backend", "describe_estimator", "startup_line", "DiagnosticsReport",
+    "DiagnosticsMonitor",
 ]
 
 # Blank frame for the start-up check: small enough to be quick on a CPU, a common camera shape.
@@ -66,14 +71,20 @@ def precision_for(device: str, precision: str) -> str:
     return precision if device.startswith("cuda") else "fp32"
 
 
+def estimator_stage_timing(stage_timing: str, device: str) -> bool:
+    """Whether the estimator times its own stages: ``on`` yes, ``off`` no, ``auto`` on the CPU only
+    (a clock read there; CUDA events cost 0.1-0.2 ms per frame on an H200 with CUDA graphs)."""
+    return stage_timing == "on" or (stage_timing == "auto" and device == "cpu")
+
+
 def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log,
                    cuda_available: Callable[[], bool] = _torch_cuda_available) -> LoadedEstimator:
     """Build and warm up the estimator; on failure retry on the CPU in fp32.
 
     Args:
         factory: ``Estimator``-like callable taking ``model_path, backend, device, precision,
-            input_size, cuda_graph, compile_network`` keywords; the result has ``estimate(image_rgb, intrinsics)`` and
-            ``backend_name``.
+            input_size, cuda_graph, compile_network, stage_timing`` keywords; the result has
+            ``estimate(image_rgb, intrinsics)`` and ``backend_name``.
         cuda_available: whether a CUDA device exists (for ``device: auto``).
 
     Raises:
@@ -93,7 +104,8 @@ def load_estimator(factory: Callable[..., Any], settings: NodeSettings, log: Log
             graph = _CUDA_GRAPH[settings.cuda_graph] if index == 0 else "auto"
             estimator = factory(model_path=settings.model_path or None, backend=settings.backend,
                                 device=device, precision=precision, input_size=settings.input_size,
-                                cuda_graph=graph, compile_network=settings.compile)
+                                cuda_graph=graph, compile_network=settings.compile,
+                                stage_timing=estimator_stage_timing(settings.stage_timing, device))
             width, height = _WARMUP_SIZE
             estimator.estimate(np.zeros((height, width, 3), dtype=np.uint8),
                                Intrinsics.pinhole(500.0, 500.0, width / 2 - 0.5, height / 2 - 0.5,
@@ -123,6 +135,51 @@ def match_opencv_threads(threads: int | None = None) -> int:
     return previous
 
 
+def describe_backend(backend_name: str) -> str:
+    """The estimator's ``backend_name`` in words: ``torch:cuda:fp16:cuda-graph`` is ``torch CUDA graph,
+    fp16``, ``torch:cpu:fp32`` is ``torch eager, fp32``, ``onnxruntime:CPUExecutionProvider`` is
+    ``onnxruntime CPUExecutionProvider, fp32`` (the exported graph computes in float32); any other
+    name is returned as it is."""
+    parts = backend_name.split(":")
+    if parts[0] == "torch" and len(parts) >= 3:
+        flags = set(parts[3:])
+        mode = " + ".join(name for flag, name in (("compiled", "compiled"), ("cuda-graph", "CUDA graph"))
+                          if flag in flags) or "eager"
+        return f"torch {mode}, {parts[2]}"
+    if parts[0] == "onnxruntime" and len(parts) == 2:
+        return f"onnxruntime {parts[1]}, fp32"
+    return backend_name
+
+
+def describe_estimator(loaded: LoadedEstimator, torch_threads: int, opencv_threads: int,
+                       stage_timing: str) -> str:
+    """The start-up line: model, device, backend, dtype, input size (W x H), thread counts and what
+    ``stage_timing`` times, e.g. ``estimator ready: movenet-lift on cpu: torch eager, fp32, input
+    256x256, torch intra-op threads 1, OpenCV threads 1, stage timing auto (estimator stages
+    too)``."""
+    estimator = loaded.estimator
+    model = getattr(estimator, "model_name", None) or "model"
+    size = getattr(estimator, "input_size", None)
+    fallback = " (CPU fallback)" if loaded.fallback_reason else ""
+    if stage_timing == "off":
+        timing = "off"
+    elif getattr(estimator, "stage_timing", False):
+        timing = f"{stage_timing} (estimator stages too)"
+    else:
+        timing = f"{stage_timing} (not the estimator's own stages: stage_timing 'on' adds them)"
+    return (f"estimator ready: {model} on {loaded.device}{fallback}: {describe_backend(loaded.backend)}, "
+            f"input {f'{size[0]}x{size[1]}' if size else 'unknown'}, torch intra-op threads "
+            f"{torch_threads}, OpenCV threads {opencv_threads}, stage timing {timing}")
+
+
+def startup_line(loaded: LoadedEstimator, stage_timing: str) -> str:
+    """:func:`describe_estimator` with the thread counts in force now (call after
+    :func:`match_opencv_threads`)."""
+    import torch  # already loaded by the estimator
+
+    return describe_estimator(loaded, torch.get_num_threads(), cv2.getNumThreads(), stage_timing)
+
+
 @dataclass(frozen=True)
 class DiagnosticsReport:
     level: str  # "OK" | "WARN" | "ERROR"
@@ -143,6 +200,7 @@ class DiagnosticsMonitor:
         self._buffer, self._processor, self._loaded = buffer, processor, loaded
         self.stale_after_s, self.window_s, self._clock = stale_after_s, window_s, clock
         self._previous: dict[str, int] = {}
+        self._estimator_stages: list[str] = []  # seen so far: their keys stay once they appeared
 
     def report(self) -> DiagnosticsReport:
         stats, log = self._processor.stats, self._processor.log
@@ -155,6 +213,7 @@ class DiagnosticsMonitor:
             stamp_age = stats.stamp_age_s[-1] if stats.stamp_age_s and not stats.stamp_age_note else None
             stamp_note, non_finite = stats.stamp_age_note, stats.non_finite_people
             floor_unavailable = stats.floor_unavailable
+            timed_frames, stage_ms = stats.stages.drain()
         errors = {kind.value: log.counts.get(kind.value, 0) for kind in ErrorKind}
         counters = {"processed": processed, "fallbacks": fallbacks, **errors}
         delta = {k: v - self._previous.get(k, 0) for k, v in counters.items()}
@@ -187,8 +246,19 @@ class DiagnosticsMonitor:
         }
         if self._loaded.fallback_reason:
             values["device_fallback_reason"] = self._loaded.fallback_reason
+        values.update(self._stage_values(timed_frames, stage_ms))
         level, message = self._level(delta, errors, image_age, frame_rate, people)
         return DiagnosticsReport(level, message, values)
+
+    def _stage_values(self, frames: int, stage_ms: dict[str, list[float]]) -> dict[str, str]:
+        """Median and p90 of each stage over this period's frames (:mod:`mp3d_ros.ros.timing`)."""
+        if not self._processor.settings.times_stages:
+            return {"stage_timing": "off"}
+        self._estimator_stages += [stage for stage in stage_ms
+                                   if stage.startswith("estimator_") and stage not in self._estimator_stages]
+        at = NODE_STAGES.index("estimator") + 1
+        stages = [*NODE_STAGES[:at], *self._estimator_stages, *NODE_STAGES[at:]]
+        return {"stage_timing_frames": str(frames), **stage_statistics(stage_ms, stages)}
 
     def _level(self, delta: dict[str, int], errors: dict[str, int], image_age_s: float | None,
                frame_rate_hz: float, people: int) -> tuple[str, str]:

@@ -49,7 +49,7 @@ from mp3d_ros.messages.conversions import (
 from mp3d_ros.messages.people_msgs import PeopleMsgClasses, people_to_people_msg, track_frames
 from mp3d_ros.msg import Keypoint3D, Person3D, PoseArray3D
 from mp3d_ros.ros.frames import FrameBuffer, FrameProcessor, FrameResult, FrameWorker, ThrottledLog
-from mp3d_ros.ros.health import DiagnosticsMonitor, load_estimator, match_opencv_threads
+from mp3d_ros.ros.health import DiagnosticsMonitor, load_estimator, match_opencv_threads, startup_line
 from mp3d_ros.ros.launch_support import READY_LINE
 from mp3d_ros.ros.settings import PARAMETERS, NodeSettings, ParameterSpec, SettingsError
 
@@ -106,9 +106,7 @@ class PoseNode(Node):
             estimator_factory = Estimator
         self.loaded = load_estimator(estimator_factory, settings, self._log)
         match_opencv_threads()
-        self.get_logger().info(
-            f"estimator ready: backend {self.loaded.backend} on {self.loaded.device} "
-            f"({self.loaded.precision})")
+        self.get_logger().info(startup_line(self.loaded, settings.stage_timing))
         self._classes = message_classes()
         lookup = None
         if settings.target_frame or settings.ground_frame:
@@ -120,6 +118,7 @@ class PoseNode(Node):
             self.loaded.estimator.estimate, settings, self._classes,
             ThrottledLog(self._log, settings.log_throttle_s), lookup_transform=lookup,
             ros_now_s=lambda: self.get_clock().now().nanoseconds * 1e-9,
+            estimator_timings=lambda: getattr(self.loaded.estimator, "last_timings_ms", {}),
         )
         self._diagnostics = DiagnosticsMonitor(self._buffer, self._processor, self.loaded)
         self._poses_pub = self.create_publisher(PoseArray3D, "~/poses", _OUTPUT_QOS)

@@ -1,7 +1,7 @@
 """Training on scenes rendered in the run: images/s of the data alone and of training, GPU busy %.
 
     python benchmarks/bench_scene_stream.py [--config config/train/synthetic_scenes.yaml]
-        [--sizes 416x256,832x512] [--batch-size 32] [--workers 15] [--steps 60] [--skip 15]
+        [--sizes 416x256,832x512] [--batch-size 32] [--workers 15] [--steps 60] [--skip N]
         [--set KEY=VALUE ...]
 
 For every input size, with the config's ``scenes`` dataset (fresh scenes, targets in the loader
@@ -12,7 +12,9 @@ workers, rendering on the training device):
   backward, optimiser), i.e. a training run as ``mp3d-train`` runs it.
 
 Images/s counts the ``--steps`` batches after the first ``--skip`` (worker start, mocap loading,
-cuDNN autotuning). GPU busy is the mean of ``nvidia-smi``'s utilisation sampled every 200 ms over
+cuDNN autotuning). The loader prepares 4 batches per worker ahead, so ``--skip`` defaults to more
+than that: batches prepared while the workers started would otherwise make the data look faster
+than it is sustained. GPU busy is the mean of ``nvidia-smi``'s utilisation sampled every 200 ms over
 the measured steps (``-`` without nvidia-smi).
 """
 
@@ -107,10 +109,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=15)
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--skip", type=int, default=15)
+    parser.add_argument("--skip", type=int, default=None,
+                        help="batches not measured; default 4 x workers + 5 (the loader's prefetch)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of the training config (as mp3d-train --set)")
     args = parser.parse_args()
+    if args.skip is None:
+        args.skip = 4 * args.workers + 5
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
     rows = []
     for text in args.sizes.split(","):

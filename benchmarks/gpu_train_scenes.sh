@@ -29,8 +29,8 @@ if [[ "$MOCAP" == *.tar.xz ]]; then  # a carried archive: unpack once, next to i
 fi
 mkdir -p "$RUN"
 if [[ "$phase" == start ]]; then
-    python benchmarks/bench_scene_stream.py --config "$CONFIG" --sizes "$SIZES" --steps 40 \
-        --skip 10 --batch-size "$batch" --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]" \
+    python benchmarks/bench_scene_stream.py --config "$CONFIG" --sizes "$SIZES" --steps 60 \
+        --batch-size "$batch" --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]" \
         | tee "$OUT/bench_scene_stream.txt"
     rate=$(awk -v size="${SIZES%%,*}" '$1 == size && $2 == "train" {print $3}' "$OUT/bench_scene_stream.txt")
     total_minutes="$3"

@@ -125,7 +125,9 @@ def _noisy_people(count: int, seed: int, prior: BodyPrior):
 
 
 def test_one_sigma_covers_about_68_percent() -> None:
-    prior = BodyPrior()
+    # The shipped noise levels, without the inflation measured for what real errors add to them:
+    # the noise drawn here is exactly the prior's own.
+    prior = BodyPrior(sigma_inflation=1.0)
     errors, sigmas = [], []
     for intr, uv, seen, lifted, truth_z in _noisy_people(600, 7, prior):
         depth = estimate_root_depth_px(uv, seen, lifted, intr, MUPOTS_17, HEIGHT_M, prior)
@@ -200,3 +202,22 @@ def test_nothing_measurable_is_invalid_not_nan() -> None:
     assert not depth.valid.any()
     assert torch.all(depth.depth_m == 0) and torch.all(torch.isinf(depth.sigma_m))
     assert not torch.isnan(depth.bones_depth_m).any() and not torch.isnan(depth.torso_depth_m).any()
+
+
+def test_sigma_inflation_scales_the_measured_part_only() -> None:
+    """Depths are unchanged; torso and bones sigmas scale by the factor; the stature part stays."""
+    intr, uv, seen, lifted, _ = _noisy_people(25, 3, BodyPrior())[0]
+    plain = BodyPrior(sigma_inflation=1.0)
+    wide = BodyPrior(sigma_inflation=2.5)
+    a = estimate_root_depth_px(uv, seen, lifted, intr, MUPOTS_17, HEIGHT_M, plain)
+    b = estimate_root_depth_px(uv, seen, lifted, intr, MUPOTS_17, HEIGHT_M, wide)
+    valid = a.valid.numpy()
+    assert valid.sum() > 20 and np.array_equal(valid, b.valid.numpy())
+    for name in ("depth_m", "torso_depth_m", "bones_depth_m"):
+        np.testing.assert_allclose(getattr(b, name).numpy(), getattr(a, name).numpy(), rtol=1e-9)
+    for name, ok in (("torso_sigma_m", a.torso_valid), ("bones_sigma_m", a.bones_valid)):
+        ok = ok.numpy()
+        np.testing.assert_allclose(getattr(b, name).numpy()[ok], 2.5 * getattr(a, name).numpy()[ok], rtol=1e-9)
+    stature = (a.depth_m.numpy() * plain.height_sigma_m / plain.height_m)[valid]
+    own = np.sqrt(a.sigma_m.numpy()[valid] ** 2 - stature**2)
+    np.testing.assert_allclose(b.sigma_m.numpy()[valid], np.hypot(2.5 * own, stature), rtol=1e-9)

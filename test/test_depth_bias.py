@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table
+from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table, match_roots
 from mp3d_ros.geometry.people import DEPTH_CUE_FLOOR, People
 
 
@@ -72,3 +72,11 @@ def test_mp3d_eval_uses_the_annotated_floor_and_prints_the_depth_table(tmp_path,
     cues = np.concatenate([prediction.people.depth_cues for prediction in saved])
     assert np.any(cues & DEPTH_CUE_FLOOR)
     assert json.loads((tmp_path / "m.json").read_text())["depth_by_distance"][-1]["band_m"] == "all"
+
+
+def test_match_roots_assigns_nearest_pairs_within_the_gate() -> None:
+    truth = np.array([[100.0, 100.0], [300.0, 100.0], [500.0, 100.0]])
+    predicted = np.array([[305.0, 98.0], [104.0, 103.0], [900.0, 100.0]])
+    assert match_roots(predicted, truth, gate_px=40.0) == [(0, 1), (1, 0)]
+    assert match_roots(predicted, truth, gate_px=4.0) == []
+    assert match_roots(np.zeros((0, 2)), truth) == []

@@ -98,19 +98,21 @@ def test_height_and_pitch_give_the_pose_plane() -> None:
 
 
 def test_sigma_matches_monte_carlo() -> None:
+    """The propagated sigma of the noise model itself (so without the measured inflation)."""
     rng = np.random.default_rng(0)
     pose = camera_pose(1.2, 10.0)
     plane = FloorPlane.from_camera_pose(*pose, tilt_sigma_rad=0.01, height_sigma_m=0.02)
     ankle = standing_person(5.0, 0.4, 1.0, pose)[13]
     uv = project(ankle, CAMERA)
-    depth, sigma_ind, sigma_com = ray_floor_depth(ankle[None] / ankle[2], plane, 500.0, 500.0, CONFIG)
+    model = FloorConfig(sigma_inflation=1.0)
+    depth, sigma_ind, sigma_com = ray_floor_depth(ankle[None] / ankle[2], plane, 500.0, 500.0, model)
     samples = []
     for _ in range(4000):
         tilt = Rotation.from_rotvec(np.r_[rng.normal(0, 0.01, 2), 0.0] @ np.eye(3)).as_matrix()
         noisy_pose = (pose[0] @ tilt, pose[1] + [0, 0, rng.normal(0, 0.02)])
         noisy = FloorPlane.from_camera_pose(*noisy_pose)
-        config = FloorConfig(ankle_height_m=CONFIG.ankle_height_m + rng.normal(0, CONFIG.ankle_height_sigma_m))
-        pixel = uv + rng.normal(0, CONFIG.sigma_px, 2)
+        config = FloorConfig(ankle_height_m=model.ankle_height_m + rng.normal(0, model.ankle_height_sigma_m))
+        pixel = uv + rng.normal(0, model.sigma_px, 2)
         ray = np.r_[(pixel - CAMERA.K[:2, 2]) / np.diag(CAMERA.K)[:2], 1.0]
         samples.append(ray_floor_depth(ray[None], noisy, 500.0, 500.0, config)[0][0])
     assert np.std(samples) == pytest.approx(float(np.hypot(sigma_ind, sigma_com)[0]), rel=0.1)
@@ -131,7 +133,8 @@ def test_a_standing_person_placed_too_near_is_put_back_on_the_floor(distance: fl
     truth = standing_person(distance, 0.5, 0.95, pose)
     people = people_of(truth[None] * 0.8, sigma_m=2.0)  # body-size depth 20 % too near, unsure
     plane = FloorPlane.from_camera_pose(*pose)
-    config = FloorConfig(ankle_height_m=0.07 * 0.95)  # this person's own ankle height
+    # This person's own ankle height; exact 2D, so the noise model's own sigma (no inflation).
+    config = FloorConfig(ankle_height_m=0.07 * 0.95, sigma_inflation=1.0)
     cue = floor_depth(people, CAMERA, plane, config)
     floor_z, floor_sigma = cue.scale[0] * people.root_m[0, 2], cue.scale_sigma[0] * people.root_m[0, 2]
     assert cue.valid[0] and floor_z == pytest.approx(truth[14, 2], rel=1e-6)  # exact 2D: exact depth
@@ -264,3 +267,20 @@ def test_a_floor_depth_far_from_the_other_cues_is_an_outlier() -> None:
     np.testing.assert_array_equal(out.keypoints_m, people.keypoints_m)
     assert out.depth_cues[0] == DEPTH_CUE_BODY_SIZE
     assert apply_floor(people, CAMERA, plane, FloorConfig(max_disagreement=1e6)).depth_cues[0] & DEPTH_CUE_FLOOR
+
+
+def test_sigma_inflation_scales_the_persons_terms_not_the_planes() -> None:
+    pose = camera_pose(1.2, 10.0)
+    rays = np.array([[0.1, y, 1.0] for y in (0.4, 0.2, 0.1)])
+    plain, wide = FloorConfig(sigma_inflation=1.0), FloorConfig(sigma_inflation=1.7)
+    exact = FloorPlane.from_camera_pose(*pose, tilt_sigma_rad=0.0, height_sigma_m=0.0)
+    depth_a, ind_a, com_a = ray_floor_depth(rays, exact, 500.0, 500.0, plain)
+    depth_b, ind_b, com_b = ray_floor_depth(rays, exact, 500.0, 500.0, wide)
+    np.testing.assert_array_equal(depth_a, depth_b)
+    np.testing.assert_allclose(ind_b, 1.7 * ind_a, rtol=1e-12)
+    np.testing.assert_allclose(com_b, 1.7 * com_a, rtol=1e-12)  # the ankle height alone
+    tf = FloorPlane.from_camera_pose(*pose, tilt_sigma_rad=0.01, height_sigma_m=0.02)
+    _, _, com_tf_a = ray_floor_depth(rays, tf, 500.0, 500.0, plain)
+    _, _, com_tf_b = ray_floor_depth(rays, tf, 500.0, 500.0, wide)
+    plane_part_sq = com_tf_a**2 - com_a**2
+    np.testing.assert_allclose(com_tf_b, np.sqrt(plane_part_sq + (1.7 * com_a) ** 2), rtol=1e-12)

@@ -17,9 +17,22 @@ from scipy.optimize import linear_sum_assignment
 
 from mp3d_ros.geometry.people import People
 
-__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table"]
+__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table", "match_roots"]
 
 DISTANCE_BANDS_M = ((0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0), (8.0, 10.0), (10.0, np.inf))
+
+
+def match_roots(predicted_uv_px: np.ndarray, truth_uv_px: np.ndarray,
+                gate_px: float = 40.0) -> list[tuple[int, int]]:
+    """Pairs ``(truth, predicted)`` of root pixels (T, 2) and (P, 2): Hungarian assignment on their
+    distances, pairs further apart than ``gate_px`` dropped; sorted by truth index."""
+    predicted_uv = np.asarray(predicted_uv_px, dtype=np.float64).reshape(-1, 2)
+    truth_uv = np.asarray(truth_uv_px, dtype=np.float64).reshape(-1, 2)
+    if len(predicted_uv) == 0 or len(truth_uv) == 0:
+        return []
+    cost = np.linalg.norm(truth_uv[:, None] - predicted_uv[None], axis=-1)
+    rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= gate_px]
 
 
 @dataclass
@@ -38,20 +51,13 @@ class DepthMatches:
     def add_roots(self, predicted: People, truth_uv_px: np.ndarray, truth_z_m: np.ndarray,
                   gate_px: float = 40.0) -> None:
         """:meth:`add` with the ground truth given as root pixels (P, 2) and root depths (P,)."""
-        truth_uv, truth_z = np.asarray(truth_uv_px, dtype=np.float64), np.asarray(truth_z_m, dtype=np.float64)
-        if len(predicted) == 0 or len(truth_z) == 0:
-            self.missed_m.extend(truth_z.tolist())
-            return
-        predicted_uv = predicted.uv_px[:, predicted.joint_set.root]
-        cost = np.linalg.norm(truth_uv[:, None] - predicted_uv[None], axis=-1)
-        rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
-        matched = set()
-        for row, col in zip(rows, cols):
-            if cost[row, col] <= gate_px:
-                matched.add(row)
-                self.true_m.append(float(truth_z[row]))
-                self.predicted_m.append(float(predicted.root_m[col, 2]))
-                self.sigma_m.append(float(predicted.root_sigma_m[col]))
+        truth_z = np.asarray(truth_z_m, dtype=np.float64).reshape(-1)
+        pairs = match_roots(predicted.uv_px[:, predicted.joint_set.root], truth_uv_px, gate_px)
+        for row, col in pairs:
+            self.true_m.append(float(truth_z[row]))
+            self.predicted_m.append(float(predicted.root_m[col, 2]))
+            self.sigma_m.append(float(predicted.root_sigma_m[col]))
+        matched = {row for row, _ in pairs}
         self.missed_m.extend(float(z) for i, z in enumerate(truth_z) if i not in matched)
 
 

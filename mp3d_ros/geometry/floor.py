@@ -16,7 +16,10 @@ the camera height (``height_sigma_m``) and the ankle height (``ankle_height_sigm
 
 with ``var_px(n . r) = (n_x sigma_px / f_x)^2 + (n_y sigma_px / f_y)^2`` and
 ``var_tilt(n . r) = tilt_sigma^2 |r - (n . r) n|^2``: as the ray grazes the floor (``n . r -> 0``) the
-sigma grows like ``t^2``, so far people get little weight from this cue.
+sigma grows like ``t^2``, so far people get little weight from this cue. The person's two terms
+(``sigma_px`` and ``ankle_height_sigma_m``) are multiplied by ``FloorConfig.sigma_inflation``, one
+factor measured on rendered scenes for what this noise model leaves out (the detector's ankle is
+biased and heavy-tailed); the plane's terms, which come from tf or the user, are not.
 
 The floor depth of the ankle rescales the whole person about the camera centre (its pose from the
 other cues is ``P_j = (Z + d_j) r_j`` with the relative depths ``d_j`` proportional to the body
@@ -104,25 +107,34 @@ class FloorConfig:
     ``ankle_height_m``: height of the ankle keypoint (lateral malleolus) over the floor: 0.039 of
     stature in Drillis and Contini's segment proportions (6.6 cm at 1.70 m) plus about 2.5 cm of
     shoe sole; the sd covers statures and shoes. ``sigma_px``: 2D ankle keypoint noise across the
-    ray in source pixels (``apply_floor`` scales it by the image-to-network zoom); 6.4 px robust sd
-    measured for movenet-lift at 256 x 256 on 640 x 480 renders (``benchmarks/depth_by_distance.py``).
+    ray in source pixels (``Estimator`` replaces it by a fixed error in network-input pixels divided
+    by the image-to-network zoom); 6.0 px: the robust sd of the ankle keypoint's vertical error,
+    2.4 px at movenet-lift's 256 x 256 input on 640 x 480 renders (zoom 0.4), measured by
+    ``benchmarks/calibrate_depth_sigma.py`` on 2026-12-01 (6.4 px before, from
+    ``benchmarks/depth_by_distance.py``).
     ``lowest_margin_m``: how far above the lowest joint of the lifted pose an ankle may be and still
     carry the weight (a raised foot while walking does not). ``min_leg_verticality``: (hip - ankle)
     height over its length, below which the person is taken to sit, kneel or lie.
     ``max_relative_sigma``: floor depths less certain than this fraction are not used (rays that
     nearly graze the floor). ``max_disagreement``: a floor depth further than this many combined
     sigmas from the other cues' depth is an outlier (a misplaced ankle, a raised floor) and is not
-    used.
+    used. ``sigma_inflation``: measured inflation factor of the person's terms of the sigma
+    (``sigma_px`` and ``ankle_height_sigma_m``), 1 for the noise model's own sigma; 1.97 puts 68.3 %
+    of the floor cue's own depth errors within 1 sigma on renders with an exact floor plane
+    (``benchmarks/calibrate_depth_sigma.py``, 2026-12-01; the renders' ankles stand 0.12 m over the
+    floor, not 0.09, and MoveNet marks the ankle above the joint: biased errors the noise model
+    lacks).
     """
 
     ankle_height_m: float = 0.09
     ankle_height_sigma_m: float = 0.02
-    sigma_px: float = 6.4
+    sigma_px: float = 6.0
     min_confidence: float = 0.3
     lowest_margin_m: float = 0.05
     min_leg_verticality: float = 0.8
     max_relative_sigma: float = 0.5
     max_disagreement: float = 3.0
+    sigma_inflation: float = 1.97
     ankles: tuple[str, str] = ("left_ankle", "right_ankle")
     hips: tuple[str, str] = ("left_hip", "right_hip")
     head: str = "head_top"
@@ -159,10 +171,11 @@ def ray_floor_depth(rays: np.ndarray, plane: FloorPlane, fx_px: float, fy_px: fl
         hits = (along < 0) & (depth > 0) & np.isfinite(depth)
         depth = np.where(hits, depth, np.nan)
         lever = depth / along
-        var_px = (up[0] * config.sigma_px / fx_px) ** 2 + (up[1] * config.sigma_px / fy_px) ** 2
+        sigma_px = config.sigma_px * config.sigma_inflation
+        var_px = (up[0] * sigma_px / fx_px) ** 2 + (up[1] * sigma_px / fy_px) ** 2
         across = rays - along[..., None] * up
         var_tilt = plane.tilt_sigma_rad ** 2 * np.sum(across ** 2, axis=-1)
-        var_offset = config.ankle_height_sigma_m ** 2 + plane.height_sigma_m ** 2
+        var_offset = (config.ankle_height_sigma_m * config.sigma_inflation) ** 2 + plane.height_sigma_m ** 2
         sigma_independent = np.abs(lever) * np.sqrt(var_px)
         sigma_common = np.sqrt(var_offset / along ** 2 + lever ** 2 * var_tilt)
     return depth, sigma_independent, sigma_common

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from mp3d_ros.model.movenet import (
     movenet_multipose_lightning,
 )
 
-__all__ = ["MoveNetLiftConfig", "MoveNetLift", "RAW_PIXELS"]
+__all__ = ["LiftedPeople", "MoveNetLiftConfig", "MoveNetLift", "RAW_PIXELS"]
 
 # MoveNet normalises inside the model, so the batch carries raw 0-255 RGB (padding 0 = black).
 RAW_PIXELS = Normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
@@ -72,10 +73,32 @@ class MoveNetLiftConfig:
     min_person_score: float = 0.2
     # Keypoints with a lower MoveNet score count as not seen (lifted and projected instead).
     min_keypoint_score: float = 0.25
-    # 2D keypoint error of MoveNet, standard deviation per axis in network-input pixels.
-    keypoint_sigma_input_px: float = 1.5
+    # 2D keypoint error of MoveNet, standard deviation per axis in network-input pixels: against
+    # the projected joints of 640 x 480 renders, people at 2-10 m, the RMS of the two axes' robust
+    # sds (1.4826 MAD) over the 12 COCO keypoints the depth uses; measured by
+    # benchmarks/calibrate_depth_sigma.py on 2026-12-01 (it was a guessed 1.5).
+    keypoint_sigma_input_px: float = 2.95
     # Body-size prior and noise levels of the geometric depth.
     prior: BodyPrior = field(default_factory=BodyPrior)
+
+
+class LiftedPeople(NamedTuple):
+    """Steps 1-2 of the module docstring for the K decoded slots of each of B images (COCO-17).
+
+    Attributes:
+        uv_px: (B, K, 17, 2) keypoints in source-image pixels (distorted, as observed).
+        seen: (B, K, 17) bool: confident enough and inside the source image.
+        rays: (B, K, 17, 3) undistorted rays ``[x, y, 1]`` of the seen keypoints (of pixel 0 else).
+        keypoint_scores: (B, K, 17) MoveNet's keypoint scores.
+        pose_m: (B, K, 17 MuPoTS, 3) lifted root-relative pose, camera axes, metres for a body of
+            the lifter's ``canonical_height_m``.
+    """
+
+    uv_px: torch.Tensor
+    seen: torch.Tensor
+    rays: torch.Tensor
+    keypoint_scores: torch.Tensor
+    pose_m: torch.Tensor
 
 
 class MoveNetLift(nn.Module):
@@ -129,6 +152,23 @@ class MoveNetLift(nn.Module):
         return unpack_people(people.pack().cpu().numpy(), MUPOTS_17.name)[0]
 
     @torch.no_grad()
+    def lift_people(self, detections: MoveNetPeople, cameras: CameraBatch) -> LiftedPeople:
+        """Keypoints of every slot in source pixels, which count as seen, their rays and the
+        lifted pose (float64; the lifter in float32). Static shapes, like :meth:`people_tensors`."""
+        dtype = torch.float64
+        b, k = detections.scores.shape
+        scores = detections.keypoint_scores.to(dtype)
+        uv_coco = map_points_px(detections.keypoints_px.to(dtype), cameras.input_to_source)
+        size = cameras.size_px.to(dtype)[:, None, None]
+        inside = ((uv_coco >= -0.5) & (uv_coco <= size - 0.5)).all(-1)
+        seen_coco = (scores >= self.cfg.min_keypoint_score) & inside
+        rays_coco = pixel_rays(torch.where(seen_coco[..., None], uv_coco, torch.zeros_like(uv_coco)),
+                               cameras)
+        confidence_coco = torch.where(seen_coco, scores, torch.zeros_like(scores))
+        pose = lift(self.lifter, rays_coco.flatten(0, 1).float(), confidence_coco.flatten(0, 1).float())
+        return LiftedPeople(uv_coco, seen_coco, rays_coco, scores, pose.to(dtype).unflatten(0, (b, k)))
+
+    @torch.no_grad()
     def people_tensors(self, detections: MoveNetPeople, cameras: CameraBatch) -> PeopleTensors:
         """3D people of a decoded batch on its device (steps 2-4 of the module docstring).
 
@@ -138,18 +178,9 @@ class MoveNetLift(nn.Module):
         """
         dtype = torch.float64
         b, k = detections.scores.shape
-        scores = detections.keypoint_scores.to(dtype)
         person_score = detections.scores.to(dtype)
         keep = person_score >= self.cfg.min_person_score
-        uv_coco = map_points_px(detections.keypoints_px.to(dtype), cameras.input_to_source)
-        size = cameras.size_px.to(dtype)[:, None, None]
-        inside = ((uv_coco >= -0.5) & (uv_coco <= size - 0.5)).all(-1)
-        seen_coco = (scores >= self.cfg.min_keypoint_score) & inside
-        rays_coco = pixel_rays(torch.where(seen_coco[..., None], uv_coco, torch.zeros_like(uv_coco)),
-                               cameras)
-        confidence_coco = torch.where(seen_coco, scores, torch.zeros_like(scores))
-        pose = lift(self.lifter, rays_coco.flatten(0, 1).float(), confidence_coco.flatten(0, 1).float())
-        pose = pose.to(dtype).unflatten(0, (b, k))
+        uv_coco, seen_coco, rays_coco, scores, pose = self.lift_people(detections, cameras)
         # COCO keypoints into MuPoTS-17; the five joints COCO lacks are never seen.
         seen, rays, uv, confidence = (_to_mupots(t) for t in (seen_coco, rays_coco, uv_coco, scores))
         for name, support in _SUPPORT.items():

@@ -74,9 +74,13 @@ def test_flipped_bytes_fail_the_content_hash(tmp_path) -> None:
 def test_files_without_a_hash_still_load(tmp_path) -> None:
     path = tmp_path / "old.pt"
     torch.save(raw_payload(), path)
+    assert "model_sha256" not in torch.load(path, weights_only=True)
     assert load_checkpoint(path).input_size == (64, 64)
-    assert "model_sha256" not in torch.load(SHIPPED, weights_only=True)  # the shipped file is such a one
-    assert load_checkpoint(SHIPPED).joint_set == "mupots_17"
+
+
+def test_shipped_model_carries_its_content_hash() -> None:
+    assert "model_sha256" in torch.load(SHIPPED, weights_only=True)
+    assert load_checkpoint(SHIPPED).joint_set == "mupots_17"  # and it matches
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table, match_roots
+from mp3d_ros.evaluation.depth_bias import (
+    DepthMatches,
+    depth_bias_table,
+    found_summary,
+    match_roots,
+    torso_in_image,
+)
+from mp3d_ros.geometry.skeleton import MUPOTS_17
 from mp3d_ros.geometry.people import DEPTH_CUE_FLOOR, People
 
 
@@ -71,7 +78,11 @@ def test_mp3d_eval_uses_the_annotated_floor_and_prints_the_depth_table(tmp_path,
     saved, _ = load_predictions(tmp_path / "p.json")
     cues = np.concatenate([prediction.people.depth_cues for prediction in saved])
     assert np.any(cues & DEPTH_CUE_FLOOR)
-    assert json.loads((tmp_path / "m.json").read_text())["depth_by_distance"][-1]["band_m"] == "all"
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["depth_by_distance"][-1]["band_m"] == "all"
+    found = metrics["found"]
+    assert f"whose torso is in the image: {found['found']} of {found['people']} found" in printed
+    assert found["people"] + found["torso_cut_off"] > 0
 
 
 def test_match_roots_assigns_nearest_pairs_within_the_gate() -> None:
@@ -80,3 +91,22 @@ def test_match_roots_assigns_nearest_pairs_within_the_gate() -> None:
     assert match_roots(predicted, truth, gate_px=40.0) == [(0, 1), (1, 0)]
     assert match_roots(predicted, truth, gate_px=4.0) == []
     assert match_roots(np.zeros((0, 2)), truth) == []
+
+
+def test_torso_in_image_needs_both_shoulders_and_both_hips_inside() -> None:
+    uv = np.full((3, 17, 2), 50.0)
+    uv[1, MUPOTS_17.joints.index("left_hip")] = (-3.0, 50.0)  # one hip left of the image
+    uv[2, MUPOTS_17.joints.index("head_top")] = (500.0, 50.0)  # only the head outside
+    np.testing.assert_array_equal(torso_in_image(uv, MUPOTS_17.joints, (100, 80)), [True, False, True])
+
+
+def test_found_summary_counts_people_in_view_within_the_distance() -> None:
+    matches = DepthMatches()
+    truth_uv = np.array([[0.0, 0.0], [200.0, 0.0], [400.0, 0.0], [600.0, 0.0]])
+    matches.add_roots(one_person_at(3.0, 0.0, 0.1), truth_uv, np.array([3.0, 5.0, 1.0, 9.0]),
+                      torso_seen=np.array([True, True, False, True]))
+    summary = found_summary(matches, max_depth_m=8.0)
+    # within 8 m: two in view (one found), one cut off (missed); the one at 9 m is not counted
+    assert (summary["people"], summary["found"], summary["share"]) == (2, 1, 0.5)
+    assert (summary["torso_cut_off"], summary["torso_cut_off_found"]) == (1, 0)
+    assert found_summary(DepthMatches()) is None

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Sequence
 
 from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
+from mp3d_ros.evaluation.depth_bias import depth_bias_table, found_summary
 from mp3d_ros.evaluation.evaluate import (
     DATASETS,
     check_prediction_skeleton,
     format_depth_bias,
-    image_depth_bias,
+    format_found,
+    image_depth_matches,
     ground_truth_frames,
     json_safe,
     kvalue_baseline,
@@ -76,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline == "kvalue":
             people = [kvalue_baseline(p, im.intrinsics) for p, im in zip(people, images)]
         text, result = report(args.dataset, (prediction_frames(people), ground_truth_frames(images)))
-        result["depth_by_distance"] = image_depth_bias(images, people)
+        matches = image_depth_matches(images, people)
+        result["depth_by_distance"] = depth_bias_table(matches)
+        result["found"] = found_summary(matches)
     except BAD_INPUT as error:
         return report_bad_input("mp3d-eval", error)
     depth = "RootNet k-value root depth (box of the predicted 2D joints)" if args.baseline else \
@@ -86,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nRoot depth by true distance: median predicted / true depth, and the fraction of errors "
           "inside the reported 1 and 2 sigma (68 % and 95 % if the sigma is honest)\n")
     print(format_depth_bias(result["depth_by_distance"]))
+    print(format_found(result["found"]))
     if args.metrics_out is not None:
         args.metrics_out.write_text(json.dumps(json_safe(result), indent=1))
     return 0

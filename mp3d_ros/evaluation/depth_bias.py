@@ -5,6 +5,11 @@ gate), and for each match the ratio ``Z_pred / Z_true`` of root depths and the n
 ``|Z_pred - Z_true| / sigma`` are kept with the true distance. Reported per distance band: the
 median ratio and the fraction of errors inside 1 and 2 reported sigmas (68 % and 95 % for an honest
 Gaussian sigma).
+
+Who is found: when the image size is known, each true person also records whether its torso (both
+shoulders and both hips) projects inside the image; :func:`found_summary` counts the people within
+a distance whose torso is in view and how many of them were matched, so a missed person is counted,
+never silently dropped (a person cut off at the torso is reported apart).
 """
 
 from __future__ import annotations
@@ -17,9 +22,22 @@ from scipy.optimize import linear_sum_assignment
 
 from mp3d_ros.geometry.people import People
 
-__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table", "match_roots"]
+__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table", "found_summary", "match_roots",
+           "torso_in_image"]
 
 DISTANCE_BANDS_M = ((0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0), (8.0, 10.0), (10.0, np.inf))
+TORSO_JOINTS = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+
+
+def torso_in_image(uv_px: np.ndarray, joints: Sequence[str], image_size: tuple[int, int]) -> np.ndarray:
+    """(P,) whether each person's shoulders and hips, (P, J, 2) pixels of joints named ``joints``,
+    all lie inside an image of ``image_size`` (W, H)."""
+    uv = np.asarray(uv_px, dtype=np.float64)[:, [list(joints).index(name) for name in TORSO_JOINTS]]
+    width, height = image_size
+    with np.errstate(invalid="ignore"):
+        inside = (uv[..., 0] >= -0.5) & (uv[..., 0] <= width - 0.5) & (uv[..., 1] >= -0.5) & (
+            uv[..., 1] <= height - 0.5)
+    return inside.all(axis=-1)
 
 
 def match_roots(predicted_uv_px: np.ndarray, truth_uv_px: np.ndarray,
@@ -43,14 +61,20 @@ class DepthMatches:
     predicted_m: list[float] = field(default_factory=list)
     sigma_m: list[float] = field(default_factory=list)
     missed_m: list[float] = field(default_factory=list)  # true depths of unmatched ground truth
+    # Every true person whose torso visibility is known: (true depth, torso in image, matched).
+    people: list[tuple[float, bool, bool]] = field(default_factory=list)
 
-    def add(self, predicted: People, truth: People, gate_px: float = 40.0) -> None:
-        """Match one frame's people by root pixel distance and keep the pairs."""
-        self.add_roots(predicted, truth.uv_px[:, truth.joint_set.root], truth.root_m[:, 2], gate_px)
+    def add(self, predicted: People, truth: People, gate_px: float = 40.0,
+            image_size: tuple[int, int] | None = None) -> None:
+        """Match one frame's people by root pixel distance and keep the pairs; with the image
+        size, also who of them shows the torso."""
+        torso = None if image_size is None else torso_in_image(truth.uv_px, truth.joint_set.joints, image_size)
+        self.add_roots(predicted, truth.uv_px[:, truth.joint_set.root], truth.root_m[:, 2], gate_px, torso)
 
     def add_roots(self, predicted: People, truth_uv_px: np.ndarray, truth_z_m: np.ndarray,
-                  gate_px: float = 40.0) -> None:
-        """:meth:`add` with the ground truth given as root pixels (P, 2) and root depths (P,)."""
+                  gate_px: float = 40.0, torso_seen: np.ndarray | None = None) -> None:
+        """:meth:`add` with the ground truth given as root pixels (P, 2), root depths (P,) and
+        optionally (P,) whether each torso is in the image."""
         truth_z = np.asarray(truth_z_m, dtype=np.float64).reshape(-1)
         pairs = match_roots(predicted.uv_px[:, predicted.joint_set.root], truth_uv_px, gate_px)
         for row, col in pairs:
@@ -59,6 +83,24 @@ class DepthMatches:
             self.sigma_m.append(float(predicted.root_sigma_m[col]))
         matched = {row for row, _ in pairs}
         self.missed_m.extend(float(z) for i, z in enumerate(truth_z) if i not in matched)
+        if torso_seen is not None:
+            self.people.extend((float(z), bool(seen), i in matched)
+                               for i, (z, seen) in enumerate(zip(truth_z, torso_seen)))
+
+
+def found_summary(matches: DepthMatches, max_depth_m: float = 8.0) -> dict | None:
+    """Of the true people within ``max_depth_m`` whose torso is in the image: how many, how many
+    found, their share; and how many nearer people were cut off at the torso (None without
+    torso records)."""
+    if not matches.people:
+        return None
+    depth, torso, found = (np.asarray(column) for column in zip(*matches.people))
+    near = depth <= max_depth_m
+    shown = near & torso
+    return {"max_depth_m": max_depth_m, "people": int(shown.sum()), "found": int((shown & found).sum()),
+            "share": float((shown & found).sum() / shown.sum()) if shown.any() else float("nan"),
+            "torso_cut_off": int((near & ~torso).sum()),
+            "torso_cut_off_found": int((near & ~torso & found).sum())}
 
 
 def depth_bias_table(matches: DepthMatches, bands: Sequence[tuple[float, float]] = DISTANCE_BANDS_M) -> list[dict]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from mp3d_ros.data.mppe import AnnotatedImage, h36m_action_name, read_3dmppe_json
 from mp3d_ros.data.panoptic import panoptic_activity, read_panoptic_smap_json
-from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table
+from mp3d_ros.evaluation.depth_bias import DepthMatches, torso_in_image
 from mp3d_ros.evaluation.metrics import (
     H36M_CONVENTIONS,
     JOINT_GROUPS,
@@ -352,17 +352,29 @@ def h36m_table(result: dict) -> str:
     return format_table(["Human3.6M", "MRPE", "MRPE_x", "MRPE_y", "MRPE_z", "MPJPE", "matched"], rows)
 
 
-def image_depth_bias(images: Sequence[AnnotatedImage], people: Sequence[People]) -> list[dict]:
-    """:func:`~mp3d_ros.evaluation.depth_bias.depth_bias_table` of predictions paired with images
-    (the evaluated, valid people with a labelled 3D root)."""
+def image_depth_matches(images: Sequence[AnnotatedImage], people: Sequence[People]) -> DepthMatches:
+    """Predictions paired with images matched to the evaluated, valid people with a labelled 3D
+    root (with whether each one's torso is in the image)."""
     matches = DepthMatches()
     for image, found in zip(images, people):
         if not image.has_3d:
             continue
-        root = get_joint_set(image.joint_set).root
-        keep = image.valid & image.labelled[:, root]
-        matches.add_roots(found, image.keypoints_img_px[keep, root], image.keypoints_cam_m[keep, root, 2])
-    return depth_bias_table(matches)
+        joint_set = get_joint_set(image.joint_set)
+        keep = image.valid & image.labelled[:, joint_set.root]
+        torso = torso_in_image(image.keypoints_img_px[keep], joint_set.joints, (image.width, image.height))
+        matches.add_roots(found, image.keypoints_img_px[keep, joint_set.root],
+                          image.keypoints_cam_m[keep, joint_set.root, 2], torso_seen=torso)
+    return matches
+
+
+def format_found(summary: dict | None) -> str:
+    """One line on who was found of :func:`~mp3d_ros.evaluation.depth_bias.found_summary`."""
+    if summary is None:
+        return "people found: unknown (no image size or torso joints in the ground truth)"
+    limit = f"{summary['max_depth_m']:g} m"
+    return (f"people within {limit} whose torso is in the image: {summary['found']} of "
+            f"{summary['people']} found ({100 * summary['share']:.1f} %); within {limit} with the torso "
+            f"cut off: {summary['torso_cut_off_found']} of {summary['torso_cut_off']} found")
 
 
 def report(dataset: str, frames: tuple[list, list]) -> tuple[str, dict]:

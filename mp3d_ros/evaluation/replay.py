@@ -86,6 +86,7 @@ class FrameResult:
     people: People
     latency_ms: float
     ground_truth: People | None
+    image_size: tuple[int, int] | None = None  # (W, H) of the decoded image
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,8 +265,10 @@ def _decode(message: Any, topic: str, stamp_ns: int, result: ReplayResult) -> np
 
 
 def _process_image(message: Any, timeline: CameraInfoTimeline, estimate: Estimate, rectified: bool,
-                   result: ReplayResult, topic: str, floor: FloorSource | None) -> tuple[People, float] | None:
-    """Estimate the people of one image message, or count why it was skipped."""
+                   result: ReplayResult, topic: str, floor: FloorSource | None
+                   ) -> tuple[People, float, tuple[int, int]] | None:
+    """Estimate the people of one image message (with the time it took and the image's (W, H)),
+    or count why it was skipped."""
     stamp_ns = stamp_to_ns(message.header.stamp)
     rgb = _decode(message, topic, stamp_ns, result)
     if rgb is None:
@@ -289,7 +292,7 @@ def _process_image(message: Any, timeline: CameraInfoTimeline, estimate: Estimat
         people = estimate(rgb, intrinsics)
     else:
         people = estimate(rgb, intrinsics, floor=floor.plane(message.header.frame_id, stamp_ns))
-    return people, 1000.0 * (time.perf_counter() - start)
+    return people, 1000.0 * (time.perf_counter() - start), (rgb.shape[1], rgb.shape[0])
 
 
 def _next_key(seen: Counter, stamp_ns: int) -> FrameKey:
@@ -373,11 +376,11 @@ def _replay_images(source: BagSource, store: Any, topic: str, timeline: CameraIn
         outcome = _process_image(message, timeline, estimate, rectified, result, topic, floor)
         if outcome is None:
             continue
-        people, latency_ms = outcome
+        people, latency_ms, image_size = outcome
         if tracker is not None:
             people = tracker.update(people, stamp_ns * 1e-9)
         result.processed_keys[key] = len(result.frames)
-        result.frames.append(FrameResult(stamp_ns, people, latency_ms, truth.get(key)))
+        result.frames.append(FrameResult(stamp_ns, people, latency_ms, truth.get(key), image_size))
         if writer is not None:
             writer.write(writer.poses, stamp_ns, people_to_pose_array(people, message.header, classes))
             writer.write(writer.markers, stamp_ns, people_to_markers(people, message.header, classes))

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table
+from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table, found_summary
 from mp3d_ros.evaluation.evaluate import (
     format_depth_bias,
+    format_found,
     json_safe,
     mupots_summary_table,
     prediction_frames,
@@ -134,13 +135,18 @@ def _reading_lines(result: ReplayResult) -> list[str]:
     return lines
 
 
-def replay_depth_bias(result: ReplayResult) -> list[dict]:
-    """Depth ratio and sigma coverage by distance over the frames with ground truth."""
+def replay_depth_matches(result: ReplayResult) -> DepthMatches:
+    """The people found matched to the ground truth over the frames that have it."""
     matches = DepthMatches()
     for frame in result.frames:
         if frame.ground_truth is not None:
-            matches.add(frame.people, frame.ground_truth)
-    return depth_bias_table(matches)
+            matches.add(frame.people, frame.ground_truth, image_size=frame.image_size)
+    return matches
+
+
+def replay_depth_bias(result: ReplayResult) -> list[dict]:
+    """Depth ratio and sigma coverage by distance over the frames with ground truth."""
+    return depth_bias_table(replay_depth_matches(result))
 
 
 def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = None) -> str:
@@ -180,7 +186,9 @@ def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = Non
         lines.append(mupots_summary_table(metrics))
         lines.append("root depth by true distance (median predicted / true; share of errors inside 1 and 2 "
                      "reported sigma):")
-        lines.append(format_depth_bias(replay_depth_bias(result)))
+        matches = replay_depth_matches(result)
+        lines.append(format_depth_bias(depth_bias_table(matches)))
+        lines.append(format_found(found_summary(matches)))
     if scored.unpaired:
         lines.append(f"{scored.unpaired} ground-truth messages have no image of their stamp: not scored")
     return "\n".join(lines)
@@ -245,7 +253,8 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
                              "ground_truth": result.duplicate_ground_truth},
         "backward_stamps": result.backward_stamps, "tracker_resets": result.tracker_resets,
         "latency_ms": latency_summary_ms(result), "metrics": metrics,
-        "depth_by_distance": replay_depth_bias(result), "floor": result.floor,
+        "depth_by_distance": replay_depth_bias(result), "found": found_summary(replay_depth_matches(result)),
+        "floor": result.floor,
     }
     (folder / "metrics.json").write_text(json.dumps(json_safe(content), indent=2))
     plots: list[tuple[str, str]] = []

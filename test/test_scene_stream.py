@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from mp3d_ros.cli.train import parse_args
+from mp3d_ros.config import load_config
 from mp3d_ros.geometry.camera import letterbox_layout, project
 from mp3d_ros.synthetic.render import render_batch
 from mp3d_ros.synthetic.scenes import SceneConfig, prepare_image
@@ -28,6 +29,7 @@ from mp3d_ros.training.scene_stream import (
     scene_stream_seed,
 )
 from mp3d_ros.training.state import without_optimizer
+from mp3d_ros.training.study import StudyConfig, study_train_configs
 from mp3d_ros.training.validation import normalize_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,7 +158,9 @@ def test_training_on_rendered_scenes_learns_from_the_images(tmp_path: Path) -> N
     trainer = Trainer(config, DistContext(0, 1, 0, torch.device("cpu")))
     batch = collate_batch([trainer.dataset[k] for k in trainer.sampler.keys(0)])
     assert all(job is not None for job in batch.render) and not batch.images.any()
-    assert trainer.rendered(batch).images.float().std() > 5
+    rendered = trainer.rendered(batch)
+    assert rendered.images.float().std() > 5 and rendered.render == ()
+    assert trainer.rendered(rendered) is rendered  # a study's trainers share it, rendered once
     unseen = collate_batch([trainer.dataset[k] for step in (10_000, 10_001) for k in trainer.sampler.keys(step)])
     before = detection_loss(trainer, unseen)
     result = trainer.run()
@@ -192,3 +196,12 @@ def test_train_command_line_checks_its_time_options(capsys) -> None:
     with pytest.raises(SystemExit):
         parse_args(["--config", "x.yaml", "--stop-after-min", "0"])
     assert "--stop-after-min must be > 0" in capsys.readouterr().err
+
+
+def test_scene_ablation_study_trains_every_variant_on_the_same_scenes() -> None:
+    study = load_config(StudyConfig, REPO / "config" / "study" / "scene_ablations.yaml")
+    configs = study_train_configs(study, ["seed=1"])
+    assert {c.datasets[0].kind for c in configs.values()} == {"scenes"}
+    assert {c.seed for c in configs.values()} == {1}
+    assert {name: c.loss.hmor > 0 for name, c in configs.items()} == {
+        name: name != "lite_no_hmor" for name in configs}

@@ -223,14 +223,15 @@ class Trainer:
 
     def rendered(self, batch: Batch) -> Batch:
         """``batch`` with its ``scenes`` images rendered on the device (padded with the
-        normalisation's mean outside the letterboxed content, as at inference)."""
+        normalisation's mean outside the letterboxed content, as at inference) and no scenes left
+        to render, so a batch shared by several trainers (``mp3d-study``) is rendered once."""
         slots = [k for k, job in enumerate(batch.render) if job is not None]
         if not slots:
             return batch
         images = batch.images.clone()
         images[slots] = render_scene_images([batch.render[k] for k in slots], images.device,
                                             self.normalization.mean)
-        return replace(batch, images=images)
+        return replace(batch, images=images, render=())
 
     # ------------------------------------------------------------------------- the run
 

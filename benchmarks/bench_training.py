@@ -42,7 +42,7 @@ import yaml
 
 from mp3d_ros.evaluation.evaluate import format_table
 from mp3d_ros.synthetic.scenes import SceneConfig, write_dataset
-from mp3d_ros.training.config import load_train_config, model_config
+from mp3d_ros.training.config import load_train_config, model_config, normalization
 from mp3d_ros.training.data import MixedBatchSampler, TrainingDataset, load_sources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,8 @@ def loader_rate(args, scenes: Path, preset: str, samples: int = 24) -> float:
     config = load_train_config(None, [f"datasets=[{{kind: synthetic, path: {scenes}}}]",
                                       f"model={{preset: {preset}, input_size: {list(args.size)}}}"])
     sources = load_sources(config.datasets, config.seed)
-    dataset = TrainingDataset(sources, model_config(config), config.augment, config.targets, 0)
+    dataset = TrainingDataset(sources, model_config(config), config.augment, config.targets, 0,
+                              normalization(config).mean)
     keys = MixedBatchSampler([sources[0].size], [samples], 0, 0, 1, 0, 1).keys(0)
     dataset[keys[0]]  # warm-up
     start = time.perf_counter()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mp3d_ros.data.augment import AugmentConfig, Sample, apply_transform, augment, sample_transform
+from mp3d_ros.data.augment import (
+    AugmentConfig,
+    Sample,
+    apply_transform,
+    augment,
+    padding_mask,
+    sample_transform,
+)
 from mp3d_ros.geometry.camera import Intrinsics, project
 from mp3d_ros.geometry.skeleton import MUCO_21
 
@@ -94,3 +101,17 @@ def test_occluded_joints_are_hidden_under_changed_pixels() -> None:
     for u, v in np.round(sample.keypoints_img_px[out.keypoints_vis]).astype(int):
         if 0 <= u < sample.image.shape[1] and 0 <= v < sample.image.shape[0]:
             assert not changed[v, u]
+
+
+def test_padding_is_the_given_colour_after_the_colour_jitter() -> None:
+    """The estimator pads its letterbox with the normalisation's mean; training pads the same,
+    whatever brightness, contrast and noise the content gets."""
+    sample = random_sample(3, "none")
+    pad = (123.675, 116.28, 103.53)
+    config = AugmentConfig(rotation_deg=20.0, occluder_probability=0.0, noise_std=6.0)
+    out = augment(sample, (416, 256), config, np.random.default_rng(3), pad_rgb=pad)
+    mask = padding_mask(sample.intrinsics.size, sample_transform(sample.intrinsics.size, (416, 256), config,
+                                                                 np.random.default_rng(3)))
+    assert 0.05 < mask.mean() < 0.95  # a letterboxed, rotated image has padding and content
+    np.testing.assert_array_equal(out.image[mask], np.broadcast_to([124, 116, 104], (mask.sum(), 3)))
+    assert out.image[~mask].std() > 20  # the content is the (random) image, not padding

@@ -29,7 +29,7 @@ from mp3d_ros.geometry.camera import (
 )
 from mp3d_ros.geometry.skeleton import flip_permutation, get_joint_set
 
-__all__ = ["Sample", "AugmentConfig", "sample_transform", "apply_transform", "augment"]
+__all__ = ["Sample", "AugmentConfig", "sample_transform", "apply_transform", "augment", "padding_mask"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,8 +91,10 @@ def sample_transform(
     return transform.then(ImageTransform(A, output_size))
 
 
-def apply_transform(sample: Sample, transform: ImageTransform) -> Sample:
-    """Warp the image and move joints and intrinsics consistently; out-of-image joints become hidden."""
+def apply_transform(sample: Sample, transform: ImageTransform,
+                    pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Sample:
+    """Warp the image (``pad_rgb`` where no source pixel lands) and move joints and intrinsics
+    consistently; out-of-image joints become hidden."""
     intrinsics, Q = transform_intrinsics(sample.intrinsics, transform)
     keypoints_cam_m = sample.keypoints_cam_m @ Q.T
     keypoints_img_px = transform_points_px(sample.keypoints_img_px, transform)
@@ -108,7 +110,7 @@ def apply_transform(sample: Sample, transform: ImageTransform) -> Sample:
     )
     return replace(
         sample,
-        image=warp_image(sample.image, transform, border_value=(0, 0, 0)),
+        image=warp_image(sample.image, transform, border_value=tuple(float(v) for v in pad_rgb)),
         intrinsics=intrinsics,
         keypoints_cam_m=keypoints_cam_m,
         keypoints_img_px=keypoints_img_px,
@@ -149,11 +151,25 @@ def add_occluders(sample: Sample, config: AugmentConfig, rng: np.random.Generato
     return replace(sample, image=image, keypoints_vis=visible)
 
 
+def padding_mask(source_size: tuple[int, int], transform: ImageTransform) -> np.ndarray:
+    """(H, W) bool of the output pixels no source pixel lands on (the letterbox's and the
+    rotation's padding), as bilinear warping sees them."""
+    width, height = source_size
+    content = warp_image(np.full((height, width), 255, dtype=np.uint8), transform, border_value=0)
+    return content < 128
+
+
 def augment(
-    sample: Sample, output_size: tuple[int, int], config: AugmentConfig, rng: np.random.Generator
+    sample: Sample, output_size: tuple[int, int], config: AugmentConfig, rng: np.random.Generator,
+    pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> Sample:
-    """The full training augmentation: geometry (one resample), colour, then occluders."""
+    """The full training augmentation: geometry (one resample), colour, then occluders.
+
+    The padding is ``pad_rgb`` after the colour jitter, as the estimator pads its letterbox (the
+    input normalisation's mean): the network never learns a border colour it will not see.
+    """
     transform = sample_transform(sample.intrinsics.size, output_size, config, rng)
-    moved = apply_transform(sample, transform)
-    moved = replace(moved, image=jitter_colour(moved.image, config, rng))
-    return add_occluders(moved, config, rng)
+    moved = apply_transform(sample, transform, pad_rgb)
+    image = jitter_colour(moved.image, config, rng)
+    image[padding_mask(sample.intrinsics.size, transform)] = np.clip(np.rint(pad_rgb), 0, 255).astype(np.uint8)
+    return add_occluders(replace(moved, image=image), config, rng)

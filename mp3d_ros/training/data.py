@@ -295,9 +295,12 @@ class TrainingDataset(Dataset):
     """:class:`SampleKey` -> :class:`TrainingItem` (read, map joints, augment, draw targets)."""
 
     def __init__(self, sources: Sequence[Source | SceneStream], model_cfg: ModelConfig,
-                 augment_cfg: AugmentConfig, target_cfg: TargetConfig, seed: int) -> None:
+                 augment_cfg: AugmentConfig, target_cfg: TargetConfig, seed: int,
+                 pad_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+        """``pad_rgb``: the padding of the augmented images, 0-255; the trainer passes its input
+        normalisation's mean, with which the estimator pads its letterbox."""
         self.sources = list(sources)
-        self.model_cfg, self.augment_cfg, self.seed = model_cfg, augment_cfg, seed
+        self.model_cfg, self.augment_cfg, self.seed, self.pad_rgb = model_cfg, augment_cfg, seed, pad_rgb
         self.generator = TargetGenerator(model_cfg, target_cfg)
 
     def sample(self, key: SampleKey) -> Sample:
@@ -310,7 +313,7 @@ class TrainingDataset(Dataset):
         except ValueError as error:
             raise ValueError(f"{source.name}: {error}") from None
         rng = np.random.default_rng([self.seed, key.source, key.position])
-        return augment(sample, self.model_cfg.input_size, self.augment_cfg, rng)
+        return augment(sample, self.model_cfg.input_size, self.augment_cfg, rng, self.pad_rgb)
 
     def __getitem__(self, key: SampleKey) -> TrainingItem:
         source = self.sources[key.source]

@@ -152,7 +152,8 @@ class Trainer:
         if context.distributed:
             self.model = DistributedDataParallel(
                 self.network, device_ids=[device.index] if device.type == "cuda" else None)
-        self.dataset = TrainingDataset(self.sources, self.model_cfg, config.augment, config.targets, config.seed)
+        self.dataset = TrainingDataset(self.sources, self.model_cfg, config.augment, config.targets, config.seed,
+                                       self.normalization.mean)
         self.sampler = MixedBatchSampler(sizes, self.counts, config.seed, context.rank, context.world_size,
                                          self.step, self.total_steps)
         if context.is_main:

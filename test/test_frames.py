@@ -22,9 +22,9 @@ from mp3d_ros.messages.conversions import (
     stamp_to_ns,
 )
 from mp3d_ros.messages.images import rgb_to_compressed_image, rgb_to_image
+from mp3d_ros.ros.frame_buffer import FrameBuffer
 from mp3d_ros.ros.frames import (
     ErrorKind,
-    FrameBuffer,
     FrameProcessor,
     FrameWorker,
     ThrottledLog,

@@ -31,9 +31,9 @@ from mp3d_ros.messages.people_msgs import (
     people_to_people_msg,
     track_frames,
 )
+from mp3d_ros.ros.frame_buffer import FrameBuffer
 from mp3d_ros.ros.frames import (
     ErrorKind,
-    FrameBuffer,
     finite_people,
     floor_from_transform,
     stamp_age_s,

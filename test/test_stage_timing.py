@@ -19,7 +19,8 @@ from test_frames import (
     make_processor,
 )
 
-from mp3d_ros.ros.frames import FrameBuffer, FrameWorker
+from mp3d_ros.ros.frame_buffer import FrameBuffer
+from mp3d_ros.ros.frames import FrameWorker
 from mp3d_ros.ros.health import (
     DiagnosticsMonitor,
     LoadedEstimator,

@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from mp3d_ros.geometry.camera import Intrinsics
-from mp3d_ros.ros.frames import ErrorKind, FrameBuffer, FrameProcessor, Log, event_rate_hz
+from mp3d_ros.ros.frame_buffer import FrameBuffer, event_rate_hz
+from mp3d_ros.ros.frames import ErrorKind, FrameProcessor, Log
 from mp3d_ros.ros.settings import NodeSettings
 from mp3d_ros.ros.timing import NODE_STAGES, stage_statistics
 

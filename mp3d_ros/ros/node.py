@@ -48,7 +48,8 @@ from mp3d_ros.messages.conversions import (
 )
 from mp3d_ros.messages.people_msgs import PeopleMsgClasses, people_to_people_msg, track_frames
 from mp3d_ros.msg import Keypoint3D, Person3D, PoseArray3D
-from mp3d_ros.ros.frames import FrameBuffer, FrameProcessor, FrameResult, FrameWorker, ThrottledLog
+from mp3d_ros.ros.frame_buffer import FrameBuffer
+from mp3d_ros.ros.frames import FrameProcessor, FrameResult, FrameWorker, ThrottledLog
 from mp3d_ros.ros.health import DiagnosticsMonitor, load_estimator, match_opencv_threads, startup_line
 from mp3d_ros.ros.launch_support import READY_LINE
 from mp3d_ros.ros.settings import PARAMETERS, NodeSettings, ParameterSpec, SettingsError

@@ -21,7 +21,7 @@ import numpy as np
 
 from mp3d_ros.data.coco import read_coco_keypoints
 from mp3d_ros.evaluation.evaluate import format_table
-from mp3d_ros.geometry.skeleton import COCO_17, convert_joints, get_joint_set
+from mp3d_ros.geometry.skeleton import COCO_17, convert_flags, convert_joints, get_joint_set
 from mp3d_ros.inference import Estimator
 from mp3d_ros.training.data import read_rgb
 
@@ -63,9 +63,8 @@ def score_model(model: str, fixtures: Path) -> tuple[int, np.ndarray]:
     constants = np.array([OKS_CONSTANTS[name.split("_")[-1]] for name in joint_names])
     scores = []
     for image in read_coco_keypoints(fixtures / "test_coco.json"):
-        truth, mapped = convert_joints(image.keypoints_img_px, COCO_17, mupots)
-        labelled, _ = convert_joints(image.labelled[..., None].astype(np.float64), COCO_17, mupots)
-        labelled = (np.nan_to_num(labelled[..., 0]) > 0) & mapped
+        truth, _ = convert_joints(image.keypoints_img_px, COCO_17, mupots)
+        labelled = convert_flags(image.labelled, COCO_17, mupots)
         keep = labelled[:, joints].sum(-1) >= MIN_JOINTS
         if not keep.any():
             continue

@@ -12,6 +12,7 @@ from mp3d_ros.geometry.skeleton import (
     MUCO_21,
     MUPOTS_17,
     PANOPTIC_15,
+    convert_flags,
     convert_joints,
     flip_permutation,
     get_joint_set,
@@ -76,3 +77,16 @@ def test_errors_name_the_problem() -> None:
         convert_joints(np.zeros((15, 3)), MUPOTS_17, MUCO_21)
     with pytest.raises(KeyError, match="no joint 'tail'"):
         MUPOTS_17.index("tail")
+
+
+def test_flags_follow_their_joints_and_missing_joints_are_false() -> None:
+    coco, mupots = get_joint_set("coco_17"), get_joint_set("mupots_17")
+    flags = np.zeros((2, coco.num_joints), dtype=bool)
+    flags[0, coco.joints.index("left_knee")] = True
+    flags[1] = True
+    converted = convert_flags(flags, coco, mupots)
+    assert converted.shape == (2, mupots.num_joints)
+    assert np.flatnonzero(converted[0]).tolist() == [mupots.joints.index("left_knee")]
+    # COCO has no pelvis, neck or head top: never flagged, whatever the source says
+    for name in ("pelvis", "neck", "head_top"):
+        assert not converted[1, mupots.joints.index(name)]

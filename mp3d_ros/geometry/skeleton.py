@@ -32,6 +32,7 @@ __all__ = [
     "get_joint_set",
     "index_map",
     "convert_joints",
+    "convert_flags",
     "flip_permutation",
 ]
 
@@ -220,6 +221,12 @@ def convert_joints(
     out = np.full(joints.shape[:-2] + (target.num_joints, joints.shape[-1]), np.nan)
     out[..., labelled, :] = joints[..., mapping[labelled], :]
     return out, np.broadcast_to(labelled, out.shape[:-1]).copy()
+
+
+def convert_flags(flags: np.ndarray, source: JointSet, target: JointSet) -> np.ndarray:
+    """``(*, J_source)`` bool per joint -> ``(*, J_target)``, False for joints the source lacks."""
+    converted, mapped = convert_joints(np.asarray(flags)[..., None].astype(np.float64), source, target)
+    return mapped & (np.nan_to_num(converted[..., 0]) > 0)
 
 
 def flip_permutation(joint_set: JointSet) -> np.ndarray:

@@ -35,7 +35,7 @@ from mp3d_ros.data.augment import AugmentConfig, Sample, augment
 from mp3d_ros.data.coco import read_coco_keypoints
 from mp3d_ros.data.mppe import AnnotatedImage, read_3dmppe_json
 from mp3d_ros.data.panoptic import read_panoptic_smap_json
-from mp3d_ros.geometry.skeleton import convert_joints, get_joint_set
+from mp3d_ros.geometry.skeleton import convert_flags, convert_joints, get_joint_set
 from mp3d_ros.model.codec.targets import (
     SceneAnnotation,
     TargetConfig,
@@ -242,12 +242,6 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _flags(values: np.ndarray, source, target) -> np.ndarray:
-    """(P, J_source) bool -> (P, J_target) bool, False for joints the source lacks."""
-    converted, mapped = convert_joints(values[..., None].astype(np.float64), source, target)
-    return mapped & (np.nan_to_num(converted[..., 0]) > 0)
-
-
 def annotated_sample(image: AnnotatedImage, pixels: np.ndarray, joint_set: str) -> Sample:
     """An annotated image with its pixels as a :class:`Sample` in ``joint_set`` (the network's).
 
@@ -261,10 +255,10 @@ def annotated_sample(image: AnnotatedImage, pixels: np.ndarray, joint_set: str) 
     source, target = get_joint_set(image.joint_set), get_joint_set(joint_set)
     xyz, _ = convert_joints(image.keypoints_cam_m, source, target)
     uv, _ = convert_joints(image.keypoints_img_px, source, target)
-    labelled = _flags(image.labelled, source, target) & np.isfinite(uv).all(-1)
+    labelled = convert_flags(image.labelled, source, target) & np.isfinite(uv).all(-1)
     return Sample(
         image=pixels, intrinsics=image.intrinsics, joint_set=joint_set, keypoints_cam_m=xyz,
-        keypoints_img_px=uv, keypoints_vis=_flags(image.keypoints_vis, source, target) & labelled,
+        keypoints_img_px=uv, keypoints_vis=convert_flags(image.keypoints_vis, source, target) & labelled,
         labelled=labelled, has_3d=image.has_3d,
     )
 

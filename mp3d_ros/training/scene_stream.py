@@ -33,7 +33,7 @@ from mp3d_ros.geometry.camera import (
     transform_intrinsics,
     transform_points_px,
 )
-from mp3d_ros.geometry.skeleton import MUCO_21, convert_joints, get_joint_set
+from mp3d_ros.geometry.skeleton import MUCO_21, convert_flags, convert_joints, get_joint_set
 from mp3d_ros.model.codec.targets import SceneAnnotation
 from mp3d_ros.synthetic.raycast import ray_grid
 from mp3d_ros.synthetic.render import Scene, render_batch
@@ -127,9 +127,8 @@ def letterboxed_scene(stream: SceneStream, position: int, input_size: tuple[int,
     truth = frame.truth
     uv, labelled = convert_joints(transform_points_px(truth.keypoints_img_px, transform), muco, target)
     xyz, _ = convert_joints(truth.keypoints_cam_m, muco, target)
-    seen, _ = convert_joints(truth.visible[..., None].astype(np.float64), muco, target)
     annotation = SceneAnnotation(
-        uv_px=uv, labelled=labelled, visible=labelled & (np.nan_to_num(seen[..., 0]) > 0),
+        uv_px=uv, labelled=labelled, visible=convert_flags(truth.visible, muco, target),
         K=intrinsics.K, image_size=tuple(input_size), xyz_m=xyz, labelled_3d=labelled,
         distortion_model=intrinsics.distortion_model, distortion=intrinsics.D,
     )

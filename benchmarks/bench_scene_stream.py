@@ -83,19 +83,21 @@ def measure(args: argparse.Namespace, size: tuple[int, int], train: bool) -> tup
         trainer = _trainer(args, size, out_dir)
         progress = trainer.start_progress()
         batches = iter(trainer.loader())
-        for _ in range(args.skip):
+
+        def step() -> None:
             batch = next(batches)
-            trainer.advance(batch, progress, time.perf_counter()) if train else trainer.rendered(
-                batch.to(trainer.context.device))
+            if train:
+                trainer.advance(batch, progress, time.perf_counter())
+            else:
+                trainer.rendered(batch.to(trainer.context.device))
+
+        for _ in range(args.skip):
+            step()
         _synchronize()
         with GpuBusy() as busy:
             start = time.perf_counter()
             for _ in range(args.steps):
-                batch = next(batches)
-                if train:
-                    trainer.advance(batch, progress, time.perf_counter())
-                else:
-                    trainer.rendered(batch.to(trainer.context.device))
+                step()
             _synchronize()
             elapsed = time.perf_counter() - start
         progress.logger.close()

@@ -205,3 +205,13 @@ def test_scene_ablation_study_trains_every_variant_on_the_same_scenes() -> None:
     assert {c.seed for c in configs.values()} == {1}
     assert {name: c.loss.hmor > 0 for name, c in configs.items()} == {
         name: name != "lite_no_hmor" for name in configs}
+
+
+def test_a_time_limit_on_a_checkpoint_step_saves_it_once(tmp_path: Path, monkeypatch) -> None:
+    config = load_train_config(write_config(tmp_path, 6), ["checkpoint_every=1"])
+    trainer = Trainer(config, DistContext(0, 1, 0, torch.device("cpu")))
+    saves = []
+    save = trainer._save
+    monkeypatch.setattr(trainer, "_save", lambda: saves.append(trainer.step) or save())
+    result = trainer.run(stop_after_s=0.0)
+    assert result.stopped_early and saves == [1] and result.checkpoint.name == "step_00000001.pt"

@@ -229,7 +229,7 @@ class Trainer:
         slots = [k for k, job in enumerate(batch.render) if job is not None]
         if not slots:
             return batch
-        images = batch.images.clone()
+        images = batch.images.clone()  # the caller's batch stays as it was (a test reuses one)
         images[slots] = render_scene_images([batch.render[k] for k in slots], images.device,
                                             self.normalization.mean)
         return replace(batch, images=images, render=())
@@ -259,7 +259,8 @@ class Trainer:
                 self.advance(batch, progress, tick)
                 tick = time.perf_counter()
                 if deadline is not None and self.step < self.total_steps and self._past(deadline):
-                    progress.result.checkpoint = self._save()
+                    if self.step % self.config.checkpoint_every:  # else _periodic just saved this step
+                        progress.result.checkpoint = self._save()
                     progress.result.stopped_early = True
                     break
         finally:

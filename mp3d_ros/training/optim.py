@@ -40,20 +40,17 @@ def schedule_lengths(schedule, sizes: Sequence[int | None], counts: Sequence[int
     per process per step; an endless stream (size None) has no epochs.
     """
     d = schedule.epoch_dataset
-    if sizes[d] is None:
-        if not (schedule.steps and (schedule.warmup_steps or not schedule.warmup_epochs)):
-            raise ValueError(f"schedule: dataset {d} is an endless scene stream, which has no epochs: "
-                             "give schedule.steps and schedule.warmup_steps")
-        if schedule.warmup_steps >= schedule.steps:
-            raise ValueError(f"schedule: warm-up of {schedule.warmup_steps} steps is not shorter than "
-                             f"the run ({schedule.steps} steps)")
-        return schedule.steps, schedule.warmup_steps
-    steps_per_epoch = math.ceil(sizes[d] / (counts[d] * world_size))
+    if sizes[d] is None and (schedule.epochs or schedule.warmup_epochs):
+        raise ValueError(f"schedule: dataset {d} is an endless scene stream, which has no epochs: "
+                         "give schedule.steps and schedule.warmup_steps")
+    steps_per_epoch = None if sizes[d] is None else math.ceil(sizes[d] / (counts[d] * world_size))
     total = schedule.steps or math.ceil(schedule.epochs * steps_per_epoch)
-    warmup = schedule.warmup_steps or round(schedule.warmup_epochs * steps_per_epoch)
+    warmup = schedule.warmup_steps or (round(schedule.warmup_epochs * steps_per_epoch)
+                                        if schedule.warmup_epochs else 0)
     if warmup >= total:
+        per_epoch = f", {steps_per_epoch} steps per epoch" if steps_per_epoch else ""
         raise ValueError(f"schedule: warm-up of {warmup} steps is not shorter than the run "
-                         f"({total} steps, {steps_per_epoch} steps per epoch)")
+                         f"({total} steps{per_epoch})")
     return total, warmup
 
 

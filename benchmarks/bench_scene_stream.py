@@ -4,10 +4,10 @@
         [--sizes 416x256,832x512] [--batch-size 32] [--workers 15] [--steps 60] [--skip N]
         [--set KEY=VALUE ...]
 
-For every input size, with the config's ``scenes`` dataset (fresh scenes, targets in the loader
-workers, rendering on the training device):
+For every input size, with the config's ``scenes`` dataset (fresh scenes and their person tables
+in the loader workers; rendering and target maps on the training device):
 
-- ``data``: the loader and the render of each batch on the device, nothing else;
+- ``data``: the loader, the render and the target maps of each batch on the device, nothing else;
 - ``train``: :meth:`~mp3d_ros.training.loop.Trainer.advance` on those batches (forward, losses,
   backward, optimiser), i.e. a training run as ``mp3d-train`` runs it.
 
@@ -88,7 +88,7 @@ def measure(args: argparse.Namespace, size: tuple[int, int], train: bool) -> tup
             if train:
                 trainer.advance(batch, progress, time.perf_counter())
             else:
-                trainer.rendered(batch.to(trainer.context.device))
+                trainer.prepared(batch.to(trainer.context.device))
 
         for _ in range(args.skip):
             step()

@@ -11,7 +11,9 @@
 # Environment: OUT (what to bring back; default runs/gpu_train_scenes_out), MOCAP (BVH folder, or
 # a .tar.xz of ../shared/mocap; default ../shared/mocap), RESUME_DIR, CONFIG (default
 # config/train/synthetic_scenes.yaml), SIZES (inputs to measure; the first one's training rate
-# sets the run's length).
+# sets the run's length), INIT (start from these network weights, e.g. models/synthetic_lite.pt,
+# instead of MoveNet's backbone: a fine-tuning run with a fresh schedule), SEED (the run's seed,
+# so a fine-tuning run draws other scenes than the run it starts from; default the config's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -42,6 +44,8 @@ echo "$steps" > "$RUN/steps.txt"; cp "$RUN/steps.txt" "$OUT/"
     --out data/synthetic/val --mocap "$MOCAP" --device cuda --workers 15
 args=(--config "$CONFIG" --set "schedule.steps=$steps" --stop-after-min "$minutes" --set progress=false
       --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]")
+[[ -n "${INIT:-}" ]] && args+=(--set "init={weights: $INIT, backbone_weights: ''}")
+[[ -n "${SEED:-}" ]] && args+=(--set "seed=$SEED")
 if [[ "$phase" == continue ]]; then
     if ls "$RUN"/checkpoints/step_*.pt > /dev/null 2>&1; then
         args+=(--resume "$RUN")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ import yaml
 from mp3d_ros.cli.train import parse_args
 from mp3d_ros.config import load_config
 from mp3d_ros.geometry.camera import letterbox_layout, project
+from mp3d_ros.model.codec.targets import PersonTables, TargetMaps
 from mp3d_ros.synthetic.render import render_batch
 from mp3d_ros.synthetic.scenes import SceneConfig, prepare_image
 from mp3d_ros.training.config import load_train_config
@@ -145,7 +147,12 @@ def detection_loss(trainer: Trainer, batch, render: bool = True) -> float:
     rendered or left blank."""
     trainer.network.eval()
     with torch.no_grad():
-        batch = trainer.rendered(batch) if render else batch
+        if render:
+            batch = trainer.prepared(batch)
+        else:
+            width, height = trainer.model_cfg.input_size
+            blank = torch.zeros((len(batch.render), height, width, 3), dtype=torch.uint8)
+            batch = replace(batch, images=blank, targets=trainer.dataset.generator.maps(batch.targets))
         images = normalize_images(batch.images, trainer.normalization, False)
         loss = compute_losses(trainer.network(images), batch.targets, trainer.model_cfg, trainer.config.loss)
     trainer.network.train()
@@ -157,10 +164,13 @@ def test_training_on_rendered_scenes_learns_from_the_images(tmp_path: Path) -> N
     config = load_train_config(write_config(tmp_path, steps))
     trainer = Trainer(config, DistContext(0, 1, 0, torch.device("cpu")))
     batch = collate_batch([trainer.dataset[k] for k in trainer.sampler.keys(0)])
-    assert all(job is not None for job in batch.render) and not batch.images.any()
-    rendered = trainer.rendered(batch)
-    assert rendered.images.float().std() > 5 and rendered.render == ()
-    assert trainer.rendered(rendered) is rendered  # a study's trainers share it, rendered once
+    # Only the scenes and their person tables come through the loader: no images, no maps.
+    assert all(job is not None for job in batch.render) and batch.images.numel() == 0
+    assert isinstance(batch.targets, PersonTables) and not isinstance(batch.targets, TargetMaps)
+    rendered = trainer.prepared(batch)
+    assert rendered.images.shape == (4, 96, 128, 3) and rendered.images.float().std() > 5
+    assert rendered.render == () and isinstance(rendered.targets, TargetMaps)
+    assert trainer.prepared(rendered) is rendered  # a study's trainers share it, prepared once
     unseen = collate_batch([trainer.dataset[k] for step in (10_000, 10_001) for k in trainer.sampler.keys(step)])
     before = detection_loss(trainer, unseen)
     result = trainer.run()

@@ -12,8 +12,10 @@
   augmentation's random generator is seeded by ``(seed, dataset, stream position)``, never by the
   worker it runs in, so the number of loader workers does not change the data.
 - A ``scenes`` dataset (:mod:`mp3d_ros.training.scene_stream`) is an endless stream with no epochs:
-  position ``n`` is scene ``n``, not augmented (every scene is new), its targets drawn in the worker
-  and its image rendered on the training device (:attr:`Batch.render`).
+  position ``n`` is scene ``n``, not augmented (every scene is new), its image rendered on the
+  training device (:attr:`Batch.render`).
+- Workers send each image's person tables (:meth:`TargetGenerator.tables`, kilobytes); the trainer
+  draws the dense target maps from them on its device (:meth:`TargetGenerator.maps`).
 
 Joints are mapped into the network's joint set (:func:`mp3d_ros.geometry.skeleton.convert_joints`): joints a
 dataset lacks are unlabelled (masked in the losses), and 2D-only datasets (COCO) get no 3D targets.
@@ -37,10 +39,10 @@ from mp3d_ros.data.mppe import AnnotatedImage, read_3dmppe_json
 from mp3d_ros.data.panoptic import read_panoptic_smap_json
 from mp3d_ros.geometry.skeleton import convert_flags, convert_joints, get_joint_set
 from mp3d_ros.model.codec.targets import (
+    PersonTables,
     SceneAnnotation,
     TargetConfig,
     TargetGenerator,
-    TargetMaps,
     collate_targets,
 )
 from mp3d_ros.model.config import ModelConfig
@@ -276,17 +278,17 @@ def scene_annotation(sample: Sample, input_size: tuple[int, int]) -> SceneAnnota
 
 
 class TrainingItem(NamedTuple):
-    """One training image: (H, W, 3) uint8 network input, its targets, its dataset index, and the
-    scene to render into the image on the training device (``image`` is then zeros)."""
+    """One training image: (H, W, 3) uint8 network input, its person tables, its dataset index,
+    and the scene to render into the image on the training device (``image`` is then None)."""
 
-    image: np.ndarray
-    targets: TargetMaps
+    image: np.ndarray | None
+    targets: PersonTables
     source: int
     render: RenderJob | None = None
 
 
 class TrainingDataset(Dataset):
-    """:class:`SampleKey` -> :class:`TrainingItem` (read, map joints, augment, draw targets)."""
+    """:class:`SampleKey` -> :class:`TrainingItem` (read, map joints, augment, person tables)."""
 
     def __init__(self, sources: Sequence[Source | SceneStream], model_cfg: ModelConfig,
                  augment_cfg: AugmentConfig, target_cfg: TargetConfig, seed: int,
@@ -314,12 +316,10 @@ class TrainingDataset(Dataset):
         if isinstance(source, SceneStream):
             job, annotation = letterboxed_scene(source, key.position, self.model_cfg.input_size,
                                                 self.model_cfg.joint_set)
-            width, height = self.model_cfg.input_size
-            blank = np.zeros((height, width, 3), dtype=np.uint8)
-            return TrainingItem(blank, self.generator(annotation), key.source, job)
+            return TrainingItem(None, self.generator.tables(annotation), key.source, job)
         sample = self.sample(key)
-        targets = self.generator(scene_annotation(sample, self.model_cfg.input_size))
-        return TrainingItem(sample.image, targets, key.source)
+        tables = self.generator.tables(scene_annotation(sample, self.model_cfg.input_size))
+        return TrainingItem(sample.image, tables, key.source)
 
 
 @dataclass
@@ -327,19 +327,21 @@ class Batch:
     """A collated batch (B images).
 
     Attributes:
-        images: (B, H, W, 3) uint8 RGB network inputs (normalised on the device).
-        targets: batched :class:`TargetMaps` tensors.
+        images: (B, H, W, 3) uint8 RGB network inputs (normalised on the device); (B, 0, 0, 3)
+            when every image is still to be rendered.
+        targets: batched :class:`PersonTables` tensors, or the :class:`TargetMaps` drawn from
+            them on the device (``Trainer.prepared``).
         source: (B,) int64 dataset index of each image.
         render: per image, the scene to render into it on the device (None: ``images`` has it).
     """
 
     images: torch.Tensor
-    targets: TargetMaps
+    targets: PersonTables
     source: torch.Tensor
     render: tuple[RenderJob | None, ...] = ()
 
     def _map(self, fn) -> Batch:
-        targets = TargetMaps(**{f.name: fn(getattr(self.targets, f.name)) for f in fields(TargetMaps)})
+        targets = type(self.targets)(**{f.name: fn(getattr(self.targets, f.name)) for f in fields(self.targets)})
         return replace(self, images=fn(self.images), targets=targets, source=fn(self.source))
 
     def pin_memory(self) -> Batch:
@@ -351,9 +353,14 @@ class Batch:
 
 
 def collate_batch(items: Sequence[TrainingItem]) -> Batch:
-    """Stack :class:`TrainingItem` s into a :class:`Batch` (CPU tensors)."""
+    """Stack :class:`TrainingItem` s into a :class:`Batch` (CPU tensors); images to render are
+    zeros, and left out altogether when the batch has no other image."""
+    shown = [item.image for item in items if item.image is not None]
+    blank = np.zeros_like(shown[0]) if shown else None
+    images = (np.stack([blank if item.image is None else item.image for item in items]) if shown
+              else np.zeros((len(items), 0, 0, 3), dtype=np.uint8))
     return Batch(
-        images=torch.from_numpy(np.stack([item.image for item in items])),
+        images=torch.from_numpy(images),
         targets=collate_targets([item.targets for item in items]),
         source=torch.tensor([item.source for item in items], dtype=torch.int64),
         render=tuple(item.render for item in items),

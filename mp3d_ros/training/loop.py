@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mp3d_ros.config import config_to_dict
+from mp3d_ros.model.codec.targets import TargetMaps
 from mp3d_ros.model.network import NetworkOutput, build_network
 from mp3d_ros.training import state
 from mp3d_ros.training.config import TrainConfig, model_config, normalization
@@ -204,7 +205,7 @@ class Trainer:
 
     def train_step(self, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Forward, losses, backward, clipping, optimiser and schedule; ``(terms, grad norm)``."""
-        batch = self.rendered(batch.to(self.context.device))
+        batch = self.prepared(batch.to(self.context.device))
         images = normalize_images(batch.images, self.normalization, self.config.channels_last)
         with self._autocast():
             outputs = self.model(images)
@@ -222,17 +223,26 @@ class Trainer:
         self.scheduler.step()
         return {k: v.detach() for k, v in terms.items()}, grad_norm.detach()
 
-    def rendered(self, batch: Batch) -> Batch:
-        """``batch`` with its ``scenes`` images rendered on the device (padded with the
-        normalisation's mean outside the letterboxed content, as at inference) and no scenes left
-        to render, so a batch shared by several trainers (``mp3d-study``) is rendered once."""
+    def prepared(self, batch: Batch) -> Batch:
+        """``batch`` (on the device) ready to train on: its ``scenes`` images rendered (padded
+        with the normalisation's mean outside the letterboxed content, as at inference) and its
+        target maps drawn from the person tables. A prepared batch comes back as it is, so a
+        batch shared by several trainers (``mp3d-study``) is prepared once."""
+        if isinstance(batch.targets, TargetMaps):
+            return batch
+        targets = self.dataset.generator.maps(batch.targets)
         slots = [k for k, job in enumerate(batch.render) if job is not None]
         if not slots:
-            return batch
-        images = batch.images.clone()  # the caller's batch stays as it was (a test reuses one)
+            return replace(batch, targets=targets)
+        images = batch.images
+        if images.shape[1:3] != self.model_cfg.input_size[::-1]:  # nothing but scenes: no images came
+            width, height = self.model_cfg.input_size
+            images = torch.zeros((len(batch.render), height, width, 3), dtype=torch.uint8, device=images.device)
+        else:
+            images = images.clone()  # the caller's batch stays as it was (a test reuses one)
         images[slots] = render_scene_images([batch.render[k] for k in slots], images.device,
                                             self.normalization.mean)
-        return replace(batch, images=images, render=())
+        return replace(batch, images=images, targets=targets, render=())
 
     # ------------------------------------------------------------------------- the run
 

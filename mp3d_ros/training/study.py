@@ -116,7 +116,7 @@ def train_study(configs: dict[str, TrainConfig]) -> dict[str, TrainResult]:
         try:
             tick = time.perf_counter()
             for batch in lead.loader():
-                batch = lead.rendered(batch.to(context.device))
+                batch = lead.prepared(batch.to(context.device))
                 for name, trainer in trainers.items():
                     targets = in_depth_units(batch.targets, lead.model_cfg, trainer.model_cfg)
                     trainer.advance(replace(batch, targets=targets), progress[name], tick)

@@ -24,7 +24,6 @@ level (MAR's geometric depth, DAPL, HMOR); the camera (K and lens) lets them und
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -36,6 +35,7 @@ from mp3d_ros.model.config import ModelConfig
 from mp3d_ros.model.network import NetworkOutput
 
 __all__ = [
+    "PersonTables",
     "SceneAnnotation",
     "TargetConfig",
     "TargetGenerator",
@@ -107,27 +107,12 @@ def _lens(ann: SceneAnnotation) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class TargetMaps:
-    """Targets of one image (numpy, no batch axis) or of a batch (tensors, leading B axis).
-
-    Dense maps (C, h, w) with their weights; per-person tables (N = max_people).
-    Offsets in map pixels, joint (or center) minus pixel; depths as in :class:`NetworkOutput`.
+class PersonTables:
+    """Per-person ground truth of one image (numpy, no batch axis) or of a batch (tensors, leading
+    B axis), padded to N = ``max_people``: valid people first. Everything the dense maps are drawn
+    from (:meth:`TargetGenerator.maps`) and what the losses need at person level.
     """
 
-    center: np.ndarray  # (1, h, w)
-    center_weight: np.ndarray  # (1, h, w)
-    heatmaps: np.ndarray  # (J, h, w)
-    heatmap_weight: np.ndarray  # (J, h, w)
-    offsets: np.ndarray  # (J, 2, h, w)
-    offset_weight: np.ndarray  # (J, h, w)
-    center_size: np.ndarray  # (1, h, w) person size B_i (map px) of the pixel's owner, 1 elsewhere
-    root_to_center: np.ndarray  # (2, h, w)
-    root_to_center_weight: np.ndarray  # (1, h, w)
-    root_depth: np.ndarray  # (1, h, w) network depth units
-    root_depth_weight: np.ndarray  # (1, h, w)
-    rel_depth: np.ndarray  # (J, h, w) metres
-    rel_depth_weight: np.ndarray  # (J, h, w)
-    root_owner: np.ndarray  # (h, w) int64 index of the person whose root disc holds the pixel, -1
     person_valid: np.ndarray  # (N,) bool
     center_xy: np.ndarray  # (N, 2) center, map px (sub-pixel)
     center_index: np.ndarray  # (N,) int64 flat index y * w + x of the center pixel, 0 if invalid
@@ -146,61 +131,66 @@ class TargetMaps:
     depth_factor: np.ndarray  # () metres -> network depth units for this image
 
 
-# A Gaussian is drawn only where it is at least this large (the rest of its map stays 0).
-GAUSSIAN_CUTOFF = 1e-7
-
-
-def _gaussian_reach(sigma: float) -> int:
-    """Half-width (map px) of the window around a point's nearest pixel outside which its Gaussian
-    is below :data:`GAUSSIAN_CUTOFF`: a pixel outside is at least ``reach + 0.5`` away along an axis."""
-    return math.ceil(sigma * math.sqrt(2 * math.log(1 / GAUSSIAN_CUTOFF)) - 0.5)
-
-
-def _gaussian_maps(points: np.ndarray, channels: np.ndarray, sigma: float, num_channels: int, height: int,
-                   width: int) -> np.ndarray:
-    """(C, h, w) float32 max of the Gaussians ``exp(-d^2 / (2 sigma^2))`` of (N, 2) map points, each
-    in its channel of (N,) ``channels``; 0 where no point is. Points must be finite.
-
-    Each Gaussian is evaluated (separably, in float64) only in a window of
-    :func:`_gaussian_reach` pixels around the point, so it differs from the full-map one by less
-    than :data:`GAUSSIAN_CUTOFF` and costs O(N sigma^2) instead of O(N h w).
+@dataclass
+class TargetMaps(PersonTables):
+    """Targets of one image (numpy, no batch axis) or of a batch (tensors, leading B axis): the
+    person tables and the dense maps (C, h, w) drawn from them, with their weights.
+    Offsets in map pixels, joint (or center) minus pixel; depths as in :class:`NetworkOutput`.
     """
-    reach = _gaussian_reach(sigma)
-    steps = np.arange(-reach, reach + 1, dtype=np.float64)
-    x = np.rint(points[:, :1]) + steps  # (N, k) pixel columns of each window
-    y = np.rint(points[:, 1:2]) + steps
-    gx = np.exp(-((x - points[:, :1]) ** 2) / (2 * sigma**2))
-    gy = np.exp(-((y - points[:, 1:2]) ** 2) / (2 * sigma**2))
-    values = (gy[:, :, None] * gx[:, None, :]).astype(np.float32)  # (N, k, k)
-    inside = ((y >= 0) & (y < height))[:, :, None] & ((x >= 0) & (x < width))[:, None, :]
-    flat = (channels[:, None, None] * height + y[:, :, None]) * width + x[:, None, :]
-    maps = np.zeros(num_channels * height * width, dtype=np.float32)
-    # Windows of points in one channel overlap: maximum.at combines repeated pixels.
-    np.maximum.at(maps, flat[inside].astype(np.int64), values[inside])
-    return maps.reshape(num_channels, height, width)
+
+    center: np.ndarray  # (1, h, w)
+    center_weight: np.ndarray  # (1, h, w)
+    heatmaps: np.ndarray  # (J, h, w)
+    heatmap_weight: np.ndarray  # (J, h, w)
+    offsets: np.ndarray  # (J, 2, h, w)
+    offset_weight: np.ndarray  # (J, h, w)
+    center_size: np.ndarray  # (1, h, w) person size B_i (map px) of the pixel's owner, 1 elsewhere
+    root_to_center: np.ndarray  # (2, h, w)
+    root_to_center_weight: np.ndarray  # (1, h, w)
+    root_depth: np.ndarray  # (1, h, w) network depth units
+    root_depth_weight: np.ndarray  # (1, h, w)
+    rel_depth: np.ndarray  # (J, h, w) metres
+    rel_depth_weight: np.ndarray  # (J, h, w)
+    root_owner: np.ndarray  # (h, w) int64 index of the person whose root disc holds the pixel, -1
 
 
-def _disc_owners(points: np.ndarray, radius: float, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Map pixels within ``radius`` of some of (P, 2) points: (n,) flat indices ``y * w + x``
-    (ascending) and (n,) index of the nearest point (the first of equally near ones)."""
-    reach = math.ceil(radius)
-    steps = np.arange(-reach, reach + 2, dtype=np.float64)  # from floor(point): covers point ± radius
-    x = (np.floor(points[:, :1]) + steps)[:, None, :]  # (P, 1, k)
-    y = (np.floor(points[:, 1:2]) + steps)[:, :, None]  # (P, k, 1)
-    d2 = (x - points[:, 0, None, None]) ** 2 + (y - points[:, 1, None, None]) ** 2  # (P, k, k)
-    near = (d2 <= radius**2) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
-    owner = np.broadcast_to(np.arange(len(points))[:, None, None], d2.shape)[near]
-    flat = np.broadcast_to(y * width + x, d2.shape)[near].astype(np.int64)
-    # Per pixel: the smallest squared distance first, then the lowest point index (argmin's choice).
-    order = np.lexsort((owner, d2[near], flat))
-    flat, owner = flat[order], owner[order]
-    first = np.ones(len(flat), dtype=bool)
-    first[1:] = flat[1:] != flat[:-1]
-    return flat[first], owner[first]
+def _gaussian_maps(points: torch.Tensor, present: torch.Tensor, sigma: float, grid_x: torch.Tensor,
+                   grid_y: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) float32 max over people of the Gaussians ``exp(-d^2 / (2 sigma^2))`` of
+    (B, N, C, 2) map points where (B, N, C) ``present``; 0 where no point is.
+
+    Evaluated separably in float64, one person at a time, so memory stays at one map per channel.
+    """
+    points = points.to(torch.float64)
+    gx = torch.exp(-((grid_x - points[..., :1]) ** 2) / (2 * sigma**2))  # (B, N, C, w)
+    gy = torch.exp(-((grid_y - points[..., 1:]) ** 2) / (2 * sigma**2))  # (B, N, C, h)
+    batch, people, channels = present.shape
+    maps = torch.zeros(batch, channels, len(grid_y), len(grid_x), dtype=torch.float32, device=points.device)
+    for k in range(people):
+        value = (gy[:, k, :, :, None] * gx[:, k, :, None, :]).float()
+        maps = torch.maximum(maps, value * present[:, k, :, None, None])
+    return maps
+
+
+def _disc_owners(points: torch.Tensor, present: torch.Tensor, radius: float, grid_x: torch.Tensor,
+                 grid_y: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) int64 index of the nearest of the (B, N) ``present`` (B, N, 2) map points within
+    ``radius`` of each map pixel (the first of equally near ones), -1 where none is."""
+    points = points.to(torch.float64)
+    d2 = ((grid_x - points[..., 0, None, None]) ** 2
+          + (grid_y[:, None] - points[..., 1, None, None]) ** 2)  # (B, N, h, w)
+    d2 = torch.where(present[..., None, None], d2, torch.inf)
+    nearest = d2.argmin(1)  # the first minimum: the lowest person index on ties
+    within = torch.gather(d2, 1, nearest[:, None])[:, 0] <= radius**2
+    return torch.where(within, nearest, -1)
 
 
 class TargetGenerator:
-    """Builds :class:`TargetMaps` for a :class:`ModelConfig` from :class:`SceneAnnotation` s."""
+    """Builds :class:`TargetMaps` for a :class:`ModelConfig` from :class:`SceneAnnotation` s, in two
+    steps: the person tables on the CPU (:meth:`tables`), then the dense maps on any device,
+    a batch at a time (:meth:`maps`). Training sends only the tables through its loader and draws
+    the maps on the training device, so a batch crosses the host in kilobytes instead of megabytes.
+    """
 
     def __init__(self, model_cfg: ModelConfig, cfg: TargetConfig = TargetConfig()) -> None:
         self.model_cfg, self.cfg = model_cfg, cfg
@@ -222,6 +212,13 @@ class TargetGenerator:
                              f"network input {self.model_cfg.input_size}")
 
     def __call__(self, ann: SceneAnnotation) -> TargetMaps:
+        """The targets of one image (numpy, no batch axis), drawn on the CPU."""
+        maps = self.maps(collate_targets([self.tables(ann)]))
+        return type(maps)(**{f.name: getattr(maps, f.name)[0].numpy() for f in fields(maps)})
+
+    def tables(self, ann: SceneAnnotation) -> PersonTables:
+        """The person tables of one image (numpy): people with a visible joint, most visible
+        joints first, in map pixels; each person's center is the mean of its visible joints."""
         self._check(ann)
         cfg, js = self.cfg, self.joint_set
         w, h = self.model_cfg.output_size
@@ -239,7 +236,6 @@ class TargetGenerator:
         else:
             xyz, lab3 = np.zeros(xy.shape[:2] + (3,)), np.zeros(xy.shape[:2], dtype=bool)
 
-        # Keep people with a visible joint (a center exists), most visible joints first.
         count = visible.sum(1)
         keep = np.argsort(-count, kind="stable")[: cfg.max_people]
         keep = keep[count[keep] > 0]
@@ -247,52 +243,13 @@ class TargetGenerator:
         p = len(keep)
         centers = (xy * visible[..., None]).sum(1) / np.maximum(visible.sum(1), 1)[:, None]
         root = js.root
-        has_depth = lab3[:, root] & labelled[:, root]
         has_root = labelled[:, root]
         roots = np.stack([xy[:, root, 0].clip(0, w - 1), xy[:, root, 1].clip(0, h - 1)], -1)
         box = np.where(labelled[..., None], xy, np.nan)
         extent = np.nan_to_num(np.nanmax(box, 1) - np.nanmin(box, 1)) if p else np.zeros((0, 2))
         size = np.maximum(np.hypot(extent[:, 0], extent[:, 1]), 1.0)
         factor = float(self.model_cfg.depth_factor(float(ann.K[0][0]), float(ann.K[1][1])))
-
-        # Heatmaps: max over people of each visible joint's Gaussian.
-        j, f32 = js.num_joints, np.float32
-        person, joint = np.nonzero(visible)
-        heat = _gaussian_maps(xy[person, joint], joint, cfg.joint_sigma, j, h, w)
-        heat_weight = np.broadcast_to(labelled.all(0)[:, None, None], heat.shape).astype(f32)
-        center = _gaussian_maps(centers, np.zeros(p, dtype=np.int64), cfg.center_sigma, 1, h, w)
-
-        # Dense targets are 0 (weight 0) outside the discs: only the disc pixels are computed.
-        c_pix, c_who = _disc_owners(centers, cfg.center_radius, h, w)
-        c_grid = np.stack([c_pix % w, c_pix // w], -1).astype(np.float64)  # (n, 2) pixel (x, y)
-        c_weight = labelled[c_who]  # (n, J)
-        offsets = np.zeros((j, 2, h * w), dtype=f32)
-        offsets[:, :, c_pix] = ((xy[c_who] - c_grid[:, None]) * c_weight[..., None]).transpose(1, 2, 0)
-        offset_weight = np.zeros((j, h * w), dtype=f32)
-        offset_weight[:, c_pix] = c_weight.T
-        center_size = np.ones(h * w, dtype=f32)
-        center_size[c_pix] = size[c_who]
-
-        rooted = np.flatnonzero(has_root)
-        r_pix, r_local = _disc_owners(roots[rooted], cfg.root_radius, h, w)
-        r_who = rooted[r_local]
-        r_grid = np.stack([r_pix % w, r_pix // w], -1).astype(np.float64)
-        r_owner = np.full(h * w, -1, dtype=np.int64)
-        r_owner[r_pix] = r_who
-        root_to_center = np.zeros((2, h * w), dtype=f32)
-        root_to_center[:, r_pix] = (centers[r_who] - r_grid).T
-        r_depth = has_depth[r_who]
-        depth_in = np.zeros(h * w, dtype=f32)
-        depth_in[r_pix] = r_depth
-        root_depth = np.zeros(h * w, dtype=f32)
-        root_depth[r_pix] = np.where(r_depth, xyz[r_who, root, 2] * factor, 0.0)
-        r_weight = lab3[r_who] & r_depth[:, None]  # (n, J)
-        rel = np.zeros((j, h * w), dtype=f32)
-        rel[:, r_pix] = ((xyz[:, :, 2] - xyz[:, root:root + 1, 2])[r_who] * r_weight).T
-        rel_weight = np.zeros((j, h * w), dtype=f32)
-        rel_weight[:, r_pix] = r_weight.T
-
-        n = cfg.max_people
+        n, f32 = cfg.max_people, np.float32
 
         def table(values: np.ndarray, fill: float | bool = 0) -> np.ndarray:
             out = np.full((n,) + values.shape[1:], fill, dtype=values.dtype)
@@ -302,21 +259,7 @@ class TargetGenerator:
         center_px = np.rint(centers).astype(np.int64)
         root_px = np.rint(roots).astype(np.int64)
         distortion, equidistant = _lens(ann)
-        return TargetMaps(
-            center=center,
-            center_weight=np.ones((1, h, w), f32),
-            heatmaps=heat,
-            heatmap_weight=heat_weight,
-            offsets=offsets.reshape(j, 2, h, w),
-            offset_weight=offset_weight.reshape(j, h, w),
-            center_size=center_size.reshape(1, h, w),
-            root_to_center=root_to_center.reshape(2, h, w),
-            root_to_center_weight=(r_owner >= 0).astype(f32).reshape(1, h, w),
-            root_depth=root_depth.reshape(1, h, w),
-            root_depth_weight=depth_in.reshape(1, h, w),
-            rel_depth=rel.reshape(j, h, w),
-            rel_depth_weight=rel_weight.reshape(j, h, w),
-            root_owner=r_owner.reshape(h, w),
+        return PersonTables(
             person_valid=table(np.ones(p, dtype=bool), False),
             center_xy=table(centers.astype(f32)),
             center_index=table(center_px[:, 1] * w + center_px[:, 0]),
@@ -327,7 +270,7 @@ class TargetGenerator:
             visible=table(visible, False),
             xyz_m=table(xyz.astype(f32)),
             labelled_3d=table(lab3, False),
-            has_depth=table(has_depth, False),
+            has_depth=table(lab3[:, root] & has_root, False),
             size_px=table(size.astype(f32), 1.0),
             K=np.asarray(ann.K, dtype=f32),
             distortion=distortion,
@@ -335,12 +278,84 @@ class TargetGenerator:
             depth_factor=np.asarray(factor, dtype=f32),
         )
 
+    def maps(self, tables: PersonTables) -> TargetMaps:
+        """The batch's targets: its (batched tensor) tables and the dense maps drawn from them on
+        their device.
 
-def collate_targets(items: Sequence[TargetMaps], device: torch.device | str | None = None) -> TargetMaps:
-    """Stack per-image targets into a batch of tensors (leading B axis)."""
-    return TargetMaps(**{
+        - heatmaps: max over people of each visible joint's Gaussian; a channel is trained only in
+          images where every person has that joint labelled;
+        - center: Gaussian at each person center;
+        - within ``center_radius`` of a center (the nearest one's pixels): offsets to its
+          labelled joints and its size;
+        - within ``root_radius`` of a root: the root->center offset and, for people with depth,
+          the root depth and the labelled joints' depths relative to the root.
+        """
+        t, cfg, root = tables, self.cfg, self.joint_set.root
+        w, h = self.model_cfg.output_size
+        device = t.center_xy.device
+        batch = len(t.person_valid)
+        # Valid people come first; one slot at least, so an image of nobody still indexes a table.
+        people = max(1, int(t.person_valid.sum(1).max()) if batch else 0)
+        valid = t.person_valid[:, :people]
+        joints_xy, labelled = t.joints_xy[:, :people], t.labelled[:, :people]
+        xyz, labelled_3d, has_depth = t.xyz_m[:, :people], t.labelled_3d[:, :people], t.has_depth[:, :people]
+        center_xy, size_px = t.center_xy[:, :people], t.size_px[:, :people]
+        grid_x = torch.arange(w, dtype=torch.float64, device=device)
+        grid_y = torch.arange(h, dtype=torch.float64, device=device)
+        grid = torch.stack(torch.broadcast_tensors(grid_x, grid_y[:, None]), -1)  # (h, w, 2) pixel (x, y)
+        image = torch.arange(batch, device=device)[:, None, None]
+
+        heatmaps = _gaussian_maps(joints_xy, t.visible[:, :people] & valid[..., None], cfg.joint_sigma,
+                                  grid_x, grid_y)
+        every_labelled = (labelled | ~valid[..., None]).all(1)  # (B, J)
+        center = _gaussian_maps(center_xy[:, :, None], valid[..., None], cfg.center_sigma, grid_x, grid_y)
+
+        center_owner = _disc_owners(center_xy, valid, cfg.center_radius, grid_x, grid_y)
+        in_center = center_owner >= 0
+        owner = center_owner.clamp(min=0)
+        offset_weight = labelled[image, owner] & in_center[..., None]  # (B, h, w, J)
+        offsets = (joints_xy[image, owner].double() - grid[:, :, None]) * offset_weight[..., None]
+        center_size = torch.where(in_center, size_px[image, owner], 1.0)
+
+        root_owner = _disc_owners(t.root_xy[:, :people], labelled[..., root] & valid, cfg.root_radius,
+                                  grid_x, grid_y)
+        in_root = root_owner >= 0
+        owner = root_owner.clamp(min=0)
+        root_to_center = (center_xy[image, owner].double() - grid) * in_root[..., None]
+        with_depth = in_root & has_depth[image, owner]
+        depth = xyz[..., 2][image, owner]  # (B, h, w, J) depth of the owner's joints
+        root_z = depth[..., root]
+        root_depth = torch.where(with_depth, root_z * t.depth_factor[:, None, None], 0.0)
+        rel_weight = labelled_3d[image, owner] & with_depth[..., None]  # (B, h, w, J)
+        rel_depth = (depth - root_z[..., None]) * rel_weight
+
+        f32 = torch.float32
+        joints = self.joint_set.num_joints
+        return TargetMaps(
+            **{f.name: getattr(t, f.name) for f in fields(PersonTables)},
+            center=center,
+            center_weight=torch.ones(batch, 1, h, w, dtype=f32, device=device),
+            heatmaps=heatmaps,
+            heatmap_weight=every_labelled[..., None, None].to(f32).expand(batch, joints, h, w).contiguous(),
+            offsets=offsets.to(f32).permute(0, 3, 4, 1, 2).contiguous(),
+            offset_weight=offset_weight.to(f32).permute(0, 3, 1, 2).contiguous(),
+            center_size=center_size[:, None].to(f32),
+            root_to_center=root_to_center.to(f32).permute(0, 3, 1, 2).contiguous(),
+            root_to_center_weight=in_root[:, None].to(f32),
+            root_depth=root_depth[:, None].to(f32),
+            root_depth_weight=with_depth[:, None].to(f32),
+            rel_depth=rel_depth.to(f32).permute(0, 3, 1, 2).contiguous(),
+            rel_depth_weight=rel_weight.to(f32).permute(0, 3, 1, 2).contiguous(),
+            root_owner=root_owner,
+        )
+
+
+def collate_targets(items: Sequence[PersonTables], device: torch.device | str | None = None) -> PersonTables:
+    """Stack per-image targets (:class:`PersonTables` or :class:`TargetMaps`, numpy) into a batch
+    of tensors (leading B axis) of the same kind."""
+    return type(items[0])(**{
         f.name: torch.as_tensor(np.stack([getattr(t, f.name) for t in items]), device=device)
-        for f in fields(TargetMaps)
+        for f in fields(items[0])
     })
 
 

@@ -29,10 +29,12 @@ if [[ "$MOCAP" == *.tar.xz ]]; then  # a carried archive: unpack once, next to i
     [[ -d "$folder" ]] || tar -xJf "$MOCAP" -C "$(dirname "$MOCAP")"
     MOCAP="$folder"
 fi
+init=()
+[[ -n "${INIT:-}" ]] && init=(--set "init={weights: $INIT, backbone_weights: ''}")
 mkdir -p "$RUN"
 if [[ "$phase" == start ]]; then
     python benchmarks/bench_scene_stream.py --config "$CONFIG" --sizes "$SIZES" --steps 60 \
-        --batch-size "$batch" --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]" \
+        --batch-size "$batch" --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]" "${init[@]}" \
         | tee "$OUT/bench_scene_stream.txt"
     rate=$(awk -v size="${SIZES%%,*}" '$1 == size && $2 == "train" {print $3}' "$OUT/bench_scene_stream.txt")
     total_minutes="$3"
@@ -44,7 +46,7 @@ echo "$steps" > "$RUN/steps.txt"; cp "$RUN/steps.txt" "$OUT/"
     --out data/synthetic/val --mocap "$MOCAP" --device cuda --workers 15
 args=(--config "$CONFIG" --set "schedule.steps=$steps" --stop-after-min "$minutes" --set progress=false
       --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]")
-[[ -n "${INIT:-}" ]] && args+=(--set "init={weights: $INIT, backbone_weights: ''}")
+args+=("${init[@]}")
 [[ -n "${SEED:-}" ]] && args+=(--set "seed=$SEED")
 if [[ "$phase" == continue ]]; then
     if ls "$RUN"/checkpoints/step_*.pt > /dev/null 2>&1; then

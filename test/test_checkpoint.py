@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mp3d_ros.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from mp3d_ros.inference.estimator import network_at
+from mp3d_ros.model.checkpoint import Checkpoint, load_checkpoint, release_checkpoint, save_checkpoint
 
 
 def make_checkpoint(step: int = 3) -> Checkpoint:
@@ -67,3 +68,41 @@ def test_refusals(tmp_path) -> None:
         load_checkpoint(foreign)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def conv_norm(variance: float) -> torch.nn.Sequential:
+    """Conv -> batch norm whose running variance is ``variance`` (7.7e4 in the trained lite net)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    model[1].running_var.fill_(variance)
+    model[1].running_mean.fill_(40.0)
+    return model
+
+
+def test_release_keeps_values_beyond_float16_in_float32(tmp_path) -> None:
+    """Halving a running variance of 7.7e4 (float16 ends at 6.55e4) would store infinity and
+    the release would be refused as corrupt; that tensor stays float32, the rest is halved."""
+    checkpoint = make_checkpoint()
+    state = {**{f"norm.{k}": v for k, v in conv_norm(7.7e4)[1].state_dict().items()}, **checkpoint.model_state}
+    released = release_checkpoint(Checkpoint(**{**checkpoint.__dict__, "model_state": state}))
+    assert released.model_state["norm.running_var"].dtype == torch.float32
+    assert released.model_state["norm.running_mean"].dtype == torch.float16
+    assert released.model_state["weight"].dtype == torch.float16
+    assert released.model_state["norm.num_batches_tracked"].dtype == torch.int64
+    save_checkpoint(tmp_path / "release.pt", released)
+    loaded = load_checkpoint(tmp_path / "release.pt")
+    assert torch.equal(loaded.model_state["norm.running_var"], state["norm.running_var"])
+
+
+@pytest.mark.parametrize("variance", [7.7e4, 4.0])
+def test_float16_network_keeps_only_out_of_range_norms_float32(variance: float) -> None:
+    model = conv_norm(variance)
+    images = torch.randn(2, 3, 8, 8) * 300 + 100
+    expected = model(images)
+    half = network_at(conv_norm(variance), torch.device("cpu"), torch.float16)
+    assert half[0].weight.dtype == torch.float16
+    assert half[1].running_var.dtype == (torch.float32 if variance > 65504 else torch.float16)
+    got = half(images.half())
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    # float16's rounding of the convolution: 1e-3 of the largest output
+    torch.testing.assert_close(got.float(), expected, atol=1e-3 * float(expected.abs().max()), rtol=0)

@@ -50,7 +50,7 @@ from mp3d_ros.geometry.floor import FloorConfig, FloorPlane, apply_floor
 from mp3d_ros.geometry.people import People
 from mp3d_ros.inference.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
 from mp3d_ros.inference.preprocess import check_rgb_image, letterbox_tensors
-from mp3d_ros.model.checkpoint import model_file_error
+from mp3d_ros.model.checkpoint import fits_float16, model_file_error
 from mp3d_ros.model.codec.decode import unpack_people
 
 __all__ = ["DEFAULT_MODEL", "MAX_GRAPH_LAYOUTS", "Estimator", "TorchRunner", "OnnxRunner", "LayoutCache",
@@ -187,6 +187,21 @@ class _FrameGraphs:
         return self.host_output.numpy().copy()  # the buffer is the next frame's
 
 
+def network_at(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """``module`` on ``device`` at ``dtype``, except batch norms whose statistics ``dtype`` cannot
+    hold: they stay float32 (batch norm takes float16 inputs with float32 statistics, as under
+    mixed-precision training). A trained lite network's running variances reach 7.7e4, beyond
+    float16's 6.55e4, and would become infinite."""
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    keep = [layer for layer in module.modules() if isinstance(layer, norms) and dtype == torch.float16
+            and not all(fits_float16(t) for t in (*layer.parameters(), *layer.buffers()) if t.is_floating_point())]
+    kept = [(layer, {name: value.clone() for name, value in layer.state_dict().items()}) for layer in keep]
+    module = module.to(device=device, dtype=dtype)
+    for layer, state in kept:  # from the float32 originals: the cast made them infinite
+        layer.float().load_state_dict(state)
+    return module
+
+
 class TorchRunner:
     """Runs a pipeline in torch on ``device`` (network at ``dtype``, decoding in float32/64).
 
@@ -202,7 +217,7 @@ class TorchRunner:
             # One input shape per input size: cuDNN's search for the fastest convolution
             # algorithms is paid once, at the first frame.
             torch.backends.cudnn.benchmark = True
-        module = pipeline.network().to(device=device, dtype=dtype).eval()
+        module = network_at(pipeline.network(), device, dtype).eval()
         module = module.to(memory_format=torch.channels_last)
         decode = pipeline.to(device).decode_rows
         if compile_network:

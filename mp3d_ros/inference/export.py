@@ -21,6 +21,7 @@ import torch
 
 from mp3d_ros.inference.pipelines import Pipeline
 from mp3d_ros.inference.preprocess import letterbox_batch
+from mp3d_ros.model.checkpoint import fits_float16
 
 __all__ = ["ExportCheck", "export_onnx", "store_weights_in_float16", "synthetic_test_image"]
 
@@ -82,7 +83,9 @@ def _check_with_onnxruntime(path: Path, network: torch.nn.Module, inputs: Sequen
 def store_weights_in_float16(model) -> None:
     """Turn ``model``'s float32 initializers into float16 ones, each read through a Cast back to
     float32: half the file, the same float32 arithmetic when the weights came from float16 (a
-    released checkpoint) and batch norms were not folded into convolutions."""
+    released checkpoint) and batch norms were not folded into convolutions. Initializers with
+    values beyond float16's range (a batch norm's running variance can be) stay float32, as the
+    released checkpoint keeps them."""
     import onnx
     from onnx import numpy_helper
 
@@ -90,8 +93,11 @@ def store_weights_in_float16(model) -> None:
     for initializer in model.graph.initializer:
         if initializer.data_type != onnx.TensorProto.FLOAT:
             continue
+        values = numpy_helper.to_array(initializer)
+        if not fits_float16(torch.from_numpy(values)):
+            continue
         name = initializer.name
-        half = numpy_helper.from_array(numpy_helper.to_array(initializer).astype(np.float16), f"{name}__fp16")
+        half = numpy_helper.from_array(values.astype(np.float16), f"{name}__fp16")
         initializer.CopyFrom(half)
         casts.append(onnx.helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT,
                                            name=f"{name}__to_fp32"))

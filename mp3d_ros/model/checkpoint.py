@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 
 from mp3d_ros.geometry.skeleton import get_joint_set
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "ModelFileError", "check_finite_weights", "load_checkpoint",
+__all__ = ["FORMAT_VERSION", "Checkpoint", "ModelFileError", "check_finite_weights", "fits_float16", "load_checkpoint",
            "load_model_file", "model_file_error", "release_checkpoint", "save_checkpoint", "weights_sha256"]
 
 T = TypeVar("T")
@@ -136,11 +136,21 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         raise
 
 
+def fits_float16(value: torch.Tensor) -> bool:
+    """Whether a tensor is floating-point and every finite value stays finite in float16."""
+    if not value.is_floating_point():
+        return False
+    return bool((torch.isfinite(value.half()) | ~torch.isfinite(value)).all())
+
+
 def release_checkpoint(checkpoint: Checkpoint, half: bool = True) -> Checkpoint:
     """The part of a training checkpoint that inference needs: weights (floating-point ones in
     float16 when ``half``, which halves the file and is what the GPU runs anyway), the model config,
-    normalisation, step and training config (provenance); no optimiser, scheduler or RNG state."""
-    state = {name: value.half() if half and value.is_floating_point() else value
+    normalisation, step and training config (provenance); no optimiser, scheduler or RNG state.
+
+    A tensor with values beyond float16's range stays float32: batch-norm running variances of a
+    trained network reach 7.7e4 (float16 ends at 6.55e4), and would otherwise become infinite."""
+    state = {name: value.half() if half and fits_float16(value) else value
              for name, value in checkpoint.model_state.items()}
     return replace(checkpoint, model_state=state, optimizer_state=None, scheduler_state=None,
                    extra={"validation": checkpoint.extra.get("validation", {})})

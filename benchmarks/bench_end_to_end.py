@@ -1,6 +1,6 @@
 """End-to-end cost per frame of a bag, stage by stage, as the node pays it (no ROS needed).
 
-    python benchmarks/bench_end_to_end.py [BAG] [--device cpu|cuda] [--backend torch|onnxruntime]
+    python benchmarks/bench_end_to_end.py [BAG] [--device cpu|cuda] [--backend auto|torch|onnxruntime]
         [--model movenet-lift] [--input-size 256x256] [--threads N] [--cuda-graph auto|on|off]
         [--people N]
 
@@ -10,8 +10,9 @@ CDR deserialisation (image + CameraInfo), image decode and conversion to RGB
 (``last_timings_ms``), tracking, PoseArray3D building, MarkerArray building and CDR serialisation
 of both. Prints median and p90 of each stage in ms, the total, and frames per second from the
 median total. ``--people N`` replaces the bag by rendered 640x480 scenes of N people (JPEG
-CompressedImage messages), to compare 1 and 20 people. ``--backend onnxruntime`` exports the model
-to a temporary ONNX file first.
+CompressedImage messages), to compare 1 and 20 people. ``--backend auto`` (the default) chooses as
+the node does (onnxruntime through the cached export on a CPU, torch on a GPU);
+``--backend onnxruntime`` exports the model to a temporary ONNX file first.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def make_estimator(args: argparse.Namespace, folder: Path):
     graph = {"auto": "auto", "on": True, "off": False}[args.cuda_graph]
     return Estimator(model, backend=args.backend, device=args.device, threads=args.threads,
                      input_size=None if model.endswith(".onnx") else args.input_size,
-                     cuda_graph=graph if args.backend == "torch" else False)
+                     cuda_graph=graph if args.backend != "onnxruntime" else False)
 
 
 def format_table(rows: list[dict[str, float]], title: str) -> str:
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bag", nargs="?", type=Path, default=DEFAULT_BAG)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: Estimator's)")
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"))
     parser.add_argument("--model", default="movenet-lift")
     parser.add_argument("--input-size", type=size_wxh, default=None, help="WxH, multiples of 32")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: Estimator's)")

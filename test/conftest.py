@@ -1,4 +1,5 @@
-"""Shared test settings: deterministic hypothesis profile and the location of ../shared."""
+"""Shared test settings: deterministic hypothesis profile, the location of ../shared, and a
+cache folder of the session's own (the Estimator's cached ONNX exports)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,21 @@ import pytest
 import torch
 from hypothesis import settings
 
+from mp3d_ros.inference.onnx_cache import CACHE_ENV
+
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60)
 settings.load_profile("ci")
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The Estimator's exports go to a folder of this session, not the user's ~/.cache: every run
+    exports afresh, so a test never depends on what an earlier run left behind."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("mp3d_ros_cache")))
+        yield
 
 
 @pytest.fixture

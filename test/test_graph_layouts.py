@@ -55,8 +55,8 @@ def test_layout_cache_keeps_the_most_recently_used() -> None:
 
 
 def test_default_estimator_on_the_cpu_runs_eagerly_and_warms_up() -> None:
-    estimator = Estimator(device="cpu", threads=1)
-    assert not estimator.runner.cuda_graph and "cuda-graph" not in estimator.backend_name
+    estimator = Estimator(device="cpu", threads=1)  # onnxruntime when installed, else torch eager
+    assert not getattr(estimator.runner, "cuda_graph", False) and "cuda-graph" not in estimator.backend_name
     assert estimator.warmup((320, 240), runs=1) >= estimator.load_s > 0
     assert set(estimator.last_timings_ms) == {"preprocess", "network", "decode"}
     with pytest.raises(ValueError, match="needs the torch backend on device='cuda'"):

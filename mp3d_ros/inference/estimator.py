@@ -6,9 +6,10 @@ Two models share the output, so callers never care which one runs:
   depth (:mod:`mp3d_ros.inference.movenet_lift`), shipped in ``models/``;
 - the papers' network (:mod:`mp3d_ros.model.network`) from a training checkpoint (``.pt``).
 
-and two backends run their network: ``torch`` (eval mode, inference mode, channels-last, half
-precision on GPU, optional CUDA-graph replay or ``torch.compile``) and ``onnxruntime`` (a file
-written by ``mp3d-export``; providers tried in the order TensorRT, CUDA, CPU).
+and two backends run their network: ``torch`` (eval mode, batch norms folded, inference mode,
+channels-last, half precision on GPU, optional CUDA-graph replay or ``torch.compile``) and
+``onnxruntime`` (a file written by ``mp3d-export``, or on a CPU the cached export of
+:mod:`mp3d_ros.inference.onnx_cache`; providers tried in the order TensorRT, CUDA, CPU).
 
 A frame goes through three timed stages (``last_timings_ms``):
 
@@ -33,6 +34,7 @@ That still cost 0.12 to 0.23 ms per frame on an H200 with CUDA graphs (about 4.2
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -52,6 +54,7 @@ from mp3d_ros.inference.pipelines import Pipeline, load_pipeline, pipeline_from_
 from mp3d_ros.inference.preprocess import check_rgb_image, letterbox_tensors
 from mp3d_ros.model.checkpoint import fits_float16, model_file_error
 from mp3d_ros.model.codec.decode import unpack_people
+from mp3d_ros.model.fold import fold_batch_norms
 
 __all__ = ["DEFAULT_MODEL", "MAX_GRAPH_LAYOUTS", "Estimator", "TorchRunner", "OnnxRunner", "LayoutCache",
            "layout_key", "use_cuda_graph"]
@@ -217,7 +220,8 @@ class TorchRunner:
             # One input shape per input size: cuDNN's search for the fastest convolution
             # algorithms is paid once, at the first frame.
             torch.backends.cudnn.benchmark = True
-        module = network_at(pipeline.network(), device, dtype).eval()
+        # A copy: a pipeline's network (movenet-lift's) is shared, and folding changes it.
+        module = network_at(fold_batch_norms(copy.deepcopy(pipeline.network()).eval()), device, dtype)
         module = module.to(memory_format=torch.channels_last)
         decode = pipeline.to(device).decode_rows
         if compile_network:
@@ -318,14 +322,47 @@ def open_onnx_session(path: Path, device: torch.device, threads: int | None = No
     return session
 
 
+def _cached_onnx_runner(pipeline: Pipeline, model: str, threads: int | None) -> OnnxRunner | None:
+    """onnxruntime on the CPU for ``pipeline`` through its cached export
+    (:mod:`mp3d_ros.inference.onnx_cache`), or None (logged) when onnxruntime or onnx is missing
+    or the cache cannot be used: the caller then runs torch. A cached file that does not load is
+    exported again once."""
+    try:
+        import onnx  # noqa: F401  (the export needs it; fail here rather than half-way)
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        LOGGER.info("backend auto: %s is not installed, so %s runs in torch on the CPU", error.name, model)
+        return None
+    from mp3d_ros.inference.onnx_cache import cached_export
+
+    def runner(path: Path) -> OnnxRunner:
+        session = open_onnx_session(path, torch.device("cpu"), threads)
+        check_onnx_session(session, pipeline, path)
+        return OnnxRunner(session, pipeline)
+
+    try:
+        try:
+            return runner(cached_export(pipeline))
+        except ValueError as error:  # a damaged cached file, or a failed export: once more
+            LOGGER.warning("backend auto: the onnxruntime export of %s failed (%s); exporting it again",
+                           model, error)
+            return runner(cached_export(pipeline, refresh=True))
+    except (OSError, ValueError) as error:
+        LOGGER.warning("backend auto: no onnxruntime export of %s (%s); running torch on the CPU",
+                       model, error)
+        return None
+
+
 class Estimator:
     """People in images from one camera (any camera: intrinsics are given per frame).
 
     Args:
         model_path: ``"movenet-lift"`` (default), a checkpoint of the papers' network (``.pt``), or
             an ONNX file from ``mp3d-export``.
-        backend: ``"auto"`` (onnxruntime for ``.onnx`` files, torch otherwise), ``"torch"`` or
-            ``"onnxruntime"``.
+        backend: ``"auto"`` (onnxruntime for ``.onnx`` files and, on a CPU at fp32 without
+            ``compile_network``, for any model through an export cached on disk when onnxruntime
+            and onnx are installed, :mod:`mp3d_ros.inference.onnx_cache`; torch otherwise),
+            ``"torch"`` or ``"onnxruntime"``.
         device: ``"cuda"`` or ``"cpu"``; default CUDA when available.
         precision: ``"fp16"``, ``"bf16"`` or ``"fp32"``; default fp16 on CUDA, fp32 on CPU.
         input_size: network input (W, H), multiples of 32; default the model's own (for
@@ -378,6 +415,9 @@ class Estimator:
         if threads:
             torch.set_num_threads(int(threads))
         is_onnx = model.endswith(".onnx")
+        # auto on a CPU: onnxruntime through a cached export (float32 and eager torch only).
+        cached_onnx = (backend == "auto" and not is_onnx and self.device.type == "cpu"
+                       and precision == "fp32" and not compile_network)
         if backend == "auto":
             backend = "onnxruntime" if is_onnx else "torch"
         if backend == "onnxruntime" and not is_onnx:
@@ -402,8 +442,9 @@ class Estimator:
             if input_size is None and model == DEFAULT_MODEL and self.device.type == "cuda":
                 input_size = MOVENET_LIFT_GPU_INPUT
             self.pipeline = load_pipeline(model, input_size=input_size, max_people=max_people)
-            self.runner = TorchRunner(self.pipeline, self.device, PRECISIONS[precision],
-                                      cuda_graph=graphs, compile_network=compile_network)
+            runner = _cached_onnx_runner(self.pipeline, model, threads) if cached_onnx else None
+            self.runner = runner or TorchRunner(self.pipeline, self.device, PRECISIONS[precision],
+                                                cuda_graph=graphs, compile_network=compile_network)
         if joint_set is not None and self.pipeline.joint_set != joint_set:
             raise ValueError(f"model {model} predicts joint set {self.pipeline.joint_set!r}, "
                              f"not {joint_set!r}")

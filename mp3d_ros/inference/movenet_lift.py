@@ -23,7 +23,7 @@ be measured), are left out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -137,8 +137,12 @@ class MoveNetLift(nn.Module):
         return self.movenet(images)
 
     def decode(self, maps: MoveNetMaps) -> MoveNetPeople:
-        """Batched MoveNet decoding on the maps' device (``max_people`` per image)."""
-        return decode_movenet(maps, self.decode_cfg)
+        """Batched MoveNet decoding on the maps' device (``max_people`` per image). On the CPU only
+        people whose centre score reaches ``min_person_score`` are snapped: the others would be
+        dropped anyway, and the snapping costs most of the decoding (static shapes stay on a GPU,
+        for CUDA graphs)."""
+        on_cpu = maps.center.device.type == "cpu"
+        return decode_movenet(maps, self.decode_cfg, self.cfg.min_person_score if on_cpu else None)
 
     @torch.no_grad()
     def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics) -> People:
@@ -172,10 +176,31 @@ class MoveNetLift(nn.Module):
     def people_tensors(self, detections: MoveNetPeople, cameras: CameraBatch) -> PeopleTensors:
         """3D people of a decoded batch on its device (steps 2-4 of the module docstring).
 
-        All ``max_people`` slots of every image are computed at once (float64; the lifter in
-        float32) and the ones to leave out are masked, so the shapes are static and a CUDA graph
-        captures the whole step. ``cameras`` are the images' cameras and letterboxes.
+        On a GPU all ``max_people`` slots of every image are computed at once (float64; the lifter
+        in float32) and the ones to leave out are masked, so the shapes are static and a CUDA graph
+        captures the whole step. On the CPU only the slots whose person score can be kept are
+        computed (a person's result does not depend on the other slots, up to float rounding) and
+        the rest padded as empty: a third of the decoding's cost with 2 people in 20 slots.
+        ``cameras`` are the images' cameras and letterboxes.
         """
+        if detections.scores.device.type != "cpu":
+            return self._all_slots(detections, cameras)
+        keep = detections.scores.to(torch.float64) >= self.cfg.min_person_score
+        slots = detections.scores.shape[1]
+        used = max(1, int(keep.sum(1).max()) if keep.numel() else 0)
+        kept_first = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :used]
+        subset = MoveNetPeople(**{f.name: _gather_people(getattr(detections, f.name), kept_first)
+                                  for f in fields(MoveNetPeople)})
+        people = self._all_slots(subset, cameras)
+
+        def padded(values: torch.Tensor) -> torch.Tensor:
+            empty = torch.zeros((values.shape[0], slots - used) + values.shape[2:], dtype=values.dtype)
+            return torch.cat([values, empty], dim=1)
+
+        return PeopleTensors(*(padded(t) for t in people))
+
+    def _all_slots(self, detections: MoveNetPeople, cameras: CameraBatch) -> PeopleTensors:
+        """:meth:`people_tensors` of every slot, masked (static shapes)."""
         dtype = torch.float64
         b, k = detections.scores.shape
         person_score = detections.scores.to(dtype)
@@ -235,6 +260,6 @@ def _to_mupots(coco: torch.Tensor) -> torch.Tensor:
 
 
 def _gather_people(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """(B, K, *) per-person values in the (B, K) ``order``."""
-    index = order.reshape(order.shape + (1,) * (values.dim() - 2)).expand_as(values)
+    """(B, K, *) per-person values at the slots of the (B, N) ``order`` -> (B, N, *)."""
+    index = order.reshape(order.shape + (1,) * (values.dim() - 2)).expand(order.shape + values.shape[2:])
     return values.gather(1, index)

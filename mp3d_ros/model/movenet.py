@@ -248,8 +248,15 @@ def _boxes(maps: MoveNetMaps, cell: torch.Tensor, cy: torch.Tensor, cx: torch.Te
     return clip(box_center - half), clip(box_center + half)
 
 
-def _snap(maps: MoveNetMaps, regressed: torch.Tensor, lower, upper, cfg: MoveNetDecodeConfig):
-    """Keypoints (B, K, J, 2) as (y, x) cells and scores (B, K, J), snapped to the heatmap."""
+def _snap(maps: MoveNetMaps, regressed: torch.Tensor, lower, upper, cfg: MoveNetDecodeConfig,
+          slots: torch.Tensor | None = None):
+    """Keypoints (B, N, J, 2) as (y, x) cells and scores (B, N, J), snapped to the heatmap, of the
+    (B, N) ``slots`` of the K people (None: all K, N = K).
+
+    A keypoint's cell is the first maximum of the heatmap weighted by its person's box and
+    distance to its regressed position; its score is the weighted heatmap maximised over all K
+    people at that cell, evaluated at those N x J cells only (the same products as the full maps).
+    """
     batch, joints, height, width = maps.heatmap.shape
     grid_y = torch.arange(height, dtype=regressed.dtype, device=regressed.device).view(-1, 1)
     grid_x = torch.arange(width, dtype=regressed.dtype, device=regressed.device).view(1, -1)
@@ -260,28 +267,60 @@ def _snap(maps: MoveNetMaps, regressed: torch.Tensor, lower, upper, cfg: MoveNet
     inside_x = (grid_x >= lower[..., 1, None, None]) & (grid_x < upper[..., 1, None, None])  # (B, K, 1, w)
     column = torch.exp(-((grid_y - regressed[..., 0, None, None]) ** 2) / spread) * inside_y.unsqueeze(2)
     row = torch.exp(-((grid_x - regressed[..., 1, None, None]) ** 2) / spread) * inside_x.unsqueeze(2)
-    weighted = torch.sigmoid(maps.heatmap).unsqueeze(1) * column * row  # (B, K, J, h, w)
-    best = weighted.flatten(3).argmax(-1)  # (B, K, J): the first maximum, as tf.argmax
+    heat = torch.sigmoid(maps.heatmap)  # (B, J, h, w)
+    people = regressed.shape[1]
+    if slots is None:
+        slots = torch.arange(people, device=regressed.device).expand(batch, people)
+    chosen = slots.shape[1]
+
+    def of_slots(values: torch.Tensor) -> torch.Tensor:
+        return values.gather(1, slots.view(batch, chosen, 1, 1, 1).expand(-1, -1, *values.shape[2:]))
+
+    weighted = (heat.unsqueeze(1) * of_slots(column)).mul_(of_slots(row)).flatten(3)  # (B, N, J, h*w)
+    best = weighted.max(-1).indices  # (B, N, J): the first maximum, as tf.argmax
     offsets = maps.offset.view(batch, joints, 2, height * width).permute(0, 3, 1, 2)  # (B, hw, J, 2)
     batch_index = torch.arange(batch, device=best.device).view(batch, 1, 1)
     picked = offsets[batch_index, best, torch.arange(joints, device=best.device)]
-    cells = torch.stack([best.div(width, rounding_mode="floor"), best % width], dim=-1)
-    # The graph scores a keypoint with the weighted heatmap maximised over people at its cell.
-    best_over_people = weighted.amax(dim=1).flatten(2)  # (B, J, h*w)
-    scores = best_over_people.gather(2, best.transpose(1, 2)).transpose(1, 2)
-    return cells.to(regressed.dtype) + picked, scores
+    cell_y, cell_x = best.div(width, rounding_mode="floor"), best % width
+    # Every person's weighted heatmap at the chosen cells: (B, K, J, N), then the max over people.
+    at_y = cell_y.transpose(1, 2).unsqueeze(1).expand(batch, people, joints, chosen)
+    at_x = cell_x.transpose(1, 2).unsqueeze(1).expand(batch, people, joints, chosen)
+    heat_at = heat.flatten(2).gather(2, best.transpose(1, 2)).unsqueeze(1)  # (B, 1, J, N)
+    weighted_at = (heat_at * column.squeeze(-1).gather(3, at_y)) * row.squeeze(-2).gather(3, at_x)
+    scores = weighted_at.amax(1).transpose(1, 2).contiguous()  # (B, N, J), summed in one order
+    return torch.stack([cell_y, cell_x], dim=-1).to(regressed.dtype) + picked, scores
 
 
 def decode_movenet(
-    maps: MoveNetMaps, cfg: MoveNetDecodeConfig = MoveNetDecodeConfig()
+    maps: MoveNetMaps, cfg: MoveNetDecodeConfig = MoveNetDecodeConfig(),
+    min_center_score: float | None = None,
 ) -> MoveNetPeople:
-    """MoveNet's post-processing on a batch of maps (see the module docstring)."""
+    """MoveNet's post-processing on a batch of maps (see the module docstring).
+
+    ``min_center_score``: snap only the people whose centre score reaches it (the others come
+    back with their regressed keypoints, keypoint scores 0 and person score 0). A person's score
+    is at most its centre score, so a caller that drops people scoring below that value gets the
+    same people for less work; the number of people snapped then depends on the data, so leave it
+    None where shapes must be static (CUDA graphs).
+    """
     joints = maps.heatmap.shape[1]
     center_scores, cy, cx = _centers(maps.center, cfg)
     cell = torch.stack([cy, cx], dim=-1).to(maps.center.dtype)  # (B, K, 2) as (y, x)
     lower, upper = _boxes(maps, cell, cy, cx)
     regression = _gather_cells(maps.regression, cy, cx).unflatten(-1, (joints, 2))
-    keypoints, keypoint_scores = _snap(maps, cell.unsqueeze(2) + regression, lower, upper, cfg)
+    regressed = cell.unsqueeze(2) + regression
+    if min_center_score is None:
+        keypoints, keypoint_scores = _snap(maps, regressed, lower, upper, cfg)
+    else:
+        batch, people = center_scores.shape
+        enough = center_scores >= min_center_score
+        chosen = max(1, int(enough.sum(1).max()) if enough.numel() else 0)
+        slots = torch.sort((~enough).to(torch.int8), dim=1, stable=True).indices[:, :chosen]
+        snapped, snapped_scores = _snap(maps, regressed, lower, upper, cfg, slots)
+        snapped_scores = snapped_scores * enough.gather(1, slots)[..., None]
+        keypoints = regressed.scatter(1, slots.view(batch, chosen, 1, 1).expand_as(snapped), snapped)
+        keypoint_scores = torch.zeros_like(regressed[..., 0]).scatter(
+            1, slots.view(batch, chosen, 1).expand_as(snapped_scores), snapped_scores)
     confident = keypoint_scores > cfg.keypoint_threshold
     mean_confident = (keypoint_scores * confident).sum(-1) / confident.sum(-1).clamp_min(1)
     return MoveNetPeople(

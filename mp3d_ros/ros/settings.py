@@ -46,7 +46,10 @@ _TRACKER = TrackerConfig()
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model_path", "", "Model: \"movenet-lift\", a checkpoint (.pt) of the papers' "
                   "network or an ONNX export (.onnx); empty = the shipped default (movenet-lift)."),
-    ParameterSpec("backend", "auto", "Inference backend.", choices=("auto", "torch", "onnxruntime")),
+    ParameterSpec("backend", "auto", "Inference backend. 'auto': onnxruntime for an .onnx model "
+                  "and, on a CPU with onnxruntime and onnx installed, for any model through an export "
+                  "cached in $MP3D_ROS_CACHE_DIR (default ~/.cache/mp3d_ros; the first start exports, "
+                  "a few seconds); torch otherwise.", choices=("auto", "torch", "onnxruntime")),
     ParameterSpec("device", "auto", "Device: 'auto' (the GPU when CUDA is available, else the CPU; "
                   "logged at start), 'cuda', 'cuda:N' or 'cpu'. If a requested GPU or the backend fails "
                   "at start the node falls back to 'cpu' (fp32) with an error log."),

@@ -142,6 +142,24 @@ def test_three_walkers_keep_their_ids_and_velocities() -> None:
     assert report.velocity_rmse_mps < 0.4, report
 
 
+def test_twenty_walkers_are_updated_together_and_keep_their_ids() -> None:
+    """The Kalman steps run on all tracks at once; twenty people in a 4 x 5 grid, 2 m apart,
+    walking the same way at their own speeds (paths that never come within 1.4 m), keep one id
+    each and their velocities."""
+    rng = np.random.default_rng(7)
+    trajectories = [
+        walker([-4.0 + 2.0 * (k % 5), 0.3, 4.0 + 2.0 * (k // 5)],
+               [0.3 + 0.1 * rng.uniform(-1, 1), 0.0, -0.2 + 0.05 * rng.uniform(-1, 1)], sway_m=0.1)
+        for k in range(20)
+    ]
+    stamps = jittered_stamps(rng, 6.0, 1 / 15) - 100.0
+    report = run_sequence(Tracker(), trajectories, stamps, rng, miss_rate=0.05)
+    assert report.id_switches == 0 and report.fragmentations == 0
+    assert len(report.ids_per_person) == 20 and all(len(ids) == 1 for ids in report.ids_per_person.values())
+    assert report.tracked_fraction > 0.9
+    assert report.velocity_rmse_mps < 0.4, report
+
+
 def test_crossing_paths_do_not_swap_ids() -> None:
     switches = 0
     for seed in range(4):

@@ -207,11 +207,9 @@ class Tracker:
 
         matches = self._associate(roots, root_cov_m2, candidates)
         matched_tracks = {t for t, _ in matches}
-        track_of_detection: dict[int, _Track] = {}
-        for t_index, d_index in matches:
-            track = self._tracks[t_index]
-            self._correct(track, roots[d_index], root_cov_m2[d_index], stamp_s)
-            track_of_detection[d_index] = track
+        track_of_detection = {d_index: self._tracks[t_index] for t_index, d_index in matches}
+        self._correct([self._tracks[t] for t, _ in matches], roots[[d for _, d in matches]],
+                      root_cov_m2[[d for _, d in matches]], stamp_s)
         survivors = [track_of_detection[d] for d in sorted(track_of_detection)]
         for t_index, track in enumerate(self._tracks):
             if t_index in matched_tracks:
@@ -232,9 +230,10 @@ class Tracker:
     # ------------------------------------------------------------------ filter steps
 
     def _predict(self, dt_s: float) -> None:
+        """Constant-velocity prediction of every track by ``dt_s`` (all tracks at once)."""
+        for track in self._tracks:
+            track.age_frames += 1
         if dt_s <= 0 or not self._tracks:
-            for track in self._tracks:
-                track.age_frames += 1
             return
         F = np.eye(6)
         F[:3, 3:] = dt_s * np.eye(3)
@@ -243,25 +242,33 @@ class Tracker:
         Q[:3, :3] = q * dt_s ** 3 / 3 * np.eye(3)
         Q[:3, 3:] = Q[3:, :3] = q * dt_s ** 2 / 2 * np.eye(3)
         Q[3:, 3:] = q * dt_s * np.eye(3)
-        for track in self._tracks:
-            track.state = F @ track.state
-            track.cov = F @ track.cov @ F.T + Q
-            track.age_frames += 1
+        states = np.stack([t.state for t in self._tracks]) @ F.T
+        covs = F @ np.stack([t.cov for t in self._tracks]) @ F.T + Q
+        for track, state, cov in zip(self._tracks, states, covs):
+            track.state, track.cov = state, cov
 
-    def _correct(self, track: _Track, root_m: np.ndarray, cov_m2: np.ndarray, stamp_s: float) -> None:
-        innovation = root_m - track.state[:3]
-        S = track.cov[:3, :3] + cov_m2
-        gain = np.linalg.solve(S, track.cov[:3, :]).T  # P H^T S^-1 (S symmetric)
-        track.state = track.state + gain @ innovation
-        joseph = np.eye(6)
-        joseph[:, :3] -= gain
-        track.cov = joseph @ track.cov @ joseph.T + gain @ cov_m2 @ gain.T
-        track.cov = 0.5 * (track.cov + track.cov.T)
-        track.hits += 1
-        track.misses = 0
-        track.last_hit_s = stamp_s
-        if not track.confirmed and track.hits >= self.config.birth_hits:
-            self._confirm(track)
+    def _correct(self, tracks: list[_Track], roots_m: np.ndarray, covs_m2: np.ndarray, stamp_s: float) -> None:
+        """Kalman update of each of ``tracks`` with its (M, 3) root and (M, 3, 3) covariance, all
+        at once (Joseph form); then hits, misses and confirmation in the given order."""
+        if not tracks:
+            return
+        states = np.stack([t.state for t in tracks])  # (M, 6)
+        covs = np.stack([t.cov for t in tracks])  # (M, 6, 6)
+        innovation = roots_m - states[:, :3]
+        S = covs[:, :3, :3] + covs_m2
+        gain = np.linalg.solve(S, covs[:, :3, :]).transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
+        states = states + (gain @ innovation[..., None])[..., 0]
+        joseph = np.broadcast_to(np.eye(6), covs.shape).copy()
+        joseph[:, :, :3] -= gain
+        covs = joseph @ covs @ joseph.transpose(0, 2, 1) + gain @ covs_m2 @ gain.transpose(0, 2, 1)
+        covs = 0.5 * (covs + covs.transpose(0, 2, 1))
+        for track, state, cov in zip(tracks, states, covs):
+            track.state, track.cov = state, cov
+            track.hits += 1
+            track.misses = 0
+            track.last_hit_s = stamp_s
+            if not track.confirmed and track.hits >= self.config.birth_hits:
+                self._confirm(track)
 
     def _new_track(self, root_m: np.ndarray, cov_m2: np.ndarray, stamp_s: float) -> _Track:
         cov = np.zeros((6, 6))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,3 +107,28 @@ def test_float16_network_keeps_only_out_of_range_norms_float32(variance: float) 
     assert got.dtype == torch.float16 and torch.isfinite(got).all()
     # float16's rounding of the convolution: 1e-3 of the largest output
     torch.testing.assert_close(got.float(), expected, atol=1e-3 * float(expected.abs().max()), rtol=0)
+
+
+def test_onnx_float16_weights_keep_values_beyond_float16_in_float32() -> None:
+    """The ONNX export's float16 storage leaves an initializer of 7.7e4 in float32 (as the
+    released checkpoint does) and reads the others through Casts: the graph computes as before."""
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mp3d_ros.inference.export import store_weights_in_float16
+
+    big = numpy_helper.from_array(np.full(3, 7.7e4, dtype=np.float32), "variance")
+    small = numpy_helper.from_array(np.array([0.5, -2.0, 3.25], dtype=np.float32), "scale")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "scale"], ["scaled"]), helper.make_node("Add", ["scaled", "variance"], ["y"])],
+        "float16_storage", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], initializer=[big, small])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    store_weights_in_float16(model)
+    onnx.checker.check_model(model, full_check=True)
+    kinds = {i.name: i.data_type for i in model.graph.initializer}
+    assert kinds == {"variance": TensorProto.FLOAT, "scale__fp16": TensorProto.FLOAT16}
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.array([1.0, 2.0, 4.0], dtype=np.float32)
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], x * np.array([0.5, -2.0, 3.25]) + 7.7e4)

@@ -22,7 +22,8 @@ from scipy.optimize import linear_sum_assignment
 
 from mp3d_ros.geometry.people import People
 
-__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table", "found_summary", "match_roots",
+__all__ = ["DepthMatches", "DISTANCE_BANDS_M", "depth_bias_table", "found_summary", "gated_assignment",
+           "match_roots",
            "torso_in_image"]
 
 DISTANCE_BANDS_M = ((0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0), (8.0, 10.0), (10.0, np.inf))
@@ -46,11 +47,17 @@ def match_roots(predicted_uv_px: np.ndarray, truth_uv_px: np.ndarray,
     distances, pairs further apart than ``gate_px`` dropped; sorted by truth index."""
     predicted_uv = np.asarray(predicted_uv_px, dtype=np.float64).reshape(-1, 2)
     truth_uv = np.asarray(truth_uv_px, dtype=np.float64).reshape(-1, 2)
-    if len(predicted_uv) == 0 or len(truth_uv) == 0:
+    return gated_assignment(np.linalg.norm(truth_uv[:, None] - predicted_uv[None], axis=-1), gate_px)
+
+
+def gated_assignment(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
+    """(row, column) pairs of the Hungarian assignment on a (R, C) cost, pairs costing more than
+    ``gate`` (or not finite: NaN or inf never pair) dropped; sorted by row."""
+    cost = np.asarray(cost, dtype=np.float64)
+    if cost.size == 0:
         return []
-    cost = np.linalg.norm(truth_uv[:, None] - predicted_uv[None], axis=-1)
     rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= gate_px]
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= gate]
 
 
 @dataclass

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from mp3d_ros.evaluation.depth_bias import gated_assignment
 
 __all__ = ["ONE_SIGMA", "MAD_TO_SD", "inflation_for_coverage", "match_keypoints", "rms_over_joints",
            "robust_sd", "within_sigma"]
@@ -101,6 +102,4 @@ def match_keypoints(predicted_uv_px: np.ndarray, predicted_seen: np.ndarray, tru
     cost = np.full(distance.shape[:2], np.inf)
     for p in np.flatnonzero(seen.sum(axis=1) >= min_joints):
         cost[p] = np.median(distance[p][:, seen[p]], axis=1)
-    cost = np.where(np.isfinite(cost), cost, np.inf)  # a NaN truth never matches
-    rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e9))
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= gate_px]
+    return gated_assignment(cost, gate_px)  # a NaN truth never matches

@@ -144,11 +144,6 @@ def replay_depth_matches(result: ReplayResult) -> DepthMatches:
     return matches
 
 
-def replay_depth_bias(result: ReplayResult) -> list[dict]:
-    """Depth ratio and sigma coverage by distance over the frames with ground truth."""
-    return depth_bias_table(replay_depth_matches(result))
-
-
 def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = None) -> str:
     """Plain-text summary: topics, frames, skipped frames by reason, damage, latency, metrics."""
     lines = list(result.notes)
@@ -240,6 +235,7 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
     folder.mkdir(parents=True, exist_ok=True)
     metrics = replay_metrics(result, sequence)
     scored = scored_frames(result)
+    matches = replay_depth_matches(result)
     content = {
         "bag": sequence, "topics": vars(result.topics), "images_read": result.images_seen,
         "frames_processed": len(result.frames), "skipped": dict(result.skipped),
@@ -253,7 +249,7 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
                              "ground_truth": result.duplicate_ground_truth},
         "backward_stamps": result.backward_stamps, "tracker_resets": result.tracker_resets,
         "latency_ms": latency_summary_ms(result), "metrics": metrics,
-        "depth_by_distance": replay_depth_bias(result), "found": found_summary(replay_depth_matches(result)),
+        "depth_by_distance": depth_bias_table(matches), "found": found_summary(matches),
         "floor": result.floor,
     }
     (folder / "metrics.json").write_text(json.dumps(json_safe(content), indent=2))

@@ -195,10 +195,12 @@ def network_at(module: torch.nn.Module, device: torch.device, dtype: torch.dtype
     hold: they stay float32 (batch norm takes float16 inputs with float32 statistics, as under
     mixed-precision training). A trained lite network's running variances reach 7.7e4, beyond
     float16's 6.55e4, and would become infinite."""
+    if dtype != torch.float16:
+        return module.to(device=device, dtype=dtype)
     norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
-    keep = [layer for layer in module.modules() if isinstance(layer, norms) and dtype == torch.float16
-            and not all(fits_float16(t) for t in (*layer.parameters(), *layer.buffers()) if t.is_floating_point())]
-    kept = [(layer, {name: value.clone() for name, value in layer.state_dict().items()}) for layer in keep]
+    kept = [(layer, {name: value.clone() for name, value in layer.state_dict().items()})
+            for layer in module.modules() if isinstance(layer, norms)
+            and not all(fits_float16(t) for t in layer.state_dict().values() if t.is_floating_point())]
     module = module.to(device=device, dtype=dtype)
     for layer, state in kept:  # from the float32 originals: the cast made them infinite
         layer.float().load_state_dict(state)

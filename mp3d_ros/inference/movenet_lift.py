@@ -45,6 +45,7 @@ from mp3d_ros.model.movenet import (
     MoveNetPeople,
     decode_movenet,
     movenet_multipose_lightning,
+    slots_where,
 )
 
 __all__ = ["LiftedPeople", "MoveNetLiftConfig", "MoveNetLift", "RAW_PIXELS"]
@@ -185,10 +186,8 @@ class MoveNetLift(nn.Module):
         """
         if detections.scores.device.type != "cpu":
             return self._all_slots(detections, cameras)
-        keep = detections.scores.to(torch.float64) >= self.cfg.min_person_score
-        slots = detections.scores.shape[1]
-        used = max(1, int(keep.sum(1).max()) if keep.numel() else 0)
-        kept_first = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :used]
+        kept_first = slots_where(detections.scores.to(torch.float64) >= self.cfg.min_person_score)
+        slots, used = detections.scores.shape[1], kept_first.shape[1]
         subset = MoveNetPeople(**{f.name: _gather_people(getattr(detections, f.name), kept_first)
                                   for f in fields(MoveNetPeople)})
         people = self._all_slots(subset, cameras)

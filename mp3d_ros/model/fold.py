@@ -3,8 +3,8 @@
 In eval mode a batch norm is an affine map per channel, ``y = (x - mean) / sqrt(var + eps) *
 gamma + beta``, so after a convolution or linear layer ``x = W u + b`` it folds into that layer:
 ``W' = W s``, ``b' = (b - mean) s + beta`` with ``s = gamma / sqrt(var + eps)``. The network then
-runs one kernel instead of two per pair (55 of MoveNet's batch norms: 8 ms of its 63 ms on one CPU
-core), and the running statistics, whose variance can exceed float16's range, are gone before a
+runs one kernel instead of two per pair (52 of MoveNet's 55 batch norms: 8 ms of its 63 ms on one
+CPU core), and the running statistics, whose variance can exceed float16's range, are gone before a
 float16 cast.
 """
 

@@ -63,6 +63,7 @@ __all__ = [
     "MoveNet",
     "HEADS",
     "movenet_tfjs_weight_map",
+    "slots_where",
     "ConvertedMoveNet",
     "convert_tfjs_weights",
     "decode_movenet",
@@ -291,6 +292,14 @@ def _snap(maps: MoveNetMaps, regressed: torch.Tensor, lower, upper, cfg: MoveNet
     return torch.stack([cell_y, cell_x], dim=-1).to(regressed.dtype) + picked, scores
 
 
+def slots_where(mask: torch.Tensor) -> torch.Tensor:
+    """(B, N) indices of the slots of each image where the (B, K) ``mask`` holds, in slot order,
+    N the most such slots of any image (at least one); an image with fewer is padded with slots
+    where the mask does not hold. A data-dependent shape: eager code only, never a CUDA graph."""
+    count = max(1, int(mask.sum(1).max()) if mask.numel() else 0)
+    return torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :count]
+
+
 def decode_movenet(
     maps: MoveNetMaps, cfg: MoveNetDecodeConfig = MoveNetDecodeConfig(),
     min_center_score: float | None = None,
@@ -312,10 +321,9 @@ def decode_movenet(
     if min_center_score is None:
         keypoints, keypoint_scores = _snap(maps, regressed, lower, upper, cfg)
     else:
-        batch, people = center_scores.shape
         enough = center_scores >= min_center_score
-        chosen = max(1, int(enough.sum(1).max()) if enough.numel() else 0)
-        slots = torch.sort((~enough).to(torch.int8), dim=1, stable=True).indices[:, :chosen]
+        slots = slots_where(enough)
+        batch, chosen = slots.shape
         snapped, snapped_scores = _snap(maps, regressed, lower, upper, cfg, slots)
         snapped_scores = snapped_scores * enough.gather(1, slots)[..., None]
         keypoints = regressed.scatter(1, slots.view(batch, chosen, 1, 1).expand_as(snapped), snapped)

@@ -235,7 +235,7 @@ class Trainer:
         if not slots:
             return replace(batch, targets=targets)
         images = batch.images
-        if images.shape[1:3] != self.model_cfg.input_size[::-1]:  # nothing but scenes: no images came
+        if not images.numel():  # nothing but scenes: no images came (collate_batch)
             width, height = self.model_cfg.input_size
             images = torch.zeros((len(batch.render), height, width, 3), dtype=torch.uint8, device=images.device)
         else:

@@ -5,17 +5,17 @@ is image ``n`` of the recipe's scene stream (:func:`mp3d_ros.synthetic.scenes.pr
 no image repeats and a resumed run draws exactly the images the uninterrupted one would have.
 The work is split where each part is cheap:
 
-- loader workers (CPU) sample each scene and its ground truth and draw the targets
-  (:func:`prepare_scene_item`);
+- loader workers (CPU) sample each scene and its ground truth (:func:`letterboxed_scene`) and
+  send its person tables (:meth:`~mp3d_ros.model.codec.targets.TargetGenerator.tables`);
 - the training process renders the batch's scenes on its device in one call
-  (:func:`render_scene_images`, :func:`mp3d_ros.synthetic.render.render_batch`), so images never
-  pass through JPEG, the disk or the loader's queues.
+  (:func:`render_scene_images`, :func:`mp3d_ros.synthetic.render.render_batch`) and draws their
+  target maps there, so images and maps never pass through JPEG, the disk or the loader's queues.
 
 Each scene is drawn at one of the recipe's image sizes and then seen the way the estimator sees a
 camera image: letterboxed into the network input. Instead of rendering the source image and
 resizing it, the camera itself is moved into the letterbox (``K' = A K``, the lens unchanged) and
-rendered at the input size; pixels outside the letterboxed content are the padding
-(:data:`PAD_OUTSIDE_CONTENT`: the normalisation's mean, 0 after normalising, as at inference).
+rendered at the input size; pixels outside the letterboxed content are the padding (the
+normalisation's mean, 0 after normalising, as at inference).
 """
 
 from __future__ import annotations

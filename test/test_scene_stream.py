@@ -191,7 +191,13 @@ def test_time_limited_run_stops_with_a_checkpoint_that_resumes_without_its_optim
         Trainer(config, context, slim)
     resumed = Trainer(config, context, slim, restart_optimizer=True)
     assert resumed.step == 1 and resumed.scheduler.last_epoch == 1
+    # The learning rate warms up again from the restart, starting at once (not at step 0's value).
+    schedule = resumed.scheduler.lr_lambdas[0]
+    assert schedule.rewarm_from == 1
+    peak = config.optim.lr
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(peak * schedule(1))
     full = Trainer(config, context, first.checkpoint)
+    assert schedule(1) < full.scheduler.lr_lambdas[0](1)
     for a, b in zip(resumed.network.parameters(), full.network.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not resumed.optimizer.state and full.optimizer.state

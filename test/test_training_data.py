@@ -166,6 +166,14 @@ def test_warmup_then_linear_decay_to_zero() -> None:
     assert factors[-1] == 0 and np.all(np.diff(factors[4:]) < 0)
 
 
+def test_an_optimiser_restart_warms_up_again_then_rejoins_the_decay() -> None:
+    schedule = WarmupLinearDecay(warmup_steps=4, total_steps=12, rewarm_from=6)
+    plain = WarmupLinearDecay(warmup_steps=4, total_steps=12)
+    factors = [schedule(s) for s in range(6, 13)]
+    np.testing.assert_allclose(factors[:4], [plain(6 + k) * (k + 1) / 4 for k in range(4)])
+    np.testing.assert_allclose(factors[4:], [plain(s) for s in range(10, 13)])
+
+
 def test_schedule_in_epochs_counts_the_epoch_dataset() -> None:
     config = load_train_config(None, [
         "datasets=[{kind: muco, path: a}, {kind: coco, path: b}]",

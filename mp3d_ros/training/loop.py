@@ -54,7 +54,7 @@ from mp3d_ros.training.distributed import (
     shutdown_distributed,
 )
 from mp3d_ros.training.losses import compute_losses
-from mp3d_ros.training.optim import build_optimizer, build_scheduler, schedule_lengths
+from mp3d_ros.training.optim import build_optimizer, build_scheduler, rewarm, schedule_lengths
 from mp3d_ros.training.scene_stream import render_scene_images
 from mp3d_ros.training.validation import load_validation_set, normalize_images, validate
 
@@ -172,9 +172,12 @@ class Trainer:
         if checkpoint.optimizer_state is not None and not self.restart_optimizer:
             self.optimizer.load_state_dict(checkpoint.optimizer_state)
         elif self.context.is_main:
-            LOG.warning("resuming %s with a restarted optimiser: its moments start again from zero "
-                        "(weights, step, schedule and random states are the checkpoint's)", path)
+            LOG.warning("resuming %s with a restarted optimiser: its moments start again from zero and "
+                        "the learning rate warms up again (weights, step, schedule and random states "
+                        "are the checkpoint's)", path)
         self.scheduler.load_state_dict(checkpoint.scheduler_state)
+        if checkpoint.optimizer_state is None or self.restart_optimizer:
+            rewarm(self.scheduler)
         if checkpoint.extra.get("scaler"):  # empty when saved by a run without loss scaling
             self.scaler.load_state_dict(checkpoint.extra["scaler"])
         self.total_steps = self.scheduler.lr_lambdas[0].total_steps

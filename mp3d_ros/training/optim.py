@@ -3,7 +3,9 @@
 The schedule multiplies the peak learning rate by :class:`WarmupLinearDecay`: ``(s + 1) / W`` for
 the first ``W`` steps (warm-up), then ``(T - s) / (T - W)`` down to 0 after step ``T - 1``. It is a
 callable object, not a function, so ``LambdaLR.state_dict`` saves its lengths and a resumed run
-keeps the schedule it started with.
+keeps the schedule it started with. A run resumed with a restarted optimiser warms up again over
+``W`` steps from its resume step ``R``, scaling the factor by ``(s - R + 1) / W``: Adam's first
+steps after its moments restart from zero move every weight by about the full learning rate.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["WarmupLinearDecay", "build_optimizer", "build_scheduler", "schedule_lengths"]
+__all__ = ["WarmupLinearDecay", "build_optimizer", "build_scheduler", "rewarm", "schedule_lengths"]
 
 
 @dataclass
@@ -26,11 +28,17 @@ class WarmupLinearDecay:
     warmup_steps: int
     # Steps of the whole run.
     total_steps: int
+    # Step at which the optimiser restarted (a second warm-up from there); None: never.
+    rewarm_from: int | None = None
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
+            factor = (step + 1) / self.warmup_steps
+        else:
+            factor = max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
+        if self.rewarm_from is not None and self.warmup_steps:
+            factor *= min(1.0, (step - self.rewarm_from + 1) / self.warmup_steps)
+        return factor
 
 
 def schedule_lengths(schedule, sizes: Sequence[int | None], counts: Sequence[int], world_size: int) -> tuple[int, int]:
@@ -69,3 +77,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
                     warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """``LambdaLR`` with :class:`WarmupLinearDecay`, stepped once per optimisation step."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupLinearDecay(warmup_steps, total_steps))
+
+
+def rewarm(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Warm ``scheduler`` up again from its current step (after an optimiser restart), and set the
+    optimiser's learning rates to the step's factor at once (``load_state_dict`` leaves them at
+    the fresh scheduler's step-0 values)."""
+    schedule = scheduler.lr_lambdas[0]
+    schedule.rewarm_from = scheduler.last_epoch
+    for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base_lr * schedule(scheduler.last_epoch)

@@ -106,7 +106,8 @@ def test_replay_writes_outputs_and_matches_the_evaluator(tmp_path, storage, enco
     assert metrics["mrpe_mm"]["z"] == pytest.approx(50.0, abs=1e-6)
 
 
-def test_bad_frames_are_skipped_and_reported(tmp_path):
+@pytest.mark.parametrize("decode_ahead", [False, True])
+def test_bad_frames_are_skipped_and_reported(tmp_path, decode_ahead):
     store = typestore()
     classes = MessageClasses.from_typestore(store)
     source = tmp_path / "in"
@@ -131,7 +132,7 @@ def test_bad_frames_are_skipped_and_reported(tmp_path):
         writer.write(connections["/camera/image_raw"], good[-1].stamp_ns + 10**7,
                      store.serialize_cdr(depth, "sensor_msgs/msg/Image"))
 
-    result = replay_bag(source, Oracle(False), progress=False)
+    result = replay_bag(source, Oracle(False), progress=False, decode_ahead=decode_ahead)
     assert result.images_seen == FRAMES + 1 and len(result.frames) == FRAMES - 2
     assert result.skipped["no CameraInfo in force"] == 1
     assert result.skipped["corrupt image message"] == 1

@@ -18,6 +18,7 @@ from bag_damage import (
 )
 from rosbags.highlevel import AnyReader
 from test_replay import Oracle
+from test_replay_input import FakeEstimator
 
 from mp3d_ros.cli import replay as cli
 from mp3d_ros.evaluation.replay import replay_bag
@@ -36,8 +37,16 @@ def pose_stamps(bag) -> list[int]:
         return [t for c, t, _ in reader.messages() if c.topic == "/mp3d/poses"]
 
 
+def outcome(result) -> tuple:
+    """What a replay found, frame by frame, and what it reported."""
+    return ([(f.stamp_ns, f.people.keypoints_m.tobytes()) for f in result.frames], result.images_seen,
+            dict(result.skipped), result.read_damage, result.images_lost)
+
+
 def replay_and_report(tmp_path, bag):
-    result = replay_bag(bag, Oracle(False), out_bag=tmp_path / "out", progress=False)
+    """Replay with the next image decoded ahead (as on a GPU), check it equals the plain replay."""
+    result = replay_bag(bag, Oracle(False), out_bag=tmp_path / "out", progress=False, decode_ahead=True)
+    assert outcome(result) == outcome(replay_bag(bag, Oracle(False), progress=False))
     report = write_report(result, tmp_path / "report", bag.name)
     assert pose_stamps(tmp_path / "out") == [f.stamp_ns for f in result.frames]
     return result, report
@@ -93,16 +102,14 @@ def test_scribbled_mcap_chunk_is_skipped_and_later_chunks_read(tmp_path):
 
 def test_cli_finishes_a_damaged_bag_with_status_1_and_writes_everything(tmp_path, monkeypatch,
                                                                          capsys):
-    class Estimator:
-        def __init__(self, *args, **kwargs) -> None:
-            self.model_name, self.backend_name, self.estimate = "oracle", "test", Oracle(False)
-
-    monkeypatch.setattr(cli, "Estimator", Estimator)
+    monkeypatch.setattr(cli, "Estimator", FakeEstimator)
     bag = write_frames(tmp_path / "bag", "mcap", COUNT)
     file = storage_file(bag)
     last = mcap_chunks(file)[-1]
     truncate(file, last[0] + last[1] // 2)
-    status = cli.main([str(bag), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "report")])
+    # "cuda": the fake estimator's device, so the replay decodes ahead as it does on a GPU.
+    status = cli.main([str(bag), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "report"),
+                       "--device", "cuda"])
     captured = capsys.readouterr()
     assert status == 1 and "parts of the bag could not be read" in captured.err
     assert "Traceback" not in captured.err

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from bag_damage import (
     FRAME_ID,
@@ -45,8 +46,9 @@ from mp3d_ros.tracking.tracker import Tracker
 class FakeEstimator:
     """Stands in for the Estimator so the CLI tests load no model."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, device: str | None = None, **kwargs) -> None:
         self.model_name, self.backend_name, self.estimate = "oracle", "test", Oracle(False)
+        self.device = torch.device(device or "cpu")
 
 
 def run_cli(monkeypatch, capsys, *argv: str) -> tuple[int, str]:

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             camera_info_topic=args.camera_info_topic, ground_truth_topic=args.gt_topic,
             rectified=args.rectified, copy_inputs=args.copy_inputs, storage=args.storage,
             tracker=None if args.no_tracking else Tracker(), max_frames=args.max_frames,
-            sync_slop_s=args.sync_slop_s, floor=floor,
+            sync_slop_s=args.sync_slop_s, floor=floor, decode_ahead=estimator.device.type == "cuda",
         )
     except ReplayInputError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")

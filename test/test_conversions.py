@@ -27,6 +27,7 @@ from mp3d_ros.messages.conversions import (
     stamp_to_ns,
     transform_people,
 )
+from mp3d_ros.messages import images
 from mp3d_ros.messages.images import (
     SUPPORTED_ENCODINGS,
     UnsupportedEncodingError,
@@ -157,6 +158,15 @@ def test_png_is_lossless_and_jpeg_is_close(classes) -> None:
     assert png.format == "rgb8; png compressed bgr8"
     np.testing.assert_array_equal(compressed_image_to_rgb(png), rgb)
     assert np.abs(any_image_to_rgb(jpeg).astype(int) - rgb).mean() < 3.0
+
+
+@pytest.mark.parametrize("codec", ["png", "jpeg"])
+def test_decoding_straight_to_rgb_equals_decoding_to_bgr_and_converting(codec, monkeypatch) -> None:
+    rgb = cv2.resize(smooth_rgb(4, 4, seed=2), (64, 48), interpolation=cv2.INTER_LINEAR)
+    message = rgb_to_compressed_image(rgb, header(ROSBAGS), ROSBAGS.CompressedImage, codec, 90)
+    direct = compressed_image_to_rgb(message)
+    monkeypatch.setattr(images, "_IMREAD_RGB", None)  # OpenCV before 4.10 (ROS's system OpenCV)
+    np.testing.assert_array_equal(compressed_image_to_rgb(message), direct)
 
 
 def test_compressed_format_is_sniffed_when_empty_and_refused_when_foreign() -> None:

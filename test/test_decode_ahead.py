@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from mp3d_ros.messages.decode_ahead import Decoded, decode_now, decoded_ahead
+from mp3d_ros.messages.decode_ahead import decode_now, decoded_ahead
 
 
 def square_or_fail(item: int) -> int:
@@ -56,6 +56,8 @@ def test_only_one_item_is_decoded_ahead() -> None:
     assert max(started) == 5
 
 
-def test_decode_now_keeps_the_exception() -> None:
-    assert decode_now(square_or_fail, 2) == Decoded(4)
-    assert isinstance(decode_now(square_or_fail, 3).error, ValueError)
+def test_decode_now_keeps_the_exception_and_the_time() -> None:
+    decoded = decode_now(square_or_fail, 2)
+    assert decoded.value == 4 and decoded.error is None and decoded.seconds >= 0.0
+    failed = decode_now(square_or_fail, 3)
+    assert failed.value is None and isinstance(failed.error, ValueError) and failed.seconds >= 0.0

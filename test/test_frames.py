@@ -28,6 +28,7 @@ from mp3d_ros.ros.frames import (
     FrameProcessor,
     FrameWorker,
     ThrottledLog,
+    decode_image,
     select_people,
 )
 from mp3d_ros.ros.health import DiagnosticsMonitor, LoadedEstimator, load_estimator
@@ -320,7 +321,8 @@ def test_compressed_images_are_processed() -> None:
     ("estimator_failure", ErrorKind.ESTIMATOR_FAILURE),
     ("transform_failure", ErrorKind.TRANSFORM_FAILURE),
 ])
-def test_bad_input_is_counted_logged_and_skipped(case: str, kind: ErrorKind) -> None:
+@pytest.mark.parametrize("decoded_ahead", [False, True])
+def test_bad_input_is_counted_logged_and_skipped(case: str, kind: ErrorKind, decoded_ahead: bool) -> None:
     estimator = FakeEstimator(RuntimeError("CUDA out of memory") if case == "estimator_failure" else None)
     overrides = {"target_frame": "nowhere"} if case == "transform_failure" else {}
     processor, _, lines, _ = make_processor(estimator, **overrides)
@@ -336,8 +338,8 @@ def test_bad_input_is_counted_logged_and_skipped(case: str, kind: ErrorKind) -> 
         info = info_msg(0, size=(2 * WIDTH, 2 * HEIGHT))
     frame = frame_for(image, None if case == "no_camera_info" else info,
                       paired=case != "no_camera_info")
-    for _ in range(3):
-        assert processor.process(frame) is None
+    for _ in range(3):  # decoded in the worker, or ahead in the decoding thread: the same outcome
+        assert processor.process(frame, decode_image(frame) if decoded_ahead else None) is None
     assert processor.log.counts == {kind.value: 3}
     assert len(lines) == 1  # throttled
     assert processor.stats.processed == 0
@@ -410,7 +412,8 @@ def test_tracking_off_and_markers_off() -> None:
 # ----------------------------------------------------------------------------- worker
 
 
-def test_worker_processes_the_newest_frames_in_order_and_survives_failures() -> None:
+@pytest.mark.parametrize("decode_ahead", [False, True])
+def test_worker_processes_the_newest_frames_in_order_and_survives_failures(decode_ahead: bool) -> None:
     buffer = FrameBuffer(0.05)
     processor, _, _, _ = make_processor(clock=time.monotonic)
     published, logged = [], []
@@ -423,7 +426,8 @@ def test_worker_processes_the_newest_frames_in_order_and_survives_failures() -> 
         published.append(result.stamp_ns)
 
     worker = FrameWorker(buffer, processor, publish, lambda level, message: logged.append(message),
-                         poll_s=0.02)
+                         poll_s=0.02, decode_ahead=decode_ahead)
+    assert worker.decodes_ahead == decode_ahead
     worker.start()
     for k in range(6):
         image, info = image_msg(k * 33 * MS), info_msg(k * 33 * MS)
@@ -437,6 +441,66 @@ def test_worker_processes_the_newest_frames_in_order_and_survives_failures() -> 
     assert not worker.alive
     assert published == sorted(published) and len(published) >= 3
     assert any("publisher gone" in line for line in logged)
+
+
+def test_a_pre_decoded_image_gives_the_same_messages_and_its_decode_time() -> None:
+    plain, _, _, _ = make_processor()
+    ahead, _, _, _ = make_processor()
+    frame = frame_for(image_msg(5 * MS), info_msg(5 * MS))
+    decoded = decode_image(frame)
+    expected, result = plain.process(frame), ahead.process(frame, decoded)
+    np.testing.assert_array_equal(pose_array_to_people(result.poses).keypoints_m,
+                                  pose_array_to_people(expected.poses).keypoints_m)
+    assert result.stage_times.decode_ms == pytest.approx(1e3 * decoded.seconds)  # the clock is frozen
+
+
+class BlockingEstimator(FakeEstimator):
+    """Holds the first call until ``release`` is set, so frames arrive while the worker is busy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy, self.release = threading.Event(), threading.Event()
+
+    def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics) -> People:
+        if not self.calls:
+            self.busy.set()
+            assert self.release.wait(10.0)
+        return super().estimate(image_rgb, intrinsics)
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_decoding_ahead_keeps_the_newest_frame_and_counts_the_one_it_overtook() -> None:
+    buffer = FrameBuffer(0.0)
+    estimator = BlockingEstimator()
+    processor, _, _, _ = make_processor(estimator, clock=time.monotonic)
+    published: list[int] = []
+    worker = FrameWorker(buffer, processor, lambda result: published.append(result.stamp_ns),
+                         lambda level, message: None, poll_s=0.02, decode_ahead=True)
+    worker.start()
+
+    def deliver(stamp_ns: int) -> None:
+        image, info = image_msg(stamp_ns), info_msg(stamp_ns)
+        buffer.on_image(image)
+        buffer.on_pair(image, info)
+
+    deliver(0)
+    assert estimator.busy.wait(10.0)  # frame 0 is in the estimator
+    deliver(33 * MS)
+    wait_until(lambda: buffer.taken == 2)  # frame 1 taken and decoded while frame 0 runs
+    deliver(66 * MS)
+    wait_until(lambda: buffer.dropped == 1)  # frame 2 decoded too: it overtakes frame 1
+    estimator.release.set()
+    wait_until(lambda: len(published) == 2)
+    worker.stop()
+    assert published == [0, 66 * MS]
+    assert buffer.received == 3 and buffer.taken == 2 and buffer.dropped == 1 and buffer.waiting == 0
+    assert processor.stats.processed == 2  # received = processed + failed + dropped + waiting
 
 
 # ----------------------------------------------------------------------------- start-up and health

@@ -10,6 +10,7 @@ so the caller keeps its own order of checks and counts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,10 +24,11 @@ Value = TypeVar("Value")
 
 @dataclass(frozen=True)
 class Decoded(Generic[Value]):
-    """What ``decode`` returned for one item, or the exception it raised."""
+    """What ``decode`` returned for one item, or the exception it raised, and how long it took."""
 
     value: Value | None
     error: Exception | None = None
+    seconds: float = 0.0
 
     def get(self) -> Value:
         """The value; re-raises the decode's exception."""
@@ -37,10 +39,12 @@ class Decoded(Generic[Value]):
 
 def decode_now(decode: Callable[[Item], Value], item: Item) -> Decoded[Value]:
     """``decode(item)`` as a :class:`Decoded` (an ``Exception`` is kept, not raised)."""
+    started_s = time.perf_counter()
     try:
-        return Decoded(decode(item))
+        value = decode(item)
     except Exception as error:  # noqa: BLE001 - handed back to the caller, who reports it
-        return Decoded(None, error)
+        return Decoded(None, error, time.perf_counter() - started_s)
+    return Decoded(value, None, time.perf_counter() - started_s)
 
 
 def decoded_ahead(items: Iterable[Item], decode: Callable[[Item], Value],

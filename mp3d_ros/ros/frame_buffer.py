@@ -162,6 +162,13 @@ class FrameBuffer:
                 self._cond.wait(remaining)
         return None
 
+    def drop_taken(self, frame: Frame) -> None:
+        """Count ``frame``, taken but then overtaken by a newer one before it was processed (the
+        worker's decode-ahead slot), as dropped instead of taken."""
+        with self._cond:
+            self.taken -= 1
+            self.dropped += 1
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

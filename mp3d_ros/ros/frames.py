@@ -5,6 +5,8 @@ Data flow (the node only wires ROS callbacks to these objects; pairing is
 
     image / CameraInfo callbacks ---> FrameBuffer (latest paired frame)
     FrameWorker thread: FrameBuffer.wait() -> FrameProcessor.process() -> publish
+    with decode_ahead:  decoding thread: FrameBuffer.wait() -> decode -> one-frame slot
+                        FrameWorker thread: slot -> FrameProcessor.process() -> publish
 
 :class:`FrameProcessor` turns one frame into messages and counts each kind of bad input
 (:class:`ErrorKind`), logging each kind at most once per ``log_throttle_s``, and times each stage
@@ -35,6 +37,7 @@ from mp3d_ros.messages.conversions import (
     stamp_to_ns,
     transform_people,
 )
+from mp3d_ros.messages.decode_ahead import Decoded, decode_now
 from mp3d_ros.messages.images import UnsupportedEncodingError, any_image_to_rgb
 from mp3d_ros.messages.markers import MarkerStyle, people_to_markers
 from mp3d_ros.ros.frame_buffer import Frame, FrameBuffer
@@ -44,7 +47,7 @@ from mp3d_ros.tracking.tracker import Tracker
 
 __all__ = [
     "ErrorKind", "ThrottledLog", "FrameResult", "FrameProcessor",
-    "FrameWorker", "select_people", "finite_people", "floor_from_transform", "stamp_age_s",
+    "FrameWorker", "decode_image", "select_people", "finite_people", "floor_from_transform", "stamp_age_s",
     "Log",
 ]
 
@@ -201,11 +204,14 @@ class FrameProcessor:
         self._style = MarkerStyle(lifetime_s=settings.marker_lifetime_s)
         self.stats = ProcessingStats()
 
-    def process(self, frame: Frame) -> FrameResult | None:
-        """Messages for ``frame``, or None when it failed (counted under an :class:`ErrorKind`, logged)."""
+    def process(self, frame: Frame, decoded: Decoded | None = None) -> FrameResult | None:
+        """Messages for ``frame``, or None when it failed (counted under an :class:`ErrorKind`, logged).
+
+        ``decoded``: ``frame``'s image already decoded (:func:`decode_image`, in another thread);
+        None decodes it here."""
         start_s = self._clock()
         try:
-            return self._process(frame, start_s)
+            return self._process(frame, start_s, decoded)
         except _FrameError as error:
             self.log.report(error.kind.value, "error" if error.kind in (
                 ErrorKind.ESTIMATOR_FAILURE, ErrorKind.INTERNAL_ERROR) else "warn", str(error))
@@ -220,9 +226,9 @@ class FrameProcessor:
             with self.stats.lock:
                 self.stats.stages.add("publish", 1e3 * duration_s)
 
-    def _process(self, frame: Frame, start_s: float) -> FrameResult:
+    def _process(self, frame: Frame, start_s: float, decoded: Decoded | None) -> FrameResult:
         watch = Stopwatch(self._clock, start_s)
-        people, root_cov, distance_m, frame_id = self._estimate_people(frame, watch)
+        people, root_cov, distance_m, frame_id = self._estimate_people(frame, watch, decoded)
         stamp_s = frame.stamp_ns * 1e-9
         if self.tracker is not None:
             if frame_id != self._track_frame or frame.epoch != self._epoch:
@@ -256,7 +262,8 @@ class FrameProcessor:
         return FrameResult(frame.stamp_ns, frame_id, people, poses, markers, done_s - start_s,
                            stage_times)
 
-    def _estimate_people(self, frame: Frame, watch: Stopwatch) -> tuple[People, np.ndarray, np.ndarray, str]:
+    def _estimate_people(self, frame: Frame, watch: Stopwatch, decoded: Decoded | None
+                         ) -> tuple[People, np.ndarray, np.ndarray, str]:
         if frame.camera_info is None:
             seen = ", ".join(repr(f) for f in frame.camera_info_frames) or "none"
             raise _FrameError(ErrorKind.NO_CAMERA_INFO, (
@@ -279,8 +286,10 @@ class FrameProcessor:
             intrinsics = Intrinsics.from_camera_info(frame.camera_info, rectified=self.settings.rectified)
         except ValueError as error:
             raise _FrameError(ErrorKind.INVALID_INTRINSICS, f"invalid CameraInfo: {error}") from None
+        if decoded is not None:
+            watch.add("decode", 1e3 * decoded.seconds)
         try:
-            rgb = any_image_to_rgb(frame.image)
+            rgb = decoded.get() if decoded is not None else any_image_to_rgb(frame.image)
         except UnsupportedEncodingError as error:
             raise _FrameError(ErrorKind.UNSUPPORTED_ENCODING, str(error)) from None
         except ValueError as error:
@@ -341,35 +350,81 @@ class FrameProcessor:
             return None
 
 
+def decode_image(frame: Frame) -> Decoded[np.ndarray]:
+    """``frame``'s image as RGB, or the error decoding it raised (for the processor to report)."""
+    return decode_now(any_image_to_rgb, frame.image)
+
+
 class FrameWorker:
-    """The inference thread: waits for the newest frame, processes it, publishes the result."""
+    """The inference thread: waits for the newest frame, processes it, publishes the result.
+
+    With ``decode_ahead`` a second thread takes the newest frame from the buffer as soon as it is
+    ready and decodes its image into a one-frame slot, while the inference thread processes the
+    frame before; a decoded frame that a newer one overtakes in the slot is dropped (counted by the
+    buffer), so the newest frame still wins and nothing queues.
+    """
 
     def __init__(self, buffer: FrameBuffer, processor: FrameProcessor,
                  publish: Callable[[FrameResult], None], log: Log, poll_s: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, decode_ahead: bool = False) -> None:
         self._buffer, self._processor, self._publish, self._log = buffer, processor, publish, log
         self._poll_s, self._clock = poll_s, clock
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mp3d_worker", daemon=True)
+        self._slot = threading.Condition()
+        self._decoded: tuple[Frame, Decoded] | None = None
+        self._threads = [threading.Thread(target=self._run, name="mp3d_worker", daemon=True)]
+        if decode_ahead:
+            self._threads.append(threading.Thread(target=self._decode_loop, name="mp3d_decode", daemon=True))
+
+    @property
+    def decodes_ahead(self) -> bool:
+        return len(self._threads) > 1
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._buffer.close()
-        self._thread.join(timeout_s)
+        with self._slot:
+            self._slot.notify_all()
+        for thread in self._threads:
+            thread.join(timeout_s)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(thread.is_alive() for thread in self._threads)
 
-    def _run(self) -> None:
+    def _next(self) -> tuple[Frame, Decoded | None] | None:
+        """The next frame to process (decoded, with ``decode_ahead``), or None after ``poll_s``."""
+        if not self.decodes_ahead:
+            frame = self._buffer.wait(self._poll_s)
+            return None if frame is None else (frame, None)
+        with self._slot:
+            if self._decoded is None:
+                self._slot.wait(self._poll_s)
+            taken, self._decoded = self._decoded, None
+            return taken
+
+    def _decode_loop(self) -> None:
         while not self._stop.is_set():
             frame = self._buffer.wait(self._poll_s)
             if frame is None:
                 continue
-            result = self._processor.process(frame)  # counts its own failures
+            decoded = decode_image(frame)
+            with self._slot:
+                if self._decoded is not None:  # the worker is still busy: the newer frame wins
+                    self._buffer.drop_taken(self._decoded[0])
+                self._decoded = (frame, decoded)
+                self._slot.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            taken = self._next()
+            if taken is None:
+                continue
+            result = self._processor.process(*taken)  # counts its own failures
             if result is None:
                 continue
             started_s = self._clock()

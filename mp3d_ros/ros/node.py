@@ -50,7 +50,8 @@ from mp3d_ros.messages.people_msgs import PeopleMsgClasses, people_to_people_msg
 from mp3d_ros.msg import Keypoint3D, Person3D, PoseArray3D
 from mp3d_ros.ros.frame_buffer import FrameBuffer
 from mp3d_ros.ros.frames import FrameProcessor, FrameResult, FrameWorker, ThrottledLog
-from mp3d_ros.ros.health import DiagnosticsMonitor, load_estimator, match_opencv_threads, startup_line
+from mp3d_ros.ros.health import (DiagnosticsMonitor, decodes_ahead, load_estimator, match_opencv_threads,
+                                  startup_line)
 from mp3d_ros.ros.launch_support import READY_LINE
 from mp3d_ros.ros.settings import PARAMETERS, NodeSettings, ParameterSpec, SettingsError
 
@@ -134,7 +135,11 @@ class PoseNode(Node):
                                    "(sudo apt install ros-$ROS_DISTRO-people-msgs to get it)")
         self._tf_broadcaster = tf2_ros.TransformBroadcaster(self) if settings.publish_tf else None
         self._subscribe(settings)
-        self._worker = FrameWorker(self._buffer, self._processor, self._publish, self._log)
+        self._worker = FrameWorker(self._buffer, self._processor, self._publish, self._log,
+                                   decode_ahead=decodes_ahead(settings.decode_ahead, self.loaded.device))
+        if self._worker.decodes_ahead:
+            self.get_logger().info("decode_ahead: each image is decoded in a second thread while the "
+                                   "estimator runs the one before")
         self._worker.start()
         self._timer = self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info(READY_LINE)

@@ -104,6 +104,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "network, decode) on the CPU, where that is a clock read, but not on a GPU, where its "
                   "CUDA events cost 0.1-0.2 ms per frame (H200, CUDA graphs); 'on' times them "
                   "everywhere; 'off' times nothing.", choices=("auto", "on", "off")),
+    ParameterSpec("decode_ahead", "auto", "Decode the next image in a second thread while the "
+                  "estimator runs the current one, so a frame that arrives while the node is busy is "
+                  "ready when it is free; the newest frame still wins (a decoded frame that a newer "
+                  "one overtakes is dropped and counted). 'auto' does so on a GPU, where the estimator "
+                  "mostly waits for the device; on the CPU the decode would compete with it for the "
+                  "cores.", choices=("auto", "on", "off")),
     ParameterSpec("tracking.enabled", True, "Track people: stable track ids and velocities."),
     ParameterSpec("tracking.gate_m", _TRACKER.gate_m, "Largest distance, metres, between a predicted "
                   "track and a detection that may be the same person.", 0.05, 10.0),
@@ -178,6 +184,7 @@ class NodeSettings:
     diagnostics_period_s: float
     log_throttle_s: float
     stage_timing: str
+    decode_ahead: str
     tracking: TrackerConfig | None  # None when tracking is off
 
     @property

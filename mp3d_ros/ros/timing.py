@@ -3,7 +3,8 @@
 One frame's stages, in the order they run (:class:`~mp3d_ros.ros.frames.FrameProcessor`, then the
 worker's publishing):
 
-``decode``        CameraInfo -> intrinsics, image message -> RGB (:mod:`mp3d_ros.messages.images`)
+``decode``        CameraInfo -> intrinsics, image message -> RGB (:mod:`mp3d_ros.messages.images`;
+                  with ``decode_ahead``, the decoding thread's time for the image)
 ``tf_lookup``     tf2 lookups at the image stamp (``ground_frame``, ``target_frame``)
 ``estimator``     the whole ``Estimator.estimate`` call; its own stages (``preprocess``,
                   ``network``, ``decode``, ``floor``: ``Estimator.last_timings_ms``) are reported as
@@ -73,6 +74,10 @@ class Stopwatch:
         now_s = self._clock()
         self.ms[stage] = self.ms.get(stage, 0.0) + 1e3 * (now_s - self._last_s)
         self._last_s = now_s
+
+    def add(self, stage: str, ms: float) -> None:
+        """Add ``ms`` spent elsewhere (another thread) to ``stage``."""
+        self.ms[stage] = self.ms.get(stage, 0.0) + ms
 
     def skip(self) -> None:
         """Start the next lap now (the time since the last lap belongs to no stage)."""

@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--predictions", type=Path, help="score a saved predictions JSON instead")
     parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument("--data", required=True, type=Path, help="dataset folder or annotation file")
-    parser.add_argument("--out", type=Path, help="write the estimator's predictions here (JSON)")
+    parser.add_argument("--out", type=Path, help="write the estimator's predictions here (JSON; default "
+                                                 "predictions_<dataset>.json in the working directory)")
     parser.add_argument("--baseline", choices=["kvalue"],
                         help="replace each person's root depth by RootNet's k-value before scoring")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")

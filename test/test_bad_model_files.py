@@ -23,6 +23,7 @@ from mp3d_ros.model.checkpoint import (
     ModelFileError,
     load_checkpoint,
     load_model_file,
+    release_checkpoint,
     save_checkpoint,
 )
 from mp3d_ros.model.config import lite_mobilenet_fpn_config
@@ -179,6 +180,8 @@ def paper_metadata() -> dict[str, str]:
      r"metadata mp3d_ros\.normalization is .* 3 positive stds"),
     ({"mp3d_ros.kind": "yolo"}, r"metadata mp3d_ros\.kind is 'yolo'"),
     ({"mp3d_ros.format": "7"}, r"not an mp3d_ros export \(metadata mp3d_ros\.format is '7'"),
+    ({"mp3d_ros.sigma_inflation": "nan"}, r"metadata mp3d_ros\.sigma_inflation is 'nan', expected a finite"),
+    ({"mp3d_ros.sigma_inflation": "-2"}, r"metadata mp3d_ros\.sigma_inflation is '-2'"),
 ])
 def test_bad_onnx_metadata_names_file_and_key(change, message) -> None:
     metadata = paper_metadata()
@@ -191,6 +194,23 @@ def test_bad_onnx_metadata_names_file_and_key(change, message) -> None:
         pipeline_from_onnx_metadata(metadata, Path("model.onnx"))
     with pytest.raises(ValueError, match="max_people must be a positive integer"):
         pipeline_from_onnx_metadata(paper_metadata(), Path("model.onnx"), max_people=0)
+
+
+def test_the_sigma_calibration_travels_with_the_checkpoint_and_its_export(tmp_path, shipped) -> None:
+    calibrated = tmp_path / "calibrated.pt"
+    save_checkpoint(calibrated, release_checkpoint(replace(
+        shipped, extra={**shipped.extra, "calibration": {"sigma_inflation": 1.7}})))
+    pipeline = load_pipeline(str(calibrated))
+    assert pipeline.decode_config.sigma_inflation == 1.7
+    metadata = pipeline.onnx_metadata()
+    assert pipeline_from_onnx_metadata(metadata, Path("m.onnx")).decode_config.sigma_inflation == 1.7
+    del metadata["mp3d_ros.sigma_inflation"]  # an export from before the calibration: factor 1
+    assert pipeline_from_onnx_metadata(metadata, Path("m.onnx")).decode_config.sigma_inflation == 1.0
+    for bad in ({"sigma_inflation": 0.0}, {"sigma_inflation": "wide"}, [1.7]):
+        broken = tmp_path / "broken.pt"
+        save_checkpoint(broken, replace(shipped, extra={"calibration": bad}))
+        with pytest.raises(ModelFileError, match=r'broken\.pt: extra\["calibration"\]'):
+            load_pipeline(str(broken))
 
 
 def fake_session(outputs, input_shape) -> SimpleNamespace:

@@ -340,3 +340,17 @@ def test_published_sigma_is_the_std_of_the_laplace_scales(fusion: bool) -> None:
     expected = np.sqrt(2) / (1 / s_reg + 1 / s_geo) if fusion else s_reg
     assert len(found) == 1
     assert found.root_sigma_m[0] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("fusion", [False, True])
+def test_sigma_inflation_scales_the_published_sigma_and_leaves_the_depth(fusion: bool) -> None:
+    """Both cues' sigmas scale by the same factor, so Eq. 12's weights (and the depth) stay put."""
+    cfg = ModelConfig()
+    intr, transform, _, ann, _, _ = scene(11, count=2)
+    targets = collate_targets([TargetGenerator(cfg)(ann)])
+    outputs = targets_as_outputs(targets, sigma=0.2, geo_sigma=0.3)
+    plain, inflated = (decode(outputs, transform, intr, DecodeConfig.from_model_config(
+        cfg, adaptive_fusion=fusion, sigma_inflation=k)) for k in (1.0, 1.6))
+    assert len(plain) == 2
+    np.testing.assert_allclose(inflated.root_sigma_m, 1.6 * plain.root_sigma_m, rtol=1e-6)
+    np.testing.assert_allclose(inflated.keypoints_m, plain.keypoints_m, rtol=1e-6)

@@ -11,6 +11,7 @@ all see the same thing), and decodes those tensors, on their device, into
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from dataclasses import replace
 from pathlib import Path
@@ -106,13 +107,17 @@ class PaperPipeline(Pipeline):
         return DEPTH_CUE_NETWORK | (DEPTH_CUE_BODY_SIZE if self.config.adaptive_fusion else 0)
 
     def __init__(self, config: ModelConfig, normalization: Normalization,
-                 state_dict: dict[str, torch.Tensor] | None, max_people: int = 20) -> None:
+                 state_dict: dict[str, torch.Tensor] | None, max_people: int = 20,
+                 sigma_inflation: float = 1.0) -> None:
+        """``sigma_inflation``: the model file's measured root-depth sigma factor
+        (:attr:`~mp3d_ros.model.codec.decode.DecodeConfig.sigma_inflation`)."""
         self.config = config
         self.joint_set = config.joint_set
         self.input_size = config.input_size
         self.normalization = normalization
         self.state_dict = state_dict
-        self.decode_config = DecodeConfig.from_model_config(config, max_people=max_people)
+        self.decode_config = DecodeConfig.from_model_config(config, max_people=max_people,
+                                                            sigma_inflation=sigma_inflation)
         names = [n for n in NetworkOutput._fields if n != "root_depth_logits"]
         if config.depth_head == "log_bins":
             names.append("root_depth_logits")
@@ -130,7 +135,8 @@ class PaperPipeline(Pipeline):
         return source_people(decode_batch(maps, cameras, self.decode_config), cameras)
 
     def onnx_metadata(self) -> dict[str, str]:
-        return {**super().onnx_metadata(), "mp3d_ros.model_config": json.dumps(self.config.to_dict())}
+        return {**super().onnx_metadata(), "mp3d_ros.model_config": json.dumps(self.config.to_dict()),
+                SIGMA_INFLATION_KEY: repr(self.decode_config.sigma_inflation)}
 
 
 class MoveNetLiftPipeline(Pipeline):
@@ -222,8 +228,24 @@ def load_pipeline(model: str, input_size: tuple[int, int] | None = None,
     _paper_network_check(config, checkpoint.model_state, path)
     if input_size is not None:
         config = replace(config, input_size=tuple(input_size))
+    calibration = checkpoint.extra.get("calibration", {})
+    if not isinstance(calibration, dict):
+        raise model_file_error(path, f'extra["calibration"] is {calibration!r}, expected a mapping')
+    inflation = _sigma_inflation(calibration.get("sigma_inflation", 1.0), path,
+                                 'extra["calibration"]["sigma_inflation"]')
     return PaperPipeline(config, Normalization.from_dict(checkpoint.normalization),
-                         checkpoint.model_state, max_people)
+                         checkpoint.model_state, max_people, inflation)
+
+
+def _sigma_inflation(value: object, path: Path, where: str) -> float:
+    """A model file's sigma factor: a finite number > 0 (else the file is refused, naming ``where``)."""
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        factor = math.nan
+    if not math.isfinite(factor) or factor <= 0:
+        raise model_file_error(path, f"{where} is {value!r}, expected a finite number > 0")
+    return factor
 
 
 def pipeline_from_onnx_metadata(metadata: dict[str, str], path: Path, max_people: int = 20) -> Pipeline:
@@ -251,8 +273,11 @@ def pipeline_from_onnx_metadata(metadata: dict[str, str], path: Path, max_people
     if kind == "movenet-lift":
         pipeline: Pipeline = load_pipeline("movenet-lift", (width, height), max_people)
     elif kind == "paper":
+        # Exports written before the calibration existed have no factor: theirs is 1.
+        inflation = _sigma_inflation(metadata.get(SIGMA_INFLATION_KEY, "1.0"), path,
+                                     f"metadata {SIGMA_INFLATION_KEY}")
         pipeline = PaperPipeline(_metadata_config(metadata, path), _metadata_normalization(metadata, path),
-                                 None, max_people)
+                                 None, max_people, inflation)
     else:
         raise model_file_error(path, f"metadata mp3d_ros.kind is {kind!r}; known: {MODEL_KINDS}")
     expected = pipeline.onnx_metadata()
@@ -263,6 +288,7 @@ def pipeline_from_onnx_metadata(metadata: dict[str, str], path: Path, max_people
     return pipeline
 
 
+SIGMA_INFLATION_KEY = "mp3d_ros.sigma_inflation"
 _CHECKED_METADATA = ("mp3d_ros.joint_set", "mp3d_ros.input_size", "mp3d_ros.outputs",
                      "mp3d_ros.normalization")
 

@@ -146,14 +146,16 @@ def fits_float16(value: torch.Tensor) -> bool:
 def release_checkpoint(checkpoint: Checkpoint, half: bool = True) -> Checkpoint:
     """The part of a training checkpoint that inference needs: weights (floating-point ones in
     float16 when ``half``, which halves the file and is what the GPU runs anyway), the model config,
-    normalisation, step and training config (provenance); no optimiser, scheduler or RNG state.
+    normalisation, step, training config (provenance), validation figures and the sigma calibration
+    (``extra["calibration"]``); no optimiser, scheduler or RNG state.
 
     A tensor with values beyond float16's range stays float32: batch-norm running variances of a
     trained network reach 7.7e4 (float16 ends at 6.55e4), and would otherwise become infinite."""
     state = {name: value.half() if half and fits_float16(value) else value
              for name, value in checkpoint.model_state.items()}
+    kept = {key: checkpoint.extra[key] for key in ("validation", "calibration") if key in checkpoint.extra}
     return replace(checkpoint, model_state=state, optimizer_state=None, scheduler_state=None,
-                   extra={"validation": checkpoint.extra.get("validation", {})})
+                   extra={"validation": {}, **kept})
 
 
 def load_checkpoint(

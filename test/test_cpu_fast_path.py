@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from mp3d_ros.inference.estimator import Estimator
+from mp3d_ros.inference.movenet_lift import MoveNetLiftConfig
 from mp3d_ros.inference.onnx_cache import CACHE_ENV
 from mp3d_ros.inference.pipelines import load_pipeline
 from mp3d_ros.inference.preprocess import letterbox_tensors
@@ -129,7 +130,8 @@ def test_auto_backend_on_a_cpu_exports_once_and_finds_what_torch_finds(
     automatic = Estimator(device="cpu")
     assert automatic.backend_name == "onnxruntime:CPUExecutionProvider"
     exported = sorted((tmp_path / "onnx").iterdir())
-    assert len(exported) == 1 and exported[0].name.startswith("movenet-lift-256x256-")
+    width, height = MoveNetLiftConfig().input_size  # the CPU default
+    assert len(exported) == 1 and exported[0].name.startswith(f"movenet-lift-{width}x{height}-")
     written = exported[0].stat().st_mtime_ns
     again = Estimator(device="cpu")
     assert again.backend_name == automatic.backend_name

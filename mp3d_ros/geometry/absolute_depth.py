@@ -100,7 +100,8 @@ class BodyPrior:
     # (0.09); the robust sd of lifted / true segment length - 1 at one stature (0.08); the RMS over
     # the 12 seen COCO joints of each joint's robust sd of lifted - true relative depth at 1.70 m
     # (0.05); and the inflation putting 68.3 % of all matched people's body-size depth errors
-    # within 1 sigma (1). See benchmarks/RESULTS.md.
+    # within 1 sigma (1). Re-measured at movenet-lift's 288 x 224 CPU input on 2026-12-02: within 4 %
+    # of these, which stay. See benchmarks/RESULTS.md.
     height_m: float = 1.70
     height_sigma_m: float = 0.085
     segment_rel_sigma: float = 0.135

@@ -368,7 +368,7 @@ class Estimator:
         device: ``"cuda"`` or ``"cpu"``; default CUDA when available.
         precision: ``"fp16"``, ``"bf16"`` or ``"fp32"``; default fp16 on CUDA, fp32 on CPU.
         input_size: network input (W, H), multiples of 32; default the model's own (for
-            ``movenet-lift``: 256 x 256 on the CPU, :data:`MOVENET_LIFT_GPU_INPUT` on CUDA). A fixed-size
+            ``movenet-lift``: 288 x 224 on the CPU, :data:`MOVENET_LIFT_GPU_INPUT` on CUDA). A fixed-size
             ONNX model refuses another size.
         joint_set: refuse a model predicting another joint set (default: accept any).
         max_people: most people reported per image.

@@ -66,8 +66,11 @@ _SUPPORT = {  # MuPoTS joints COCO lacks -> the COCO keypoints whose scores give
 class MoveNetLiftConfig:
     """Inference settings of ``movenet-lift``."""
 
-    # Network input (W, H), multiples of 32; MoveNet MultiPose was trained with 256 on the long side.
-    input_size: tuple[int, int] = (256, 256)
+    # Network input (W, H), multiples of 32 (the CPU default; Estimator uses MOVENET_LIFT_GPU_INPUT
+    # on CUDA). Camera images are landscape: 288 x 224 has the pixels of 256 x 256, so it costs the
+    # same, but a 640 x 480 image fills it at scale 0.45 instead of 0.40 and a 16:9 one at 0.28
+    # instead of 0.25 (benchmarks/RESULTS.md: more people found, better poses, same ms).
+    input_size: tuple[int, int] = (288, 224)
     # People decoded per image (MoveNet's graph keeps 6).
     max_people: int = 6
     # People with a lower MoveNet score are left out.
@@ -77,7 +80,8 @@ class MoveNetLiftConfig:
     # 2D keypoint error of MoveNet, standard deviation per axis in network-input pixels: against
     # the projected joints of 640 x 480 renders, people at 2-10 m, the RMS of the two axes' robust
     # sds (1.4826 MAD) over the 12 COCO keypoints the depth uses; measured by
-    # benchmarks/calibrate_depth_sigma.py on 2026-12-01 (it was a guessed 1.5).
+    # benchmarks/calibrate_depth_sigma.py on 2026-12-01 at 256 x 256 (it was a guessed 1.5; 3.0 at
+    # 288 x 224 on 2026-12-02).
     keypoint_sigma_input_px: float = 2.95
     # Body-size prior and noise levels of the geometric depth.
     prior: BodyPrior = field(default_factory=BodyPrior)

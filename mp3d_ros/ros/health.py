@@ -162,9 +162,9 @@ def describe_backend(backend_name: str) -> str:
 def describe_estimator(loaded: LoadedEstimator, torch_threads: int, opencv_threads: int,
                        stage_timing: str) -> str:
     """The start-up line: model, device, backend, dtype, input size (W x H), thread counts and what
-    ``stage_timing`` times, e.g. ``estimator ready: movenet-lift on cpu: torch eager, fp32, input
-    256x256, torch intra-op threads 1, OpenCV threads 1, stage timing auto (estimator stages
-    too)``."""
+    ``stage_timing`` times, e.g. ``estimator ready: movenet-lift on cpu: onnxruntime
+    CPUExecutionProvider, fp32, input 288x224, torch intra-op threads 1, OpenCV threads 1, stage
+    timing auto (estimator stages too)``."""
     estimator = loaded.estimator
     model = getattr(estimator, "model_name", None) or "model"
     size = getattr(estimator, "input_size", None)

@@ -11,7 +11,7 @@ import torch
 
 from mp3d_ros.geometry.camera import Intrinsics, project
 from mp3d_ros.geometry.floor import FloorPlane
-from mp3d_ros.inference.estimator import Estimator
+from mp3d_ros.inference.estimator import Estimator, onnx_providers
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,19 @@ def test_an_empty_batch_gives_no_people(estimator) -> None:
     assert estimator.estimate_batch([], []) == []
     with pytest.raises(ValueError, match="0 images but 1 intrinsics"):
         estimator.estimate_batch([], [Intrinsics.pinhole(500, 500, 320, 240, 640, 480)])
+
+
+def test_onnx_providers_prefer_tensorrt_with_a_cached_engine_then_cuda_then_cpu(tmp_path) -> None:
+    every = {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"}
+    providers = onnx_providers(every, torch.device("cuda:1"), True, tmp_path)
+    assert providers == [
+        ("TensorrtExecutionProvider", {"device_id": 1, "trt_fp16_enable": True,
+                                       "trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path)}),
+        ("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    without_cache = onnx_providers(every, torch.device("cuda"), False, None)
+    assert without_cache[0] == ("TensorrtExecutionProvider", {"device_id": 0, "trt_fp16_enable": False})
+    # A GPU without TensorRT (onnxruntime-gpu alone), and the CPU, which never takes a GPU provider.
+    assert [p[0] if isinstance(p, tuple) else p for p in onnx_providers(
+        every - {"TensorrtExecutionProvider"}, torch.device("cuda"), True, None)] == [
+        "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers(every, torch.device("cpu"), False, tmp_path) == ["CPUExecutionProvider"]

@@ -57,7 +57,7 @@ from mp3d_ros.model.codec.decode import unpack_people
 from mp3d_ros.model.fold import fold_batch_norms
 
 __all__ = ["DEFAULT_MODEL", "MAX_GRAPH_LAYOUTS", "Estimator", "TorchRunner", "OnnxRunner", "LayoutCache",
-           "layout_key", "use_cuda_graph"]
+           "layout_key", "onnx_providers", "use_cuda_graph"]
 
 LOGGER = logging.getLogger(__name__)
 # The ankle keypoint's 2D error across its ray in network-input pixels: the robust sd of its
@@ -305,13 +305,46 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in PRECISIONS.items()}[dtype]
 
 
-def open_onnx_session(path: Path, device: torch.device, threads: int | None = None) -> Any:
-    """An onnxruntime session of ``path`` with providers TensorRT -> CUDA -> CPU as available."""
+def onnx_providers(available: set[str], device: torch.device, fp16: bool,
+                   engine_cache: Path | None) -> list[str | tuple[str, dict[str, Any]]]:
+    """onnxruntime's providers for ``device``: TensorRT -> CUDA -> CPU as ``available``.
+
+    TensorRT builds an engine for the graph when a session opens (minutes on a Jetson); with
+    ``engine_cache`` it keeps the engine there and later starts load it. ``fp16`` lets TensorRT
+    run layers in float16, as the torch path does on a GPU."""
+    if device.type != "cuda":
+        return [p for p in ONNX_PROVIDERS[-1:] if p in available]
+    device_id = device.index or 0
+    tensorrt: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": fp16}
+    if engine_cache is not None:
+        tensorrt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(engine_cache))
+    options = {"TensorrtExecutionProvider": tensorrt, "CUDAExecutionProvider": {"device_id": device_id}}
+    return [(p, options[p]) if p in options else p for p in ONNX_PROVIDERS if p in available]
+
+
+def _tensorrt_engine_cache() -> Path | None:
+    """``$MP3D_ROS_CACHE_DIR/tensorrt``, created; None (logged) when it cannot be written."""
+    from mp3d_ros.inference.onnx_cache import cache_dir
+
+    folder = cache_dir() / "tensorrt"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        LOGGER.warning("TensorRT engines will not be cached (%s): each start builds them again", error)
+        return None
+    return folder
+
+
+def open_onnx_session(path: Path, device: torch.device, threads: int | None = None,
+                      fp16: bool = False) -> Any:
+    """An onnxruntime session of ``path`` with providers TensorRT -> CUDA -> CPU as available
+    (:func:`onnx_providers`; TensorRT's engines cached under ``$MP3D_ROS_CACHE_DIR/tensorrt``)."""
     import onnxruntime
 
     available = set(onnxruntime.get_available_providers())
-    wanted = ONNX_PROVIDERS if device.type == "cuda" else ONNX_PROVIDERS[-1:]
-    providers = [p for p in wanted if p in available]
+    engine_cache = _tensorrt_engine_cache() if "TensorrtExecutionProvider" in available \
+        and device.type == "cuda" else None
+    providers = onnx_providers(available, device, fp16, engine_cache)
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
@@ -432,7 +465,7 @@ class Estimator:
             path = Path(model)
             if not path.is_file():
                 raise FileNotFoundError(f"model {path} does not exist")
-            session = open_onnx_session(path, self.device, threads)
+            session = open_onnx_session(path, self.device, threads, fp16=precision == "fp16")
             metadata = session.get_modelmeta().custom_metadata_map
             self.pipeline = pipeline_from_onnx_metadata(metadata, path, max_people)
             check_onnx_session(session, self.pipeline, path)

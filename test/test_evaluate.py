@@ -198,6 +198,11 @@ def test_estimator_path_writes_predictions_and_scores_them(tmp_path, capsys):
         np.testing.assert_allclose(prediction.people.uv_px, alone.uv_px, atol=1e-2)
     assert sum(len(p.people) for p in saved) > 0
     assert "pck_abs" in json.loads((tmp_path / "m.json").read_text())["all"]
+    # The next batch read and decoded in a second thread (the GPU default): the same people.
+    ahead = evaluate.run_estimator(model, images, root, "cpu", 2, decode_ahead=True)
+    assert [a.image_id for a in ahead] == [s.image_id for s in saved]
+    for got, want in zip(ahead, saved):
+        np.testing.assert_allclose(got.people.keypoints_m, want.people.keypoints_m, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- bad input

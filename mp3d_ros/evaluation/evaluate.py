@@ -45,6 +45,7 @@ from mp3d_ros.evaluation.predictions import ImagePredictions
 from mp3d_ros.geometry.camera import Intrinsics, back_project
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import MUPOTS_17, convert_joints, get_joint_set, index_map
+from mp3d_ros.messages.decode_ahead import decoded_ahead
 from mp3d_ros.synthetic.scenes import ANNOTATION_FILE
 
 __all__ = [
@@ -251,11 +252,14 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def run_estimator(model: str, images: Sequence[AnnotatedImage], image_root: Path, device: str | None,
-                  batch: int, use_floor: bool = False) -> list[ImagePredictions]:
+                  batch: int, use_floor: bool = False, decode_ahead: bool | None = None
+                  ) -> list[ImagePredictions]:
     """Predictions of ``Estimator(model)`` for every image, ``batch`` images per call.
 
     With ``use_floor`` each image's floor plane from its annotation (``mp3d-synth`` writes the
-    camera's pose over the floor) is given to the estimator; images without one get none.
+    camera's pose over the floor) is given to the estimator; images without one get none. With
+    ``decode_ahead`` (default: on a GPU) the next batch's files are read and decoded in a second
+    thread while the estimator runs (:mod:`mp3d_ros.messages.decode_ahead`); the results are the same.
     """
     import torch
     from tqdm import tqdm
@@ -264,11 +268,16 @@ def run_estimator(model: str, images: Sequence[AnnotatedImage], image_root: Path
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     estimator = Estimator(model, device=device)
+    ahead = device.startswith("cuda") if decode_ahead is None else decode_ahead
+    chunks = [images[start:start + batch] for start in range(0, len(images), batch)]
+
+    def read(chunk: Sequence[AnnotatedImage]) -> list[np.ndarray]:
+        return [_read_rgb(image_root / im.file_name) for im in chunk]
+
     out: list[ImagePredictions] = []
     with tqdm(total=len(images), desc="mp3d-eval", unit="img") as progress:
-        for start in range(0, len(images), batch):
-            chunk = images[start:start + batch]
-            rgb = [_read_rgb(image_root / im.file_name) for im in chunk]
+        for chunk, decoded in decoded_ahead(chunks, read, ahead):
+            rgb = decoded.get()
             intrinsics = [im.intrinsics for im in chunk]
             floors = [im.floor for im in chunk] if use_floor else None
             found = estimator.estimate_batch(rgb, intrinsics, floors)

@@ -157,3 +157,17 @@ def test_onnx_providers_prefer_tensorrt_with_a_cached_engine_then_cuda_then_cpu(
         every - {"TensorrtExecutionProvider"}, torch.device("cuda"), True, None)] == [
         "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert onnx_providers(every, torch.device("cpu"), False, tmp_path) == ["CPUExecutionProvider"]
+
+
+def test_tensorrt_engines_go_to_the_cache_folder_or_are_not_cached(tmp_path, monkeypatch, caplog) -> None:
+    from mp3d_ros.inference import estimator as estimator_module
+    from mp3d_ros.inference.onnx_cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    assert estimator_module._tensorrt_engine_cache() == tmp_path / "cache" / "tensorrt"
+    assert (tmp_path / "cache" / "tensorrt").is_dir()
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "file"))
+    with caplog.at_level("WARNING"):
+        assert estimator_module._tensorrt_engine_cache() is None
+    assert "TensorRT engines will not be cached" in caplog.text

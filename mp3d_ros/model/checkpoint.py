@@ -29,8 +29,9 @@ from safetensors import SafetensorError
 
 from mp3d_ros.geometry.skeleton import get_joint_set
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "ModelFileError", "check_finite_weights", "fits_float16", "load_checkpoint",
-           "load_model_file", "model_file_error", "release_checkpoint", "save_checkpoint", "weights_sha256"]
+__all__ = ["FORMAT_VERSION", "Checkpoint", "ModelFileError", "check_finite_weights", "fits_float16",
+           "load_checkpoint", "load_model_file", "model_file_error", "release_checkpoint", "save_checkpoint",
+           "weights_sha256"]
 
 T = TypeVar("T")
 FORMAT_VERSION = 1

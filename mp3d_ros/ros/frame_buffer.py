@@ -162,9 +162,10 @@ class FrameBuffer:
                 self._cond.wait(remaining)
         return None
 
-    def drop_taken(self, frame: Frame) -> None:
-        """Count ``frame``, taken but then overtaken by a newer one before it was processed (the
-        worker's decode-ahead slot), as dropped instead of taken."""
+    def drop_taken(self) -> None:
+        """Count a frame that was taken but then overtaken by a newer one before it was processed
+        (the worker's decode-ahead slot) as dropped instead of taken; :meth:`take` already
+        remembered its key, so a late copy of it is still ignored."""
         with self._cond:
             self.taken -= 1
             self.dropped += 1

@@ -415,7 +415,7 @@ class FrameWorker:
             decoded = decode_image(frame)
             with self._slot:
                 if self._decoded is not None:  # the worker is still busy: the newer frame wins
-                    self._buffer.drop_taken(self._decoded[0])
+                    self._buffer.drop_taken()
                 self._decoded = (frame, decoded)
                 self._slot.notify_all()
 

@@ -169,14 +169,15 @@ class Trainer:
         checkpoint = state.load_resume_checkpoint(path, self.config, self.model_cfg, self.context.world_size,
                                                   self.restart_optimizer)
         self.network.load_state_dict(checkpoint.model_state, strict=True)
-        if checkpoint.optimizer_state is not None and not self.restart_optimizer:
+        restarted = checkpoint.optimizer_state is None or self.restart_optimizer
+        if not restarted:
             self.optimizer.load_state_dict(checkpoint.optimizer_state)
         elif self.context.is_main:
             LOG.warning("resuming %s with a restarted optimiser: its moments start again from zero and "
                         "the learning rate warms up again (weights, step, schedule and random states "
                         "are the checkpoint's)", path)
         self.scheduler.load_state_dict(checkpoint.scheduler_state)
-        if checkpoint.optimizer_state is None or self.restart_optimizer:
+        if restarted:
             rewarm(self.scheduler)
         if checkpoint.extra.get("scaler"):  # empty when saved by a run without loss scaling
             self.scaler.load_state_dict(checkpoint.extra["scaler"])

@@ -1,0 +1,160 @@
+"""What 20 people cost against 1 after the network: lifting and depth, unpacking, tracking, messages.
+
+    python benchmarks/bench_people_scaling.py [--device cuda|cpu] [--people 1,20] [--frames 300]
+
+MoveNet finds only some of the people of a rendered crowd, so the stages after it get their people
+directly: each frame's detections are the projected joints of a rendered scene of exactly N people
+(``mp3d-synth``'s, 640x480), with 1.5 px of noise per frame and MoveNet-like scores, in
+``movenet-lift``'s decoded form (:class:`~mp3d_ros.model.movenet.MoveNetPeople`, ``max_people``
+20 slots). Timed per frame (median and p90, ms), each stage on its own:
+
+- ``lift + depth``: :meth:`MoveNetLift.people_tensors` (lifter, rays, root depth, joints), eager, and
+  on a GPU also replayed from a CUDA graph as the estimator runs it;
+- ``unpack``: the packed rows to the host and into :class:`~mp3d_ros.geometry.people.People`;
+- ``tracking``: :meth:`Tracker.update` on the sequence;
+- ``PoseArray3D`` and ``markers``: the node's two messages, built from the tracked people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mp3d_ros.geometry.camera_torch import CameraBatch
+from mp3d_ros.geometry.skeleton import COCO_17, MUCO_21, MUPOTS_17, convert_joints
+from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
+from mp3d_ros.inference.pipelines import LIFTER_WEIGHTS, MOVENET_WEIGHTS
+from mp3d_ros.inference.preprocess import letterbox_batch
+from mp3d_ros.messages.conversions import MessageClasses, make_header, people_to_pose_array
+from mp3d_ros.messages.markers import people_to_markers
+from mp3d_ros.messages.typestore import typestore
+from mp3d_ros.model.codec.decode import unpack_people
+from mp3d_ros.model.movenet import MoveNetPeople
+from mp3d_ros.resources import find_share_path
+from mp3d_ros.synthetic.scenes import SceneConfig, generate_image
+from mp3d_ros.tracking.tracker import Tracker
+
+SLOTS = 20
+
+
+def scene_detections(people: int, frames: int, seed: int, model: MoveNetLift
+                     ) -> tuple[list[MoveNetPeople], CameraBatch]:
+    """``frames`` noisy copies of one scene's projected joints as decoded MoveNet people."""
+    frame = generate_image(SceneConfig(size=(640, 480), people=(people, people), depth_range_m=(2.0, 8.0)),
+                           seed, 0)
+    _, transforms = letterbox_batch([frame.image], model.cfg.input_size, RAW_PIXELS, model.device)
+    cameras = CameraBatch.build(transforms, [frame.intrinsics], model.device)
+    uv, labelled = convert_joints(frame.keypoints_img_px, MUCO_21, COCO_17)
+    uv_input = np.nan_to_num(uv) @ transforms[0].A[:2, :2].T + transforms[0].A[:2, 2]
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(frames):
+        keypoints = np.zeros((1, SLOTS, COCO_17.num_joints, 2))
+        scores = np.zeros((1, SLOTS, COCO_17.num_joints))
+        keypoints[0, :people] = uv_input + rng.normal(0.0, 1.5, uv_input.shape)
+        scores[0, :people] = np.where(labelled, rng.uniform(0.6, 0.95, labelled.shape), 0.0)
+        person = np.zeros((1, SLOTS))
+        person[0, :people] = 0.8
+        boxes = np.zeros((1, SLOTS, 4))
+        as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=model.device)  # noqa: E731
+        batches.append(MoveNetPeople(as_tensor(keypoints), as_tensor(scores), as_tensor(boxes),
+                                     as_tensor(person), as_tensor(person)))
+    return batches, cameras
+
+
+def timed_ms(function: Callable[[], object], device: torch.device) -> tuple[object, float]:
+    """``function()`` and its wall time in ms, the device synchronised on both sides."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, 1e3 * (time.perf_counter() - start)
+
+
+def graph_replay_ms(model: MoveNetLift, batches: list[MoveNetPeople], cameras: CameraBatch) -> list[float]:
+    """ms per CUDA-graph replay of ``people_tensors`` with each frame's detections copied in."""
+    static = MoveNetPeople(*(t.clone() for t in (batches[0].keypoints_px, batches[0].keypoint_scores,
+                                                 batches[0].boxes_px, batches[0].scores,
+                                                 batches[0].center_scores)))
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            model.people_tensors(static, cameras)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        model.people_tensors(static, cameras).pack()
+    spent = []
+    for batch in batches:
+        static.keypoints_px.copy_(batch.keypoints_px)
+        static.keypoint_scores.copy_(batch.keypoint_scores)
+        spent.append(timed_ms(graph.replay, model.device)[1])
+    return spent
+
+
+def measure(model: MoveNetLift, people: int, frames: int, seed: int) -> dict[str, list[float]]:
+    """Per-stage ms of ``frames`` frames with ``people`` people."""
+    batches, cameras = scene_detections(people, frames, seed, model)
+    store = typestore()
+    classes = MessageClasses.from_typestore(store)
+    tracker = Tracker()
+    spans: dict[str, list[float]] = {"lift + depth (eager)": [], "unpack": [], "tracking": [],
+                                     "PoseArray3D": [], "markers": [], "people": []}
+    for index, batch in enumerate(batches):
+        tensors, ms = timed_ms(lambda: model.people_tensors(batch, cameras), model.device)
+        spans["lift + depth (eager)"].append(ms)
+        found, ms = timed_ms(lambda: unpack_people(tensors.pack().cpu().numpy(), MUPOTS_17.name)[0],
+                             torch.device("cpu"))
+        spans["unpack"].append(ms)
+        stamp_ns = 1_700_000_000_000_000_000 + index * 33_333_333
+        tracked, ms = timed_ms(lambda: tracker.update(found, stamp_ns * 1e-9), torch.device("cpu"))
+        spans["tracking"].append(ms)
+        header = make_header(classes, stamp_ns, "camera")
+        spans["PoseArray3D"].append(timed_ms(lambda: people_to_pose_array(tracked, header, classes),
+                                             torch.device("cpu"))[1])
+        spans["markers"].append(timed_ms(lambda: people_to_markers(tracked, header, classes),
+                                         torch.device("cpu"))[1])
+        spans["people"].append(float(len(found)))
+    if model.device.type == "cuda":
+        spans["lift + depth (CUDA graph)"] = graph_replay_ms(model, batches, cameras)
+    return spans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--people", default="1,20")
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+    counts = [int(v) for v in args.people.split(",")]
+    model = MoveNetLift.from_files(find_share_path(MOVENET_WEIGHTS), find_share_path(LIFTER_WEIGHTS),
+                                   MoveNetLiftConfig(max_people=SLOTS), device=args.device)
+    results = {}
+    for count in counts:
+        spans = measure(model, count, args.frames + args.warmup, args.seed)
+        results[count] = {name: values[args.warmup:] for name, values in spans.items()}
+    stages = [s for s in results[counts[0]] if s != "people"]
+    name = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n{name}, {args.frames} frames; people found per frame: "
+          + ", ".join(f"{c}: {statistics.median(results[c]['people']):.0f}" for c in counts))
+    header = f"{'stage':<28}" + "".join(f"{f'{c} people median (p90)':>26}" for c in counts) + f"{'ratio':>8}"
+    print(header + "\n" + "-" * len(header))
+    for stage in stages:
+        cells = [(statistics.median(results[c][stage]), float(np.percentile(results[c][stage], 90)))
+                 for c in counts]
+        ratio = cells[-1][0] / cells[0][0]
+        print(f"{stage:<28}" + "".join(f"{m:>18.3f} ({p:.3f})" for m, p in cells) + f"{ratio:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

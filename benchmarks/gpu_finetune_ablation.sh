@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Issue 20, item 4 at fine-tuning length: one component on against off, two seeds each, every run
+# fine-tuned for STEPS steps from INIT with a fresh schedule (Adam at LR, 100 warm-up steps) on
+# scenes rendered in the run (config/train/synthetic_scenes.yaml). Seed-major, so a run cut short
+# still has every variant of the first seed.
+#   STEPS=1500 SEEDS="3 4" bash benchmarks/gpu_finetune_ablation.sh
+# Environment: OUT (what comes back: <variant>_seed<seed>.pt released checkpoints, logs, times.txt;
+# default runs/finetune_ablation_out), MOCAP (BVH folder or a .tar.xz of ../shared/mocap), INIT
+# (default models/synthetic_lite.pt), STEPS, SEEDS, LR, VARIANTS ("name:override ..." with
+# overrides of mp3d-train's --set; default HMOR's ordinal losses at weight 1 against 0).
+# Score the checkpoints with mp3d-eval on config/synth's test splits afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+OUT="${OUT:-runs/finetune_ablation_out}"; mkdir -p "$OUT"
+MOCAP="${MOCAP:-../shared/mocap}"
+INIT="${INIT:-models/synthetic_lite.pt}"
+STEPS="${STEPS:-1500}"; SEEDS="${SEEDS:-3 4}"; LR="${LR:-3e-4}"
+VARIANTS="${VARIANTS:-hmor:loss.hmor=1.0 no_hmor:loss.hmor=0.0}"
+if [[ "$MOCAP" == *.tar.xz ]]; then  # a carried archive: unpack once, next to it
+    folder="$(dirname "$MOCAP")/mocap"
+    [[ -d "$folder" ]] || tar -xJf "$MOCAP" -C "$(dirname "$MOCAP")"
+    MOCAP="$folder"
+fi
+for seed in $SEEDS; do
+    for variant in $VARIANTS; do
+        name="${variant%%:*}"; override="${variant#*:}"
+        run="runs/finetune_ablation/${name}_seed$seed"
+        started=$(date +%s)
+        python -m mp3d_ros.cli.train --config config/train/synthetic_scenes.yaml \
+            --set "schedule.steps=$STEPS" --set schedule.warmup_steps=100 --set "optim.lr=$LR" \
+            --set "seed=$seed" --set "$override" --set "init={weights: $INIT, backbone_weights: ''}" \
+            --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]" \
+            --set "validation.kind=''" --set validate_every=0 --set "checkpoint_every=$STEPS" \
+            --set keep_checkpoints=1 --set "out_dir=$run" --set progress=false \
+            > "$OUT/${name}_seed$seed.log" 2>&1
+        python - "$(ls "$run"/checkpoints/step_*.pt | tail -1)" "$OUT/${name}_seed$seed.pt" <<'EOF'
+import sys
+from mp3d_ros.model.checkpoint import load_checkpoint, release_checkpoint, save_checkpoint
+save_checkpoint(sys.argv[2], release_checkpoint(load_checkpoint(sys.argv[1]), half=True))
+EOF
+        echo "$name seed $seed ($override): $STEPS steps, $(( $(date +%s) - started )) s" | tee -a "$OUT/times.txt"
+    done
+done

@@ -460,7 +460,7 @@ def main() -> None:
             for name, p in (("guessed", GUESSED), ("measured", priors), ("measured+inflation", final))}
     runs["shipped defaults"] = cue_errors(estimator, held_out, code_defaults(), shipped=True).arrays()
     use_priors(estimator, code_defaults())
-    print(f"movenet-lift at 256 x 256 on 640 x 480 renders, {args.images} images per split, calibration "
+    print(f"movenet-lift at {model.cfg.input_size[0]} x {model.cfg.input_size[1]} on 640 x 480 renders, {args.images} images per split, calibration "
           f"seed {args.seed}, held-out seed {args.held_out_seed}, mocap {'yes' if args.mocap else 'no'}")
     _print_measured(measured)
     print("\n## Calibration seed, measured noise levels, no inflation\n")

@@ -2,7 +2,7 @@
 without the floor cue.
 
     python benchmarks/depth_by_distance.py --images 60 [--model movenet-lift] [--mocap ../shared/mocap]
-        [--input-size 256x256,512x384] [--device cuda]
+        [--input-size 256x256,512x384] [--device cuda] [--height-m 1.70]
 
 Scenes are ``mp3d-synth``'s (people 2-10 m, cameras 0.8-1.8 m high); each image is estimated twice,
 once without and once with the floor plane the scene's camera pose gives.
@@ -26,10 +26,13 @@ from mp3d_ros.evaluation.evaluate import format_table
 
 
 def measure(model: str, images: int, seed: int, mocap_dir: str | None, size=(640, 480),
-            input_size: tuple[int, int] | None = None, device: str | None = None) -> tuple[dict[str, DepthMatches], float]:
-    """Matches without and with the floor, and the median ms per estimate (with the floor)."""
+            input_size: tuple[int, int] | None = None, device: str | None = None,
+            height_m: float | None = None) -> tuple[dict[str, DepthMatches], float]:
+    """Matches without and with the floor, and the median ms per estimate (with the floor).
+    ``height_m`` gives everybody that stature (None: survey adults and children)."""
+    heights = (1.0, 2.0) if height_m is None else (height_m, height_m)
     config = SceneConfig(size=size, focal_range_px=(450.0, 650.0), people=(1, 4), depth_range_m=(2.0, 10.0),
-                         camera_height_m=(0.8, 1.8), pitch_deg=(-15.0, 5.0))
+                         camera_height_m=(0.8, 1.8), pitch_deg=(-15.0, 5.0), height_range_m=heights)
     mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
     estimator = Estimator(model, input_size=input_size, device=device)
     results = {"without floor": DepthMatches(), "with floor": DepthMatches()}
@@ -54,11 +57,14 @@ def main() -> None:
     parser.add_argument("--mocap", default=None)
     parser.add_argument("--input-size", default=None, help="comma-separated WxH network inputs")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--height-m", type=float, default=None,
+                        help="everybody this tall (e.g. 1.70, the size prior's, so that the ratio shows "
+                             "the pipeline's bias alone); default survey adults and a quarter children")
     args = parser.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.input_size.split(",")] if args.input_size else [None]
     for input_size in sizes:
         results, ms = measure(args.model, args.images, args.seed, args.mocap, input_size=input_size,
-                              device=args.device)
+                              device=args.device, height_m=args.height_m)
         print(f"\n## input {input_size or 'default'}: median {ms:.1f} ms per estimate (with the floor)")
         _print(args, results)
 

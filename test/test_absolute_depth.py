@@ -10,7 +10,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mp3d_ros.geometry.absolute_depth import BodyPrior, estimate_root_depth, estimate_root_depth_px
+from mp3d_ros.geometry.absolute_depth import (
+    SEGMENTS,
+    BodyPrior,
+    estimate_root_depth,
+    estimate_root_depth_px,
+    segment_root_depths,
+)
 from mp3d_ros.geometry.camera import Intrinsics, pixel_rays, project
 from mp3d_ros.geometry.skeleton import MUPOTS_17
 
@@ -94,7 +100,7 @@ def test_exact_pose_gives_the_root_within_a_millimetre(seed: int, drop: int) -> 
     limbs = [(), ("left_wrist", "left_elbow"), ("right_knee", "right_ankle"), ("left_ankle",)]
     seen[[MUPOTS_17.index(n) for n in limbs[drop]]] = False
     depth = estimate_root_depth_px(
-        uv[None], seen[None], pose[None], intr, MUPOTS_17, HEIGHT_M, BodyPrior(height_m=HEIGHT_M)
+        uv[None], seen[None], pose[None], intr, MUPOTS_17, HEIGHT_M, BodyPrior(height_m=HEIGHT_M, torso_keypoint_scale=1.0)
     )
     assert bool(depth.valid[0]) and bool(depth.torso_valid[0]) and bool(depth.bones_valid[0])
     for estimate in (depth.depth_m, depth.torso_depth_m, depth.bones_depth_m):
@@ -127,7 +133,7 @@ def _noisy_people(count: int, seed: int, prior: BodyPrior):
 def test_one_sigma_covers_about_68_percent() -> None:
     # The shipped noise levels, without the inflation measured for what real errors add to them:
     # the noise drawn here is exactly the prior's own.
-    prior = BodyPrior(sigma_inflation=1.0)
+    prior = BodyPrior(sigma_inflation=1.0, torso_keypoint_scale=1.0)
     errors, sigmas = [], []
     for intr, uv, seen, lifted, truth_z in _noisy_people(600, 7, prior):
         depth = estimate_root_depth_px(uv, seen, lifted, intr, MUPOTS_17, HEIGHT_M, prior)
@@ -185,7 +191,7 @@ def test_a_child_is_placed_farther_along_the_same_rays() -> None:
         intr,
         MUPOTS_17,
         HEIGHT_M,
-        BodyPrior(height_m=1.7),
+        BodyPrior(height_m=1.7, torso_keypoint_scale=1.0),
     )
     assert abs(float(depth.depth_m[0]) - 3.0 * 1.7 / 1.2) < 1e-3
 
@@ -207,8 +213,8 @@ def test_nothing_measurable_is_invalid_not_nan() -> None:
 def test_sigma_inflation_scales_the_measured_part_only() -> None:
     """Depths are unchanged; torso and bones sigmas scale by the factor; the stature part stays."""
     intr, uv, seen, lifted, _ = _noisy_people(25, 3, BodyPrior())[0]
-    plain = BodyPrior(sigma_inflation=1.0)
-    wide = BodyPrior(sigma_inflation=2.5)
+    plain = BodyPrior(sigma_inflation=1.0, torso_keypoint_scale=1.0)
+    wide = BodyPrior(sigma_inflation=2.5, torso_keypoint_scale=1.0)
     a = estimate_root_depth_px(uv, seen, lifted, intr, MUPOTS_17, HEIGHT_M, plain)
     b = estimate_root_depth_px(uv, seen, lifted, intr, MUPOTS_17, HEIGHT_M, wide)
     valid = a.valid.numpy()
@@ -221,3 +227,67 @@ def test_sigma_inflation_scales_the_measured_part_only() -> None:
     stature = (a.depth_m.numpy() * plain.height_sigma_m / plain.height_m)[valid]
     own = np.sqrt(a.sigma_m.numpy()[valid] ** 2 - stature**2)
     np.testing.assert_allclose(b.sigma_m.numpy()[valid], np.hypot(2.5 * own, stature), rtol=1e-9)
+
+
+@given(seed=st.integers(0, 2**31 - 1))
+def test_each_segment_alone_gives_the_root_of_an_exact_pose(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    intr = random_camera(rng, distorted=True)
+    pose, root = random_pose(seed), random_root(rng)
+    seen = np.ones(17, dtype=bool)
+    seen[MUPOTS_17.index("left_wrist")] = False
+    rays = torch.from_numpy(pixel_rays(project(pose + root, intr), intr))
+    depths = segment_root_depths(rays[None], torch.from_numpy(seen)[None], torch.from_numpy(pose)[None],
+                                 MUPOTS_17, HEIGHT_M, HEIGHT_M)[0].numpy()
+    assert depths.shape == (len(SEGMENTS) + 1,)
+    hidden = SEGMENTS.index(("left_elbow", "left_wrist"))
+    assert np.isnan(depths[hidden])
+    segments = [k for k in range(len(SEGMENTS)) if k != hidden]
+    # Most segments give the true root. One seen nearly end-on may have no solution, or the true
+    # root as the smaller solution of MAR Eq. 8's quadratic, which takes the larger one.
+    exact = np.abs(depths[segments] - root[2]) < 1e-6 * root[2]
+    assert exact.sum() >= len(segments) - 2
+    assert abs(np.nanmedian(depths[segments]) - root[2]) < 1e-6 * root[2]
+    # The torso closed form on image midpoints: off by the midpoint's depth spread only.
+    assert abs(depths[-1] - root[2]) < 0.03 * root[2]
+
+
+def test_a_segment_lifted_too_short_puts_the_person_too_near() -> None:
+    intr = Intrinsics(np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]]), 640, 480)
+    pose, root = random_pose(3), np.array([0.2, 0.1, 5.0])
+    rays = torch.from_numpy(pixel_rays(project(pose + root, intr), intr))
+    lifted = pose.copy()
+    shoulder = MUPOTS_17.index("left_shoulder")
+    lifted[shoulder] = pose[MUPOTS_17.index("neck")] + 0.7 * (pose[shoulder] - pose[MUPOTS_17.index("neck")])
+    seen = torch.ones(1, 17, dtype=torch.bool)
+    depths = segment_root_depths(rays[None], seen, torch.from_numpy(lifted)[None], MUPOTS_17, HEIGHT_M)[0]
+    width = SEGMENTS.index(("left_shoulder", "right_shoulder"))
+    assert float(depths[width]) < 0.95 * root[2]
+    right_arm = SEGMENTS.index(("right_elbow", "right_wrist"))
+    assert float(depths[right_arm]) == pytest.approx(root[2], rel=1e-6)
+
+
+def test_the_torso_keypoint_scale_takes_the_detectors_longer_torso() -> None:
+    """A person facing the camera whose marked hips and shoulders span a 12 % longer torso than
+    the lifted joints: the torso estimate is exact with the scale 1.12, 1 / 1.12 too near at 1."""
+    intr = Intrinsics(np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]]), 640, 480)
+    joints = {"left_hip": (0.10, 0.06), "right_hip": (-0.10, 0.06),
+              "left_shoulder": (0.18, -0.49), "right_shoulder": (-0.18, -0.49)}
+    lifted = np.zeros((17, 3))
+    for name, (x, y) in joints.items():
+        lifted[MUPOTS_17.index(name)] = (x, y, 0.0)
+    marked = lifted.copy()
+    stretch = 0.06 * 0.55  # half of the 12 % of the 0.55 m torso, at each end
+    for name in ("left_hip", "right_hip"):
+        marked[MUPOTS_17.index(name), 1] += stretch
+    for name in ("left_shoulder", "right_shoulder"):
+        marked[MUPOTS_17.index(name), 1] -= stretch
+    root = np.array([0.4, -0.1, 6.0])
+    seen = np.zeros(17, dtype=bool)
+    seen[[MUPOTS_17.index(n) for n in joints]] = True
+    uv = project(marked + root, intr)
+    torso = [float(estimate_root_depth_px(uv[None], seen[None], lifted[None], intr, MUPOTS_17, HEIGHT_M,
+                                          BodyPrior(height_m=HEIGHT_M, torso_keypoint_scale=scale)
+                                          ).torso_depth_m[0]) for scale in (1.0, 1.12)]
+    assert torso[1] == pytest.approx(root[2], rel=1e-6)
+    assert torso[0] == pytest.approx(root[2] / 1.12, rel=1e-6)

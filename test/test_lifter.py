@@ -12,13 +12,17 @@ import torch
 
 from mp3d_ros.cli.train_lifter import main as train_lifter_main
 from mp3d_ros.data.lifting import (
+    LIFTING_JOINTS,
     LiftingDataConfig,
+    bone_lengths,
     load_pose_bank,
+    retarget_lifting_poses,
+    sample_bodies,
     sample_lifting_batch,
     split_subjects,
 )
 from mp3d_ros.geometry.camera import Intrinsics, project
-from mp3d_ros.geometry.skeleton import COCO_17, MUPOTS_17
+from mp3d_ros.geometry.skeleton import COCO_17, MUCO_21, MUPOTS_17
 from mp3d_ros.inference.movenet_lift import MoveNetLift
 from mp3d_ros.model.lifter import (
     Lifter,
@@ -29,6 +33,7 @@ from mp3d_ros.model.lifter import (
     save_lifter,
     virtual_camera_rotation,
 )
+from mp3d_ros.synthetic.body import sample_shape
 
 REPO = Path(__file__).resolve().parents[1]
 LIFTER = REPO / "models" / "lifter.safetensors"
@@ -138,6 +143,50 @@ def test_training_pairs_project_onto_their_targets(mocap_dir: Path) -> None:
     residual = ((rows @ root)[..., 0] - rhs) * weight[..., 0]
     assert residual.abs().max() < 1e-4
     assert ((root[:, 2, 0] > 0.9) & (root[:, 2, 0] < 15.1)).all()  # depths 1-15 m
+
+
+def test_retargeting_sets_every_bone_length_and_keeps_its_direction(mocap_dir: Path) -> None:
+    bank = load_pose_bank(mocap_dir, 1.7, fps=10, takes=FEW_TAKES[:1], bodies=0)
+    poses = bank.poses_m[:20].double()
+    lengths = torch.rand(20, LIFTING_JOINTS.num_joints, generator=torch.Generator().manual_seed(2),
+                         dtype=torch.float64) * 0.4 + 0.05
+    lengths[:, LIFTING_JOINTS.root] = 0.0
+    moved = retarget_lifting_poses(poses, lengths)
+    torch.testing.assert_close(bone_lengths(moved), lengths)
+    torch.testing.assert_close(moved[:, LIFTING_JOINTS.root], poses[:, LIFTING_JOINTS.root])
+    # Same lengths as the pose has: the pose itself comes back.
+    torch.testing.assert_close(retarget_lifting_poses(poses, bone_lengths(poses)), poses)
+
+
+def test_bodies_are_survey_adults_at_the_canonical_stature(mocap_dir: Path) -> None:
+    bank = load_pose_bank(mocap_dir, 1.7, fps=10, takes=FEW_TAKES[:1], bodies=0)
+    bodies = sample_bodies(300, 1.7, bank.poses_m[0], seed=5).double()
+    # Row 0 is the first adult that sample_shape draws from the same seed, scaled to 1.70 m.
+    shape = sample_shape(np.random.default_rng(5), child_fraction=0.0)
+    for name in ("left_knee", "right_elbow", "spine", "head_top", "left_hip"):
+        expected = shape.bone_lengths_m[MUCO_21.index(name)] * 1.7 / shape.height_m
+        assert float(bodies[0, LIFTING_JOINTS.index(name)]) == pytest.approx(expected, rel=1e-6)
+    # Proportions vary between bodies (a 2.5 % sd for the legs, 5 % for the shoulders) ...
+    shin = bodies[:, LIFTING_JOINTS.index("left_ankle")]
+    shoulder = bodies[:, LIFTING_JOINTS.index("left_shoulder")]
+    assert 0.015 < float(shin.std() / shin.mean()) < 0.04
+    assert 0.04 < float(shoulder.std() / shoulder.mean()) < 0.1
+    # ... around the anthropometric table (shank 0.245 of the stature), not the mocap figure's.
+    assert float(shin.mean()) == pytest.approx(0.245 * 1.7, rel=0.03)
+    figure_shin = float(bone_lengths(bank.poses_m[:1].double())[0, LIFTING_JOINTS.index("left_ankle")])
+    assert abs(figure_shin - float(shin.mean())) > 0.03
+
+
+def test_training_targets_take_the_banks_bodies(mocap_dir: Path) -> None:
+    bank = load_pose_bank(mocap_dir, 1.7, fps=10, takes=FEW_TAKES[:2], bodies=16, seed=1)
+    batch = sample_lifting_batch(bank, 256, NO_ERRORS, torch.Generator().manual_seed(3))
+    lengths = (batch.target_m[:, MUPOTS_17.index("left_knee")]
+               - batch.target_m[:, MUPOTS_17.index("left_ankle")]).norm(dim=-1)
+    shins = bank.bodies_m[:, LIFTING_JOINTS.index("left_ankle")]
+    mirrored = bank.bodies_m[:, LIFTING_JOINTS.index("right_ankle")]
+    distance = (lengths[:, None] - torch.cat([shins, mirrored])[None]).abs().min(dim=1).values
+    assert float(distance.max()) < 1e-5  # every target's shin is one of the bodies'
+    assert len(torch.unique(lengths.round(decimals=4))) > 8  # and many bodies are drawn
 
 
 def test_tiny_training_lowers_the_held_out_error(mocap_dir: Path, tmp_path: Path, capsys) -> None:

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from mp3d_ros.data.lifting import (
     LiftingDataConfig,
-    PoseBank,
     load_pose_bank,
     sample_lifting_batch,
     split_subjects,
@@ -48,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--takes", nargs="*", default=None, help="only these takes (file stems)")
     p.add_argument("--fps", type=float, default=30.0, help="mocap frames per second to sample")
+    p.add_argument("--bodies", type=int, default=4096,
+                   help="adult bodies the poses are retargeted to (0: the mocap figure's proportions)")
     p.add_argument("--eval-samples", type=int, default=20000, help="held-out pairs for the MPJPE")
     p.add_argument("--width", type=int, default=LifterConfig.width)
     p.add_argument("--blocks", type=int, default=LifterConfig.num_blocks)
@@ -66,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     torch.manual_seed(args.seed)
     cfg = LifterConfig(width=args.width, num_blocks=args.blocks, dropout=args.dropout)
-    bank = load_pose_bank(args.mocap, cfg.canonical_height_m, fps=args.fps, takes=args.takes)
+    bank = load_pose_bank(args.mocap, cfg.canonical_height_m, fps=args.fps, takes=args.takes,
+                          bodies=args.bodies, seed=args.seed)
     train_bank, test_bank = split_subjects(bank, args.held_out)
-    train_bank = PoseBank(train_bank.poses_m.to(args.device), train_bank.subjects)
-    test_bank = PoseBank(test_bank.poses_m.to(args.device), test_bank.subjects)
+    train_bank, test_bank = train_bank.to(args.device), test_bank.to(args.device)
     model = Lifter(cfg).to(args.device)
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "held_out_poses": len(test_bank),
             "train_subjects": sorted(set(train_bank.subjects.tolist())),
             "held_out_subjects": args.held_out,
+            "bodies": args.bodies,
         },
         "command": "mp3d-train-lifter " + " ".join(sys.argv[1:] if argv is None else argv),
         "steps": args.steps,

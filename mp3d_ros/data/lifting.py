@@ -4,7 +4,11 @@ A pose bank (:func:`load_pose_bank`) holds CMU mocap poses (:mod:`mp3d_ros.synth
 of COCO-17 and MuPoTS-17, root-relative, Y up, scaled from the mocap figure's stature to the
 lifter's canonical height. :func:`sample_lifting_batch` then draws, all in torch on one device:
 
-- a pose, mirrored left-right with probability 1/2, turned about the vertical by a random yaw;
+- a pose, mirrored left-right with probability 1/2, turned about the vertical by a random yaw, and
+  given the bone lengths of a random adult of the bank's bodies (:func:`sample_bodies`: the
+  anthropometric proportions of :func:`mp3d_ros.synthetic.body.sample_shape`, which the renders
+  use too, scaled to the canonical stature), so the lifter learns real adults' proportions rather
+  than those of the one figure the CMU takes were captured on;
 - a camera: image width 480-1920 px (4:3 or 16:9), horizontal field of view 40-100 deg, principal
   point near the centre, pitch (looking down > 0) and roll; no lens distortion (the lifter gets
   undistorted rays);
@@ -29,7 +33,8 @@ import numpy as np
 import torch
 
 from mp3d_ros.geometry.camera_torch import pinhole_rays
-from mp3d_ros.geometry.skeleton import COCO_17, MUPOTS_17, JointSet, flip_permutation
+from mp3d_ros.geometry.skeleton import COCO_17, MUCO_21, MUPOTS_17, JointSet, flip_permutation
+from mp3d_ros.synthetic.body import sample_shape
 from mp3d_ros.synthetic.bvh import load_mocap_poses, read_bvh, rest_positions, to_joint_set
 
 __all__ = [
@@ -37,8 +42,11 @@ __all__ = [
     "LiftingDataConfig",
     "PoseBank",
     "LiftingBatch",
+    "bone_lengths",
     "mocap_stature_m",
     "load_pose_bank",
+    "retarget_lifting_poses",
+    "sample_bodies",
     "split_subjects",
     "sample_lifting_batch",
 ]
@@ -54,6 +62,32 @@ LIFTING_JOINTS = JointSet(
 _COCO_INDEX = torch.tensor([LIFTING_JOINTS.index(n) for n in COCO_17.joints])
 _MUPOTS_INDEX = torch.tensor([LIFTING_JOINTS.index(n) for n in MUPOTS_17.joints])
 _MIRROR = torch.from_numpy(flip_permutation(LIFTING_JOINTS))
+_FACE = tuple(n for n in COCO_17.joints if n not in MUPOTS_17.joints)
+
+
+def _lifting_parents() -> np.ndarray:
+    """(J,) parent of each LIFTING_JOINTS joint: MuCo-21's tree, the face points on the head."""
+    muco_parents = MUCO_21.parents()
+    parents = np.full(LIFTING_JOINTS.num_joints, -1, dtype=np.int64)
+    for j, name in enumerate(LIFTING_JOINTS.joints):
+        if name in _FACE:
+            parents[j] = LIFTING_JOINTS.index("head")
+        elif muco_parents[MUCO_21.index(name)] >= 0:
+            parents[j] = LIFTING_JOINTS.index(MUCO_21.joints[muco_parents[MUCO_21.index(name)]])
+    return parents
+
+
+_PARENTS = _lifting_parents()
+
+
+def _tree_depth(joint: int) -> int:
+    depth = 0
+    while _PARENTS[joint] >= 0:
+        joint, depth = int(_PARENTS[joint]), depth + 1
+    return depth
+
+
+_TREE_ORDER = sorted(range(len(_PARENTS)), key=_tree_depth)  # parents before children
 # COCO joints hidden together by one occlusion: each arm, each leg, the lower body, the face.
 _PARTS = [
     [COCO_17.index(n) for n in names]
@@ -96,14 +130,26 @@ class LiftingDataConfig:
 
 @dataclass(frozen=True, eq=False)
 class PoseBank:
-    """N mocap poses. ``poses_m``: (N, J, 3) float32, LIFTING_JOINTS, root at 0, Y up, canonical
-    size; ``subjects``: (N,) subject id of each pose."""
+    """N mocap poses and the bodies they are retargeted to.
+
+    Attributes:
+        poses_m: (N, J) float32 LIFTING_JOINTS poses, root at 0, Y up, canonical size.
+        subjects: (N,) subject id of each pose.
+        bodies_m: (M, J) float32 bone lengths (the bone ending at each joint, 0 at the root) of
+            M bodies of canonical stature (:func:`sample_bodies`); None keeps the mocap figure's.
+    """
 
     poses_m: torch.Tensor
     subjects: np.ndarray
+    bodies_m: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.subjects)
+
+    def to(self, device: torch.device | str) -> "PoseBank":
+        """The bank with its tensors on ``device``."""
+        bodies = None if self.bodies_m is None else self.bodies_m.to(device)
+        return PoseBank(self.poses_m.to(device), self.subjects, bodies)
 
 
 @dataclass(frozen=True)
@@ -138,8 +184,11 @@ def load_pose_bank(
     canonical_height_m: float,
     fps: float = 30.0,
     takes: Sequence[str] | None = None,
+    bodies: int = 4096,
+    seed: int = 0,
 ) -> PoseBank:
-    """Valid frames of the mocap takes at ``fps``, root-relative, scaled to ``canonical_height_m``."""
+    """Valid frames of the mocap takes at ``fps``, root-relative, scaled to ``canonical_height_m``,
+    with ``bodies`` adult bodies to retarget them to (0: keep the mocap figure's proportions)."""
     loaded = load_mocap_poses(mocap_dir, LIFTING_JOINTS, fps=fps, takes=takes)
     first = next(Path(mocap_dir).rglob(f"{loaded[0].take}.bvh"))
     scale = canonical_height_m / mocap_stature_m(first)
@@ -148,9 +197,54 @@ def load_pose_bank(
         joints = take.joints_m[take.valid]
         poses.append((joints - joints[:, LIFTING_JOINTS.root : LIFTING_JOINTS.root + 1]) * scale)
         subjects.append(np.full(len(joints), take.subject))
-    return PoseBank(
-        torch.from_numpy(np.concatenate(poses).astype(np.float32)), np.concatenate(subjects)
-    )
+    poses_m = torch.from_numpy(np.concatenate(poses).astype(np.float32))
+    body_lengths = sample_bodies(bodies, canonical_height_m, poses_m[0], seed) if bodies else None
+    return PoseBank(poses_m, np.concatenate(subjects), body_lengths)
+
+
+def bone_lengths(poses_m: torch.Tensor) -> torch.Tensor:
+    """(*, J) length of the bone ending at each LIFTING_JOINTS joint of (*, J, 3) poses (0 at the
+    root)."""
+    parents = torch.from_numpy(np.maximum(_PARENTS, 0)).to(poses_m.device)
+    return (poses_m - poses_m[..., parents, :]).norm(dim=-1) * torch.from_numpy(
+        _PARENTS >= 0).to(poses_m.device)
+
+
+def sample_bodies(count: int, canonical_height_m: float, reference_pose_m: torch.Tensor,
+                  seed: int = 0) -> torch.Tensor:
+    """(count, J) float32 bone lengths of random adults (:func:`~mp3d_ros.synthetic.body.sample_shape`,
+    no children) scaled to ``canonical_height_m``.
+
+    The face points (nose, eyes, ears) keep their offsets from the head of ``reference_pose_m``
+    (a (J, 3) mocap pose at canonical size), scaled with the body's head-to-head-top length.
+    """
+    rng = np.random.default_rng(seed)
+    reference = bone_lengths(reference_pose_m.double()).numpy()
+    head_chain = [LIFTING_JOINTS.index(n) for n in ("head", "head_top")]
+    lengths = np.zeros((count, LIFTING_JOINTS.num_joints))
+    for row in range(count):
+        shape = sample_shape(rng, child_fraction=0.0)
+        scaled = shape.bone_lengths_m * (canonical_height_m / shape.height_m)
+        for j, name in enumerate(LIFTING_JOINTS.joints):
+            if name not in _FACE:
+                lengths[row, j] = scaled[MUCO_21.index(name)]
+        head = lengths[row, head_chain].sum() / reference[head_chain].sum()
+        for name in _FACE:
+            lengths[row, LIFTING_JOINTS.index(name)] = reference[LIFTING_JOINTS.index(name)] * head
+    return torch.from_numpy(lengths.astype(np.float32))
+
+
+def retarget_lifting_poses(poses_m: torch.Tensor, lengths_m: torch.Tensor) -> torch.Tensor:
+    """(B, J, 3) LIFTING_JOINTS poses given the bone lengths (B, J): every bone keeps its
+    direction, the root stays at its place."""
+    parents = torch.from_numpy(np.maximum(_PARENTS, 0)).to(poses_m.device)
+    bones = poses_m - poses_m[:, parents]
+    directions = bones / bones.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    joints = [poses_m[:, LIFTING_JOINTS.root]] * LIFTING_JOINTS.num_joints
+    for j in _TREE_ORDER:
+        if _PARENTS[j] >= 0:
+            joints[j] = joints[_PARENTS[j]] + lengths_m[:, j, None] * directions[:, j]
+    return torch.stack(joints, dim=1)
 
 
 def split_subjects(bank: PoseBank, held_out: Sequence[str]) -> tuple[PoseBank, PoseBank]:
@@ -161,8 +255,8 @@ def split_subjects(bank: PoseBank, held_out: Sequence[str]) -> tuple[PoseBank, P
             f"held-out subjects {list(held_out)} leave an empty split of {sorted(set(bank.subjects))}"
         )
     train = torch.from_numpy(~test)
-    return (PoseBank(bank.poses_m[train], bank.subjects[~test]),
-            PoseBank(bank.poses_m[~train], bank.subjects[test]))
+    return (PoseBank(bank.poses_m[train], bank.subjects[~test], bank.bodies_m),
+            PoseBank(bank.poses_m[~train], bank.subjects[test], bank.bodies_m))
 
 
 def _uniform(shape, bounds, generator, device) -> torch.Tensor:
@@ -264,6 +358,9 @@ def sample_lifting_batch(
     mirror = torch.rand(batch_size, generator=generator, device=device) < 0.5
     mirrored = poses[:, _MIRROR.to(device)] * poses.new_tensor([-1.0, 1.0, 1.0])
     poses = torch.where(mirror[:, None, None], mirrored, poses)
+    if bank.bodies_m is not None:
+        body = torch.randint(len(bank.bodies_m), (batch_size,), generator=generator, device=device)
+        poses = retarget_lifting_poses(poses, bank.bodies_m[body])
     K, size = _cameras(batch_size, cfg, generator, device)
     joints = _pose_in_random_camera(poses, K, size, cfg, generator)
     uv, confidence = _observe(joints[:, _COCO_INDEX.to(device)], K, size, cfg, generator)

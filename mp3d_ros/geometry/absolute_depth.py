@@ -9,8 +9,9 @@ then at ``P_j = (Z + d_j) r_j`` (MAR Eq. 1) for the root depth ``Z``.
 Two estimates of ``Z``:
 
 - **torso** (MAR Eq. 7-8, :func:`mp3d_ros.geometry.depth.geometric_root_depth`): the depth at which the
-  hip-midpoint -> shoulder-midpoint distance equals its scaled lifted length (COCO detectors see
-  hips and shoulders, not the pelvis and thorax of the 3D sets);
+  hip-midpoint -> shoulder-midpoint distance equals its scaled lifted length times
+  ``torso_keypoint_scale`` (COCO detectors see hips and shoulders, not the pelvis and thorax of
+  the 3D sets, and mark them on the body's outline, which spans a longer torso than the joints);
 - **bones**: least squares over all seen rigid segments (upper arms, forearms, thighs, shins,
   shoulder and hip widths) on the residuals ``e_k(Z) = |Z a_k + b_k| - L_k`` with
   ``a_k = r_i - r_j`` and ``b_k = d_i r_i - d_j r_j`` for segment ``k = (i, j)``: generalised least
@@ -55,7 +56,8 @@ from mp3d_ros.geometry.camera_torch import compiled_once
 from mp3d_ros.geometry.depth import fuse_depths, geometric_root_depth
 from mp3d_ros.geometry.skeleton import JointSet
 
-__all__ = ["BodyPrior", "RootDepth", "SEGMENTS", "estimate_root_depth", "estimate_root_depth_px"]
+__all__ = ["BodyPrior", "RootDepth", "SEGMENTS", "estimate_root_depth", "estimate_root_depth_px",
+           "segment_root_depths"]
 
 # Rigid segments whose both ends COCO-style detectors see; the torso (hip midpoint -> shoulder
 # midpoint) is left out because the closed form uses it, which keeps the two estimates independent.
@@ -92,22 +94,30 @@ class BodyPrior:
         sigma_inflation: measured inflation factor of the torso and bones sigmas (before the
             stature part is added) for the errors the noise model above leaves out; 1 reports
             the noise model's own sigma.
+        torso_keypoint_scale: length of the torso between the 2D model's hip and shoulder
+            midpoints over the lifted (joint-centre) torso's. COCO keypoints are marked on the
+            body's outline (shoulders at the acromion, hips low on the pelvis), so the torso they
+            span is longer than the one between joint centres; 1 takes the lifted length as is.
     """
 
-    # Measured for movenet-lift on 640 x 480 renders, people at 2-10 m, by
-    # benchmarks/calibrate_depth_sigma.py on 2026-12-01 (calibration seed 21, checked on seed 22;
-    # the values guessed before are in brackets): the sd of rendered adults' (>= 1.5 m) statures
-    # (0.09); the robust sd of lifted / true segment length - 1 at one stature (0.08); the RMS over
-    # the 12 seen COCO joints of each joint's robust sd of lifted - true relative depth at 1.70 m
-    # (0.05); and the inflation putting 68.3 % of all matched people's body-size depth errors
-    # within 1 sigma (1). Re-measured at movenet-lift's 288 x 224 CPU input on 2026-12-02: within 4 %
-    # of these, which stay. See benchmarks/RESULTS.md.
+    # Measured for movenet-lift (its 288 x 224 CPU input, the lifter trained on survey adults'
+    # proportions) on 640 x 480 renders, people at 2-10 m, by benchmarks/calibrate_depth_sigma.py
+    # on 2026-12-02 (calibration seed 21, checked on seed 22; the values guessed at first are in
+    # brackets): the sd of rendered adults' (>= 1.5 m) statures (0.09); the robust sd of lifted /
+    # true segment length - 1 at one stature (0.08; 0.135 with the lifter that knew one mocap
+    # figure); the RMS over the 12 seen COCO joints of each joint's robust sd of lifted - true
+    # relative depth at 1.70 m (0.05); and the inflation putting 68.3 % of all matched people's
+    # body-size depth errors within 1 sigma (1). See benchmarks/RESULTS.md.
     height_m: float = 1.70
     height_sigma_m: float = 0.085
-    segment_rel_sigma: float = 0.135
-    rel_depth_sigma_m: float = 0.115
+    segment_rel_sigma: float = 0.065
+    rel_depth_sigma_m: float = 0.10
     keypoint_sigma_px: float = 3.0  # not measured: movenet-lift passes its own (keypoint_sigma_input_px)
-    sigma_inflation: float = 1.43
+    sigma_inflation: float = 1.58
+    # Measured by benchmarks/segment_depths.py on 2026-12-02: MoveNet's torso alone puts people at
+    # 0.890 of the depth their forearms and shins give on the COCO fixtures (11 real people), and
+    # at 0.869 of the true depth on renders of 1.70 m people (61); 1 / 0.89, from the real images.
+    torso_keypoint_scale: float = 1.12
 
 
 @dataclass(frozen=True)
@@ -274,7 +284,8 @@ def _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior):
     rays_hip, rays_sh = _pick(rays, hips), _pick(rays, shoulders)
     rels_hip, rels_sh = _pick(rel, hips), _pick(rel, shoulders)
     rel_hip, rel_sh = rels_hip.mean(1), rels_sh.mean(1)
-    omega = (_pick(pose_m, shoulders).mean(1) - _pick(pose_m, hips).mean(1)).norm(dim=-1)
+    omega = (_pick(pose_m, shoulders).mean(1) - _pick(pose_m, hips).mean(1)).norm(dim=-1) * (
+        prior.torso_keypoint_scale)
     ray_hip, ray_sh = rays_hip.mean(1), rays_sh.mean(1)
     for _ in range(_MIDPOINT_ROUNDS):
         z_hip, ok, z_root, ray_hip, ray_sh = _torso_round(
@@ -358,6 +369,38 @@ def estimate_root_depth(
         bones_valid=v_b,
         num_segments=count,
     )
+
+
+def segment_root_depths(
+    rays: torch.Tensor,
+    seen: torch.Tensor,
+    pose_rel_m: torch.Tensor,
+    joint_set: JointSet,
+    canonical_height_m: float,
+    height_m: float = BodyPrior.height_m,
+) -> torch.Tensor:
+    """(P, S + 1) root depth each segment of :data:`SEGMENTS`, then the torso, gives on its own.
+
+    The closed form of MAR Eq. 7-8 per segment (the torso on the image midpoints of hips and
+    shoulders), with the lifted pose scaled to a body of ``height_m``; NaN where an end is not seen
+    or the segment has no solution. Diagnostics only: a segment whose depths lie off the others'
+    shows where the lifted body and what the 2D model marks disagree.
+    """
+    ratio = height_m / canonical_height_m
+    pose_m = (pose_rel_m - pose_rel_m[:, joint_set.root : joint_set.root + 1]) * ratio
+    rel = pose_m[..., 2]
+    seen = seen.bool()
+    pairs = [([joint_set.index(a)], [joint_set.index(b)]) for a, b in SEGMENTS]
+    pairs.append(([joint_set.index(n) for n in _HIPS], [joint_set.index(n) for n in _SHOULDERS]))
+    depths = []
+    for a, b in pairs:
+        ray_a, ray_b = _pick(rays, a).mean(1), _pick(rays, b).mean(1)
+        rel_a, rel_b = _pick(rel, a).mean(1), _pick(rel, b).mean(1)
+        length = (_pick(pose_m, a).mean(1) - _pick(pose_m, b).mean(1)).norm(dim=-1)
+        z_b, ok = _closed_form(ray_a, ray_b, rel_a, rel_b, length)
+        use = ok & _pick(seen, a).all(-1) & _pick(seen, b).all(-1) & (z_b - rel_b > _MIN_DEPTH_M)
+        depths.append(torch.where(use, z_b - rel_b, torch.full_like(z_b, math.nan)))
+    return torch.stack(depths, dim=-1)
 
 
 def estimate_root_depth_px(

@@ -61,9 +61,9 @@ __all__ = ["DEFAULT_MODEL", "MAX_GRAPH_LAYOUTS", "Estimator", "TorchRunner", "On
 
 LOGGER = logging.getLogger(__name__)
 # The ankle keypoint's 2D error across its ray in network-input pixels: the robust sd of its
-# vertical error at movenet-lift's 256 x 256 input (FloorConfig.sigma_px's 6.0 px on 640 x 480
-# renders times their 0.4 zoom), measured by benchmarks/calibrate_depth_sigma.py.
-ANKLE_SIGMA_INPUT_PX = 2.4
+# vertical error at movenet-lift's 288 x 224 input (FloorConfig.sigma_px's 5.2 px on 640 x 480
+# renders times their 0.45 zoom), measured by benchmarks/calibrate_depth_sigma.py on 2026-12-02.
+ANKLE_SIGMA_INPUT_PX = 2.35
 DEFAULT_MODEL = "movenet-lift"
 # movenet-lift's input on a GPU: on an H200, 512 x 384 found 60 of 101 rendered people at 2-10 m
 # against 56 at 256 x 256 (8 against 5 at 8-10 m) for 5.5 instead of 5.2 ms per frame

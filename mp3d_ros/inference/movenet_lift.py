@@ -80,9 +80,9 @@ class MoveNetLiftConfig:
     # 2D keypoint error of MoveNet, standard deviation per axis in network-input pixels: against
     # the projected joints of 640 x 480 renders, people at 2-10 m, the RMS of the two axes' robust
     # sds (1.4826 MAD) over the 12 COCO keypoints the depth uses; measured by
-    # benchmarks/calibrate_depth_sigma.py on 2026-12-01 at 256 x 256 (it was a guessed 1.5; 3.0 at
-    # 288 x 224 on 2026-12-02).
-    keypoint_sigma_input_px: float = 2.95
+    # benchmarks/calibrate_depth_sigma.py at the 288 x 224 input on 2026-12-02 (it was a guessed
+    # 1.5; 2.95 at 256 x 256).
+    keypoint_sigma_input_px: float = 3.0
     # Body-size prior and noise levels of the geometric depth.
     prior: BodyPrior = field(default_factory=BodyPrior)
 

@@ -208,8 +208,10 @@ def sample_shape(
     rng: np.random.Generator,
     height_m: float | None = None,
     height_range_m: tuple[float, float] = (1.0, 2.0),
+    child_fraction: float = 0.25,
 ) -> BodyShape:
-    """A random person: stature, proportions and girth (a quarter children, the rest adults).
+    """A random person: stature, proportions and girth (``child_fraction`` children, the rest
+    adults).
 
     Adults are half men, half women, with the stature distributions of adult anthropometric
     surveys (men 1.756 +- 0.071 m, women 1.629 +- 0.064 m: ANSUR II, Gordon et al. 2014), and
@@ -220,6 +222,8 @@ def sample_shape(
         rng: random generator.
         height_m: stature to use; drawn within ``height_range_m`` when None.
         height_range_m: (min, max) stature in metres.
+        child_fraction: probability of a child (stature up to 1.5 m, larger head) when
+            ``height_m`` is None.
     """
     low, high = height_range_m
     if not 0.5 <= low <= high <= 2.5:
@@ -227,7 +231,7 @@ def sample_shape(
             f"height_range_m must satisfy 0.5 <= min <= max <= 2.5, got {height_range_m}"
         )
     if height_m is None:
-        child = rng.random() < 0.25
+        child = rng.random() < child_fraction
         woman = rng.random() < 0.5
         if child:
             height_m = rng.uniform(low, min(high, max(low, 1.5)))

@@ -133,7 +133,7 @@ class PoseBank:
     """N mocap poses and the bodies they are retargeted to.
 
     Attributes:
-        poses_m: (N, J) float32 LIFTING_JOINTS poses, root at 0, Y up, canonical size.
+        poses_m: (N, J, 3) float32 LIFTING_JOINTS poses, root at 0, Y up, canonical size.
         subjects: (N,) subject id of each pose.
         bodies_m: (M, J) float32 bone lengths (the bone ending at each joint, 0 at the root) of
             M bodies of canonical stature (:func:`sample_bodies`); None keeps the mocap figure's.

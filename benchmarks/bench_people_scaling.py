@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import fields
 from typing import Callable
 
 import numpy as np
@@ -60,10 +61,9 @@ def scene_detections(people: int, frames: int, seed: int, model: MoveNetLift
         scores[0, :people] = np.where(labelled, rng.uniform(0.6, 0.95, labelled.shape), 0.0)
         person = np.zeros((1, SLOTS))
         person[0, :people] = 0.8
-        boxes = np.zeros((1, SLOTS, 4))
-        as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=model.device)  # noqa: E731
-        batches.append(MoveNetPeople(as_tensor(keypoints), as_tensor(scores), as_tensor(boxes),
-                                     as_tensor(person), as_tensor(person)))
+        batches.append(MoveNetPeople(*(torch.as_tensor(values, dtype=torch.float32, device=model.device)
+                                       for values in (keypoints, scores, np.zeros((1, SLOTS, 4)), person,
+                                                      person))))
     return batches, cameras
 
 
@@ -80,9 +80,7 @@ def timed_ms(function: Callable[[], object], device: torch.device) -> tuple[obje
 
 def graph_replay_ms(model: MoveNetLift, batches: list[MoveNetPeople], cameras: CameraBatch) -> list[float]:
     """ms per CUDA-graph replay of ``people_tensors`` with each frame's detections copied in."""
-    static = MoveNetPeople(*(t.clone() for t in (batches[0].keypoints_px, batches[0].keypoint_scores,
-                                                 batches[0].boxes_px, batches[0].scores,
-                                                 batches[0].center_scores)))
+    static = MoveNetPeople(*(getattr(batches[0], f.name).clone() for f in fields(MoveNetPeople)))
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):

@@ -31,9 +31,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from mp3d_ros.config import load_config
 from mp3d_ros.evaluation.depth_bias import DISTANCE_BANDS_M, match_roots
-from mp3d_ros.evaluation.depth_calibration import (inflation_for_coverage, match_keypoints, rms_over_joints,
-                                                   robust_sd, within_sigma)
+from mp3d_ros.evaluation.depth_calibration import (
+    inflation_for_coverage,
+    match_keypoints,
+    rms_over_joints,
+    robust_sd,
+    within_sigma,
+)
 from mp3d_ros.evaluation.evaluate import format_table
 from mp3d_ros.geometry.absolute_depth import SEGMENTS, BodyPrior
 from mp3d_ros.geometry.camera import letterbox_transform
@@ -46,12 +52,18 @@ from mp3d_ros.inference.estimator import ANKLE_SIGMA_INPUT_PX
 from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
 from mp3d_ros.inference.preprocess import letterbox_batch
 from mp3d_ros.messages.synthetic_bag import ground_truth_people
+from mp3d_ros.resources import find_share_path
 from mp3d_ros.synthetic import scenes
 from mp3d_ros.synthetic.bvh import load_mocap_poses
-from mp3d_ros.synthetic.scenes import SceneConfig, SyntheticFrame, generate_image, ground_from_camera
+from mp3d_ros.synthetic.scenes import (
+    SceneConfig,
+    SyntheticFrame,
+    SynthRecipe,
+    generate_image,
+    ground_from_camera,
+)
 
-SCENES = SceneConfig(size=(640, 480), focal_range_px=(450.0, 650.0), people=(1, 4), depth_range_m=(2.0, 10.0),
-                     camera_height_m=(0.8, 1.8), pitch_deg=(-15.0, 5.0))
+SCENES = load_config(SynthRecipe, find_share_path("config/synth/depth_scenes.yaml")).scene
 BANDS_M = tuple(band for band in DISTANCE_BANDS_M if 2.0 <= band[0] < 10.0)  # 2-4 ... 8-10
 ADULT_M = 1.5  # renders draw a quarter children at 1.0-1.5 m, adults from survey statures
 KEYPOINT_GATE_PX = 40.0  # median keypoint distance of a detection to its true person

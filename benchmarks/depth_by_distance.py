@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 
+from mp3d_ros.config import load_config
 from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table
+from mp3d_ros.evaluation.evaluate import format_table
 from mp3d_ros.geometry.floor import FloorPlane
+from mp3d_ros.geometry.skeleton import MUCO_21
 from mp3d_ros.inference import Estimator
 from mp3d_ros.messages.synthetic_bag import ground_truth_people
+from mp3d_ros.resources import find_share_path
 from mp3d_ros.synthetic.bvh import load_mocap_poses
-from mp3d_ros.geometry.skeleton import MUCO_21
-from mp3d_ros.synthetic.scenes import SceneConfig, generate_image, ground_from_camera
-from mp3d_ros.evaluation.evaluate import format_table
+from mp3d_ros.synthetic.scenes import SynthRecipe, generate_image, ground_from_camera
 
 
 def measure(model: str, images: int, seed: int, mocap_dir: str | None, size=(640, 480),
@@ -30,9 +33,9 @@ def measure(model: str, images: int, seed: int, mocap_dir: str | None, size=(640
             height_m: float | None = None) -> tuple[dict[str, DepthMatches], float]:
     """Matches without and with the floor, and the median ms per estimate (with the floor).
     ``height_m`` gives everybody that stature (None: survey adults and children)."""
-    heights = (1.0, 2.0) if height_m is None else (height_m, height_m)
-    config = SceneConfig(size=size, focal_range_px=(450.0, 650.0), people=(1, 4), depth_range_m=(2.0, 10.0),
-                         camera_height_m=(0.8, 1.8), pitch_deg=(-15.0, 5.0), height_range_m=heights)
+    config = load_config(SynthRecipe, find_share_path("config/synth/depth_scenes.yaml")).scene
+    config = replace(config, size=size) if height_m is None else replace(
+        config, size=size, height_range_m=(height_m, height_m))
     mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
     estimator = Estimator(model, input_size=input_size, device=device)
     results = {"without floor": DepthMatches(), "with floor": DepthMatches()}

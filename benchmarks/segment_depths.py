@@ -19,25 +19,31 @@ segment, the median ratio of its depth to a reference:
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mp3d_ros.config import load_config
 from mp3d_ros.data.coco import read_coco_keypoints
 from mp3d_ros.evaluation.depth_bias import match_roots
 from mp3d_ros.evaluation.evaluate import format_table
-from mp3d_ros.geometry.absolute_depth import SEGMENTS, estimate_root_depth, segment_root_depths
+from mp3d_ros.geometry.absolute_depth import (
+    SEGMENTS,
+    estimate_root_depth,
+    segment_root_depths,
+)
 from mp3d_ros.geometry.camera import Intrinsics, pixel_rays
 from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.geometry.skeleton import COCO_17, MUCO_21, MUPOTS_17, convert_joints
 from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift
+from mp3d_ros.inference.pipelines import LIFTER_WEIGHTS, MOVENET_WEIGHTS
 from mp3d_ros.inference.preprocess import letterbox_batch
 from mp3d_ros.model.lifter import lift
-from mp3d_ros.inference.pipelines import LIFTER_WEIGHTS, MOVENET_WEIGHTS
 from mp3d_ros.resources import find_share_path
 from mp3d_ros.synthetic.bvh import load_mocap_poses
-from mp3d_ros.synthetic.scenes import SceneConfig, generate_image
+from mp3d_ros.synthetic.scenes import SynthRecipe, generate_image
 from mp3d_ros.training.data import read_rgb
 
 NAMES = [f"{a.replace('left_', 'l_').replace('right_', 'r_')}-{b.split('_')[-1]}" for a, b in SEGMENTS] + [
@@ -82,9 +88,8 @@ def movenet_people(model: MoveNetLift, image: np.ndarray, intrinsics: Intrinsics
 def render_ratios(model: MoveNetLift, images: int, seed: int, mocap_dir: str | None
                   ) -> dict[str, list[np.ndarray]]:
     """Per-segment depth / true depth on renders of 1.70 m people, 2D from the joints and MoveNet."""
-    config = SceneConfig(size=(640, 480), focal_range_px=(450.0, 650.0), people=(1, 4),
-                         depth_range_m=(2.0, 10.0), camera_height_m=(0.8, 1.8), pitch_deg=(-15.0, 5.0),
-                         height_range_m=(1.70, 1.70))
+    config = replace(load_config(SynthRecipe, find_share_path("config/synth/depth_scenes.yaml")).scene,
+                     height_range_m=(1.70, 1.70))
     mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
     out: dict[str, list[np.ndarray]] = {"renders, 2D = joints": [], "renders, 2D = MoveNet": []}
     for index in range(images):

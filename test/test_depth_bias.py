@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ from mp3d_ros.evaluation.depth_bias import (
     match_roots,
     torso_in_image,
 )
-from mp3d_ros.geometry.skeleton import MUPOTS_17
 from mp3d_ros.geometry.people import DEPTH_CUE_FLOOR, People
+from mp3d_ros.geometry.skeleton import MUPOTS_17
 
 
 def one_person_at(z_m: float, u_px: float, sigma_m: float) -> People:
@@ -117,15 +118,16 @@ def test_renders_through_the_real_pipeline_are_unbiased_in_depth(mocap_dir, one_
     predicted / true root depth lies within 3 % (issue 16). The lifter's body and what MoveNet marks
     both enter: on these scenes it is 1.009; the lifter of one mocap figure's proportions gave 1.031,
     and without the torso's keypoint scale it is 0.964."""
+    from mp3d_ros.config import load_config
+    from mp3d_ros.geometry.skeleton import MUCO_21
     from mp3d_ros.inference import Estimator
     from mp3d_ros.messages.synthetic_bag import ground_truth_people
+    from mp3d_ros.resources import find_share_path
     from mp3d_ros.synthetic.bvh import load_mocap_poses
-    from mp3d_ros.geometry.skeleton import MUCO_21
-    from mp3d_ros.synthetic.scenes import SceneConfig, generate_image
+    from mp3d_ros.synthetic.scenes import SynthRecipe, generate_image
 
-    config = SceneConfig(size=(640, 480), focal_range_px=(450.0, 650.0), people=(1, 4),
-                         depth_range_m=(2.0, 10.0), camera_height_m=(0.8, 1.8), pitch_deg=(-15.0, 5.0),
-                         height_range_m=(1.70, 1.70))
+    scenes = load_config(SynthRecipe, find_share_path("config/synth/depth_scenes.yaml")).scene
+    config = replace(scenes, height_range_m=(1.70, 1.70))
     mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps, takes=["01_01", "02_01", "07_01", "08_01"])
     estimator = Estimator("movenet-lift", device="cpu", backend="torch")
     matches = DepthMatches()

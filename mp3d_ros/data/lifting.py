@@ -78,16 +78,22 @@ def _lifting_parents() -> np.ndarray:
 
 
 _PARENTS = _lifting_parents()
+_PARENT_INDEX = torch.from_numpy(np.maximum(_PARENTS, 0))  # the root points at itself
+_HAS_PARENT = torch.from_numpy(_PARENTS >= 0)
 
 
-def _tree_depth(joint: int) -> int:
-    depth = 0
-    while _PARENTS[joint] >= 0:
-        joint, depth = int(_PARENTS[joint]), depth + 1
-    return depth
+def _ancestry() -> torch.Tensor:
+    """(J, J) 1 where bone k (ending at joint k) lies on the path from the root to joint j."""
+    chains = torch.zeros(len(_PARENTS), len(_PARENTS))
+    for joint in range(len(_PARENTS)):
+        k = joint
+        while _PARENTS[k] >= 0:
+            chains[joint, k] = 1.0
+            k = int(_PARENTS[k])
+    return chains
 
 
-_TREE_ORDER = sorted(range(len(_PARENTS)), key=_tree_depth)  # parents before children
+_ANCESTRY = _ancestry()
 # COCO joints hidden together by one occlusion: each arm, each leg, the lower body, the face.
 _PARTS = [
     [COCO_17.index(n) for n in names]
@@ -205,9 +211,8 @@ def load_pose_bank(
 def bone_lengths(poses_m: torch.Tensor) -> torch.Tensor:
     """(*, J) length of the bone ending at each LIFTING_JOINTS joint of (*, J, 3) poses (0 at the
     root)."""
-    parents = torch.from_numpy(np.maximum(_PARENTS, 0)).to(poses_m.device)
-    return (poses_m - poses_m[..., parents, :]).norm(dim=-1) * torch.from_numpy(
-        _PARENTS >= 0).to(poses_m.device)
+    bones = poses_m - poses_m[..., _PARENT_INDEX.to(poses_m.device), :]
+    return bones.norm(dim=-1) * _HAS_PARENT.to(poses_m.device)
 
 
 def sample_bodies(count: int, canonical_height_m: float, reference_pose_m: torch.Tensor,
@@ -220,31 +225,28 @@ def sample_bodies(count: int, canonical_height_m: float, reference_pose_m: torch
     """
     rng = np.random.default_rng(seed)
     reference = bone_lengths(reference_pose_m.double()).numpy()
+    body = [j for j, name in enumerate(LIFTING_JOINTS.joints) if name not in _FACE]
+    muco = [MUCO_21.index(LIFTING_JOINTS.joints[j]) for j in body]
+    face = [LIFTING_JOINTS.index(name) for name in _FACE]
     head_chain = [LIFTING_JOINTS.index(n) for n in ("head", "head_top")]
     lengths = np.zeros((count, LIFTING_JOINTS.num_joints))
     for row in range(count):
         shape = sample_shape(rng, child_fraction=0.0)
-        scaled = shape.bone_lengths_m * (canonical_height_m / shape.height_m)
-        for j, name in enumerate(LIFTING_JOINTS.joints):
-            if name not in _FACE:
-                lengths[row, j] = scaled[MUCO_21.index(name)]
-        head = lengths[row, head_chain].sum() / reference[head_chain].sum()
-        for name in _FACE:
-            lengths[row, LIFTING_JOINTS.index(name)] = reference[LIFTING_JOINTS.index(name)] * head
+        lengths[row, body] = shape.bone_lengths_m[muco] * (canonical_height_m / shape.height_m)
+    head_scale = lengths[:, head_chain].sum(1, keepdims=True) / reference[head_chain].sum()
+    lengths[:, face] = reference[face] * head_scale
     return torch.from_numpy(lengths.astype(np.float32))
 
 
 def retarget_lifting_poses(poses_m: torch.Tensor, lengths_m: torch.Tensor) -> torch.Tensor:
     """(B, J, 3) LIFTING_JOINTS poses given the bone lengths (B, J): every bone keeps its
-    direction, the root stays at its place."""
-    parents = torch.from_numpy(np.maximum(_PARENTS, 0)).to(poses_m.device)
-    bones = poses_m - poses_m[:, parents]
+    direction, the root stays at its place. Each joint is the root plus the bones on its path,
+    summed in one product with the tree's ancestry matrix."""
+    bones = poses_m - poses_m[:, _PARENT_INDEX.to(poses_m.device)]
     directions = bones / bones.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    joints = [poses_m[:, LIFTING_JOINTS.root]] * LIFTING_JOINTS.num_joints
-    for j in _TREE_ORDER:
-        if _PARENTS[j] >= 0:
-            joints[j] = joints[_PARENTS[j]] + lengths_m[:, j, None] * directions[:, j]
-    return torch.stack(joints, dim=1)
+    ancestry = _ANCESTRY.to(device=poses_m.device, dtype=poses_m.dtype)
+    root = poses_m[:, LIFTING_JOINTS.root : LIFTING_JOINTS.root + 1]
+    return root + ancestry @ (lengths_m[..., None] * directions)
 
 
 def split_subjects(bank: PoseBank, held_out: Sequence[str]) -> tuple[PoseBank, PoseBank]:

@@ -208,10 +208,23 @@ def _whitened_products(
     return (whitened_j * whitened_j / pivot).sum(-1), (whitened_j * whitened_e / pivot).sum(-1)
 
 
+def _scaled_pose(pose_rel_m: torch.Tensor, joint_set: JointSet, height_m: float,
+                 canonical_height_m: float) -> torch.Tensor:
+    """(P, J, 3) lifted poses, root at 0, scaled from the canonical body to one of ``height_m``."""
+    root = pose_rel_m[:, joint_set.root : joint_set.root + 1]
+    return (pose_rel_m - root) * (height_m / canonical_height_m)
+
+
 def _closed_form(ray_a, ray_b, rel_a, rel_b, length_m) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth of the ``b`` end at which the segment has ``length_m`` (MAR Eq. 7-8), and validity."""
     identity = torch.eye(3, dtype=ray_a.dtype, device=ray_a.device)
     return geometric_root_depth(ray_b[..., :2], ray_a[..., :2], rel_a - rel_b, identity, length_m)
+
+
+def _closed_form_root(ray_a, ray_b, rel_a, rel_b, length_m) -> tuple[torch.Tensor, torch.Tensor]:
+    """Root depth at which the segment ``a -> b`` alone has ``length_m``, and validity."""
+    z_end, ok = _closed_form(ray_a, ray_b, rel_a, rel_b, length_m)
+    return z_end - rel_b, ok
 
 
 def _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior):
@@ -226,11 +239,11 @@ def _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior):
     rays_i, rays_j, rel_i, rel_j = _pick(rays, i), _pick(rays, j), _pick(rel, i), _pick(rel, j)
     a = rays_i - rays_j
     b = rel_i[..., None] * rays_i - rel_j[..., None] * rays_j
-    z_end, ok = _closed_form(rays_i, rays_j, rel_i, rel_j, length)
+    z_root, ok = _closed_form_root(rays_i, rays_j, rel_i, rel_j, length)
     use = _pick(seen, i) & _pick(seen, j) & (length > 1e-3)
     start = use & ok
     count = start.sum(-1)
-    z = torch.where(start, z_end - rel_j, torch.zeros_like(z_end)).sum(-1) / count.clamp_min(1)
+    z = torch.where(start, z_root, torch.zeros_like(z_root)).sum(-1) / count.clamp_min(1)
     z = z.clamp_min(_MIN_DEPTH_M)
     mask = use.to(rays.dtype)
     information = torch.zeros_like(z)
@@ -339,8 +352,7 @@ def estimate_root_depth(
     ray_sigma = keypoint_sigma_px / focal_px
     if isinstance(ray_sigma, torch.Tensor):
         ray_sigma = ray_sigma[:, None]  # per person, across its joints
-    stature_ratio = prior.height_m / canonical_height_m
-    pose_m = (pose_rel_m - pose_rel_m[:, joint_set.root : joint_set.root + 1]) * stature_ratio
+    pose_m = _scaled_pose(pose_rel_m, joint_set, prior.height_m, canonical_height_m)
     rel = pose_m[..., 2]
     seen = seen.bool()
     segments = [(joint_set.index(a), joint_set.index(b)) for a, b in SEGMENTS]
@@ -386,8 +398,7 @@ def segment_root_depths(
     or the segment has no solution. Diagnostics only: a segment whose depths lie off the others'
     shows where the lifted body and what the 2D model marks disagree.
     """
-    ratio = height_m / canonical_height_m
-    pose_m = (pose_rel_m - pose_rel_m[:, joint_set.root : joint_set.root + 1]) * ratio
+    pose_m = _scaled_pose(pose_rel_m, joint_set, height_m, canonical_height_m)
     rel = pose_m[..., 2]
     seen = seen.bool()
     pairs = [([joint_set.index(a)], [joint_set.index(b)]) for a, b in SEGMENTS]
@@ -397,9 +408,9 @@ def segment_root_depths(
         ray_a, ray_b = _pick(rays, a).mean(1), _pick(rays, b).mean(1)
         rel_a, rel_b = _pick(rel, a).mean(1), _pick(rel, b).mean(1)
         length = (_pick(pose_m, a).mean(1) - _pick(pose_m, b).mean(1)).norm(dim=-1)
-        z_b, ok = _closed_form(ray_a, ray_b, rel_a, rel_b, length)
-        use = ok & _pick(seen, a).all(-1) & _pick(seen, b).all(-1) & (z_b - rel_b > _MIN_DEPTH_M)
-        depths.append(torch.where(use, z_b - rel_b, torch.full_like(z_b, math.nan)))
+        z_root, ok = _closed_form_root(ray_a, ray_b, rel_a, rel_b, length)
+        use = ok & _pick(seen, a).all(-1) & _pick(seen, b).all(-1) & (z_root > _MIN_DEPTH_M)
+        depths.append(torch.where(use, z_root, torch.full_like(z_root, math.nan)))
     return torch.stack(depths, dim=-1)
 
 

@@ -13,7 +13,9 @@
 # config/train/synthetic_scenes.yaml), SIZES (inputs to measure; the first one's training rate
 # sets the run's length), INIT (start from these network weights, e.g. models/synthetic_lite.pt,
 # instead of MoveNet's backbone: a fine-tuning run with a fresh schedule), SEED (the run's seed,
-# so a fine-tuning run draws other scenes than the run it starts from; default the config's).
+# so a fine-tuning run draws other scenes than the run it starts from; default the config's),
+# SETS (further mp3d-train --set overrides, separated by ';', e.g.
+# "model.input_size=[832,512];optim.lr=5.0e-4").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -31,6 +33,8 @@ if [[ "$MOCAP" == *.tar.xz ]]; then  # a carried archive: unpack once, next to i
 fi
 init=()
 [[ -n "${INIT:-}" ]] && init=(--set "init={weights: $INIT, backbone_weights: ''}")
+IFS=';' read -r -a extra <<< "${SETS:-}"
+for value in "${extra[@]}"; do [[ -n "$value" ]] && init+=(--set "$value"); done
 mkdir -p "$RUN"
 if [[ "$phase" == start ]]; then
     python benchmarks/bench_scene_stream.py --config "$CONFIG" --sizes "$SIZES" --steps 60 \

@@ -13,15 +13,27 @@ Two estimates of ``Z``:
   ``torso_keypoint_scale`` (COCO detectors see hips and shoulders, not the pelvis and thorax of
   the 3D sets, and mark them on the body's outline, which spans a longer torso than the joints);
 - **bones**: least squares over all seen rigid segments (upper arms, forearms, thighs, shins,
-  shoulder and hip widths) on the residuals ``e_k(Z) = |Z a_k + b_k| - L_k`` with
-  ``a_k = r_i - r_j`` and ``b_k = d_i r_i - d_j r_j`` for segment ``k = (i, j)``: generalised least
-  squares ``min_Z e^T Sigma^-1 e``, solved by Gauss-Newton from the mean of the per-segment closed
-  forms. ``Sigma`` is the residuals' covariance at the current depth: each length's own
-  uncertainty (``segment_rel_sigma``), plus the 2D keypoint noise across each joint's ray and the
-  relative-depth noise along it, propagated through ``de_k = u_k . (dP_i - dP_j)`` (segments that
-  share a joint are correlated). The depth's sigma is ``(J^T Sigma^-1 J)^-1/2`` with
-  ``J_k = de_k/dZ``: short segments and segments seen end-on have small ``J_k``, so fewer and
-  shorter visible bones give a larger uncertainty.
+  shoulder and hip widths) on the log-length residuals ``e_k(Z) = log |Z a_k + b_k| - log L_k -
+  beta_k`` with ``a_k = r_i - r_j`` and ``b_k = d_i r_i - d_j r_j`` for segment ``k = (i, j)``:
+  generalised least squares ``min_Z e^T Sigma^-1 e``, solved by Gauss-Newton from the mean of the
+  per-segment closed forms. ``Sigma`` is the residuals' covariance at the current depth: each
+  length's own relative uncertainty (``segment_rel_sigma``), plus the 2D keypoint noise across each
+  joint's ray and the relative-depth noise along it, propagated through
+  ``de_k = u_k . (dP_i - dP_j) / L_k`` (segments that share a joint are correlated). The depth's
+  sigma is ``(J^T Sigma^-1 J)^-1/2`` with ``J_k = de_k/dZ``: short segments and segments seen
+  end-on have small ``J_k`` against their noise, so fewer and shorter visible bones give a larger
+  uncertainty.
+
+  **Why log lengths (errors in variables).** The 2D noise makes the regressor noisy: the
+  back-projected length ``|D_k| ~ Z |a_k|`` of a short segment is its image length, noise included.
+  On plain lengths, least squares weights each segment by ``|a_k|^2``, so segments that noise
+  lengthened weigh more and pull the person near (7 % at 10-14 m for 3 px noise, shins 17 px and
+  forearms 11 px long; the classical attenuation of errors in variables). In log form every
+  segment seen side-on has the slope ``1/Z`` whatever its noise, the weights use the lifted
+  ``L_k`` rather than the noisy length, and ``E log |D_k + n| = log |D_k| + (tr C_k -
+  2 u_k^T C_k u_k) / (2 |D_k|^2)`` to second order for noise of covariance ``C_k``: zero for 2D
+  noise on a segment in the image plane, ``beta_k = s_k u_z^2 / |D_k|^2`` in general (``s_k`` the
+  noise's variance per image axis), which is subtracted.
 
 The two share no segment, so their errors are treated as independent and fused with MAR Eq. 12
 (:func:`mp3d_ros.geometry.depth.fuse_depths`). The body-size prior adds an error common to both, a
@@ -76,6 +88,7 @@ SEGMENTS: tuple[tuple[str, str], ...] = (
 _HIPS = ("left_hip", "right_hip")
 _SHOULDERS = ("left_shoulder", "right_shoulder")
 _GAUSS_NEWTON_STEPS = 8
+_MAX_LOG_STEP = 3.0  # a factor of 20 per Gauss-Newton step at most
 _MIN_DEPTH_M = 0.1
 _MIDPOINT_ROUNDS = 4
 
@@ -107,13 +120,14 @@ class BodyPrior:
     # true segment length - 1 at one stature (0.08; 0.135 with the lifter that knew one mocap
     # figure); the RMS over the 12 seen COCO joints of each joint's robust sd of lifted - true
     # relative depth at 1.70 m (0.05); and the inflation putting 68.3 % of all matched people's
-    # body-size depth errors within 1 sigma (1). See benchmarks/RESULTS.md.
+    # body-size depth errors within 1 sigma (1; 1.61 since the bones fit log lengths, 1.58
+    # before). See benchmarks/RESULTS.md.
     height_m: float = 1.70
     height_sigma_m: float = 0.085
     segment_rel_sigma: float = 0.065
     rel_depth_sigma_m: float = 0.10
     keypoint_sigma_px: float = 3.0  # not measured: movenet-lift passes its own (keypoint_sigma_input_px)
-    sigma_inflation: float = 1.58
+    sigma_inflation: float = 1.61
     # Measured by benchmarks/segment_depths.py on 2026-12-02: MoveNet's torso alone puts people at
     # 0.890 of the depth their forearms and shins give on the COCO fixtures (11 real people), and
     # at 0.869 of the true depth on renders of 1.70 m people (61); 1 / 0.89, from the real images.
@@ -230,8 +244,9 @@ def _closed_form_root(ray_a, ray_b, rel_a, rel_b, length_m) -> tuple[torch.Tenso
 def _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior):
     """Least-squares root depth over the seen segments: (depth, sigma, valid, count), each (P,).
 
-    Generalised least squares: the residuals' covariance (shared joints correlate segments) weights
-    the Gauss-Newton steps, and ``sigma = (J^T Sigma^-1 J)^-1/2`` at the solution.
+    Generalised least squares on log lengths (module docstring): the residuals' covariance (shared
+    joints correlate segments) weights the Gauss-Newton steps, and
+    ``sigma = (J^T Sigma^-1 J)^-1/2`` at the solution.
     """
     i, j = [a for a, _ in segments], [b for _, b in segments]
     coefficients = _one_hot(i, rays) - _one_hot(j, rays)  # (S, J)
@@ -257,18 +272,26 @@ def _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior):
 
 @compiled_once
 def _gauss_newton_step(z, a, b, length, mask, count, coefficients, rays, rel, ray_sigma, prior):
-    """One step of :func:`_bones`: the new depth and ``J^T Sigma^-1 J`` at the old one, each (P,)."""
+    """One step of :func:`_bones` (Gauss-Newton in ``log Z``): the new depth and ``J^T Sigma^-1 J``
+    (with ``J = de/dZ``) at the old one, each (P,)."""
     vector = z[:, None, None] * a + b
     norm = vector.norm(dim=-1).clamp_min(1e-9)
     direction = vector / norm[..., None]
-    residual = (norm - length) * mask
-    jacobian = (a * direction).sum(-1) * mask
+    lifted = torch.where(mask > 0, length, torch.ones_like(length))
+    lateral = ((z[:, None] + rel) * ray_sigma) ** 2  # (P, J): 2D noise variance per image axis
+    spread = (coefficients.square()[None] * lateral[:, None]).sum(-1)  # (P, S): s_k
+    excess = spread * direction[..., 2].square() / norm.square()  # beta_k
+    residual = (norm.log() - lifted.log() - excess) * mask
+    jacobian = (a * direction).sum(-1) / norm * mask
     cov = _residual_covariance(coefficients, direction, rays, rel, z, length, ray_sigma, prior)
+    cov = cov / (lifted[:, :, None] * lifted[:, None, :])
     # Unused segments: decoupled unit-variance rows with zero residual and Jacobian.
     cov = cov * mask[:, :, None] * mask[:, None, :] + torch.diag_embed(1 - mask)
     information, numerator = _whitened_products(cov, jacobian, residual)
-    step = numerator / information.clamp_min(1e-12)
-    return torch.where(count > 0, (z - step).clamp_min(_MIN_DEPTH_M), z), information
+    # The step in log Z (Jacobian Z J): log lengths are linear in log Z for segments seen side-on,
+    # so a start far off is corrected in one step instead of crawling back from the clamp.
+    log_step = (numerator / (z * information).clamp_min(1e-12)).clamp(-_MAX_LOG_STEP, _MAX_LOG_STEP)
+    return torch.where(count > 0, (z * torch.exp(-log_step)).clamp_min(_MIN_DEPTH_M), z), information
 
 
 def _midpoint_ray(rays: torch.Tensor, rel: torch.Tensor, depth_m: torch.Tensor) -> torch.Tensor:

@@ -152,7 +152,8 @@ def test_one_sigma_covers_about_68_percent() -> None:
 def test_2d_noise_on_small_people_does_not_pull_them_near(near_m: float, far_m: float) -> None:
     """Errors in variables: exact lengths and relative depths, 3 px of 2D noise on people whose
     forearms are 9-19 px long. A least-squares fit of plain lengths put them at 0.96 and 0.92 of
-    their depth (noise-lengthened segments weigh more); the bones' median must stay within 2 %."""
+    their depth (noise-lengthened segments weigh more); the medians of the bones and of their
+    fusion with the torso must stay within 2 %."""
     rng = np.random.default_rng(11)
     intr = Intrinsics.pinhole(500, 500, 320, 240, 640, 480)
     poses = np.array([random_pose(int(rng.integers(2**31))) for _ in range(200)])
@@ -163,10 +164,31 @@ def test_2d_noise_on_small_people_does_not_pull_them_near(near_m: float, far_m: 
     seen[:, [MUPOTS_17.index(n) for n in ("pelvis", "neck", "spine", "head", "head_top")]] = False
     depth = estimate_root_depth_px(uv, seen, poses, intr, MUPOTS_17, HEIGHT_M,
                                    BodyPrior(torso_keypoint_scale=1.0), keypoint_sigma_px=3.0)
-    valid = depth.bones_valid.numpy()
-    assert valid.sum() > 190
-    ratio = float(np.median(depth.bones_depth_m.numpy()[valid] / depth_m[valid]))
-    assert abs(ratio - 1) < 0.02, ratio
+    for estimate, valid in ((depth.bones_depth_m, depth.bones_valid), (depth.depth_m, depth.valid)):
+        valid = valid.numpy()
+        assert valid.sum() > 190
+        ratio = float(np.median(estimate.numpy()[valid] / depth_m[valid]))
+        assert abs(ratio - 1) < 0.02, ratio
+
+
+
+def test_the_fusion_weighs_a_cue_the_same_whether_it_errs_near_or_far() -> None:
+    """Each cue's sigma grows with depth. Evaluated at the cue's own estimate, a torso 25 % too far
+    got 0.77 of the weight the same torso 25 % too near got, which pulls the fusion near on
+    average; taken at one depth, the two weights agree within 10 % (exact 2D at 12 m)."""
+    intr = Intrinsics.pinhole(500, 500, 320, 240, 640, 480)
+    seen = np.ones((1, 17), dtype=bool)
+    seen[:, [MUPOTS_17.index(n) for n in ("pelvis", "neck", "spine", "head", "head_top")]] = False
+    for seed in range(10):
+        pose = random_pose(seed)
+        uv = project(pose + np.array([0.3, 1.0, 12.0]), intr)[None]
+        weights = []
+        for torso_scale in (1.25, 1 / 1.25):
+            depth = estimate_root_depth_px(uv, seen, pose[None], intr, MUPOTS_17, HEIGHT_M,
+                                           BodyPrior(torso_keypoint_scale=torso_scale), keypoint_sigma_px=3.0)
+            bones, torso = float(depth.bones_depth_m[0]), float(depth.torso_depth_m[0])
+            weights.append((float(depth.depth_m[0]) - bones) / (torso - bones))
+        assert 0.9 < weights[0] / weights[1] < 1.1, weights
 
 
 def test_sigma_grows_with_fewer_and_shorter_bones() -> None:

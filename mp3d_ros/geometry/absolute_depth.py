@@ -36,8 +36,12 @@ Two estimates of ``Z``:
   noise's variance per image axis), which is subtracted.
 
 The two share no segment, so their errors are treated as independent and fused with MAR Eq. 12
-(:func:`mp3d_ros.geometry.depth.fuse_depths`). The body-size prior adds an error common to both, a
-relative ``height_sigma_m / height_m``, added in quadrature after the fusion. With the noise the
+(:func:`mp3d_ros.geometry.depth.fuse_depths`), with both sigmas evaluated at one depth (the
+first fusion's): each grows with the depth it is evaluated at, so taken at each cue's own
+estimate the weights would favour the nearer one (a torso 25 % too far weighed 0.77 of the same
+torso 25 % too near, and noisy people at 10-14 m came out at 0.968 of their depth with both cues
+at 0.974-0.997; ``benchmarks/bone_fit_noise.py``). The body-size prior adds an error common to
+both, a relative ``height_sigma_m / height_m``, added in quadrature after the fusion. With the noise the
 prior describes, the reported 1-sigma covers about 68% of the errors (tested).
 
 Real detectors and lifters are not that noise: their errors are heavy-tailed, biased and
@@ -120,14 +124,14 @@ class BodyPrior:
     # true segment length - 1 at one stature (0.08; 0.135 with the lifter that knew one mocap
     # figure); the RMS over the 12 seen COCO joints of each joint's robust sd of lifted - true
     # relative depth at 1.70 m (0.05); and the inflation putting 68.3 % of all matched people's
-    # body-size depth errors within 1 sigma (1; 1.61 since the bones fit log lengths, 1.58
-    # before). See benchmarks/RESULTS.md.
+    # body-size depth errors within 1 sigma (1; 1.71 since the bones fit log lengths and the
+    # fusion takes both cues' sigmas at one depth, 1.58 before). See benchmarks/RESULTS.md.
     height_m: float = 1.70
     height_sigma_m: float = 0.085
     segment_rel_sigma: float = 0.065
     rel_depth_sigma_m: float = 0.10
     keypoint_sigma_px: float = 3.0  # not measured: movenet-lift passes its own (keypoint_sigma_input_px)
-    sigma_inflation: float = 1.61
+    sigma_inflation: float = 1.71
     # Measured by benchmarks/segment_depths.py on 2026-12-02: MoveNet's torso alone puts people at
     # 0.890 of the depth their forearms and shins give on the COCO fixtures (11 real people), and
     # at 0.869 of the true depth on renders of 1.70 m people (61); 1 / 0.89, from the real images.
@@ -241,13 +245,23 @@ def _closed_form_root(ray_a, ray_b, rel_a, rel_b, length_m) -> tuple[torch.Tenso
     return z_end - rel_b, ok
 
 
-def _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior):
-    """Least-squares root depth over the seen segments: (depth, sigma, valid, count), each (P,).
+@dataclass(frozen=True)
+class _BoneTerms:
+    """The seen segments of P people as :func:`_gauss_newton_step` takes them: ``D_k = Z a_k +
+    b_k`` (each (P, S, 3)), the lifted lengths and use mask (P, S), the count of segments whose
+    closed form exists (P,), and the (S, J) joint coefficients."""
 
-    Generalised least squares on log lengths (module docstring): the residuals' covariance (shared
-    joints correlate segments) weights the Gauss-Newton steps, and
-    ``sigma = (J^T Sigma^-1 J)^-1/2`` at the solution.
-    """
+    a: torch.Tensor
+    b: torch.Tensor
+    length: torch.Tensor
+    mask: torch.Tensor
+    count: torch.Tensor
+    coefficients: torch.Tensor
+
+
+def _bone_terms(rays, rel, pose_m, seen, segments) -> tuple[_BoneTerms, torch.Tensor, torch.Tensor]:
+    """:class:`_BoneTerms`, the Gauss-Newton start (the mean of the per-segment closed forms) and
+    the number of seen segments, each (P,)."""
     i, j = [a for a, _ in segments], [b for _, b in segments]
     coefficients = _one_hot(i, rays) - _one_hot(j, rays)  # (S, J)
     length = (_pick(pose_m, i) - _pick(pose_m, j)).norm(dim=-1)  # (P, S)
@@ -259,15 +273,29 @@ def _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior):
     start = use & ok
     count = start.sum(-1)
     z = torch.where(start, z_root, torch.zeros_like(z_root)).sum(-1) / count.clamp_min(1)
-    z = z.clamp_min(_MIN_DEPTH_M)
-    mask = use.to(rays.dtype)
-    information = torch.zeros_like(z)
+    terms = _BoneTerms(a, b, length, use.to(rays.dtype), count, coefficients)
+    return terms, z.clamp_min(_MIN_DEPTH_M), use.sum(-1)
+
+
+def _bones_information(z, terms: _BoneTerms, rays, rel, ray_sigma, prior):
+    """:func:`_gauss_newton_step` over ``terms``: the next depth and ``J^T Sigma^-1 J`` at ``z``."""
+    return _gauss_newton_step(z, terms.a, terms.b, terms.length, terms.mask, terms.count,
+                              terms.coefficients, rays, rel, ray_sigma, prior)
+
+
+def _bones(terms: _BoneTerms, start, rays, rel, ray_sigma, prior):
+    """Least-squares root depth over the seen segments: (depth, sigma, valid), each (P,).
+
+    Generalised least squares on log lengths (module docstring): the residuals' covariance (shared
+    joints correlate segments) weights the Gauss-Newton steps, and
+    ``sigma = (J^T Sigma^-1 J)^-1/2`` at the solution.
+    """
+    z, information = start, torch.zeros_like(start)
     for _ in range(_GAUSS_NEWTON_STEPS):
-        z, information = _gauss_newton_step(
-            z, a, b, length, mask, count, coefficients, rays, rel, ray_sigma, prior)
-    valid = (count > 0) & (z > _MIN_DEPTH_M) & (information > 0)
+        z, information = _bones_information(z, terms, rays, rel, ray_sigma, prior)
+    valid = (terms.count > 0) & (z > _MIN_DEPTH_M) & (information > 0)
     sigma = torch.where(valid, information.clamp_min(1e-12).rsqrt(), torch.full_like(z, math.inf))
-    return torch.where(valid, z, torch.zeros_like(z)), sigma, valid, use.sum(-1)
+    return torch.where(valid, z, torch.zeros_like(z)), sigma, valid
 
 
 @compiled_once
@@ -309,8 +337,22 @@ def _torso_round(ray_hip, ray_sh, rays_hip, rays_sh, rel_hip, rel_sh, rels_hip, 
             _midpoint_ray(rays_sh, rels_sh, z_root))
 
 
+@dataclass(frozen=True)
+class _TorsoTerms:
+    """The torso segment of P people: the midpoint rays (P, 3) and relative depths (P,) of hips and
+    shoulders, the lifted torso length (P,) and the (1, J) joint coefficients of the segment."""
+
+    ray_hip: torch.Tensor
+    ray_sh: torch.Tensor
+    rel_hip: torch.Tensor
+    rel_sh: torch.Tensor
+    omega: torch.Tensor
+    coefficients: torch.Tensor
+
+
 def _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior):
-    """MAR's closed form on hip midpoint -> shoulder midpoint: (depth, sigma, valid), each (P,).
+    """MAR's closed form on hip midpoint -> shoulder midpoint: (depth, sigma, valid), each (P,),
+    and the :class:`_TorsoTerms` that give its sigma at another depth.
 
     The ray of a 3D midpoint depends a little on the depth (its two joints are at different depths),
     so the closed form is repeated with the midpoint rays at the previous depth, starting from the
@@ -327,20 +369,28 @@ def _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior):
         z_hip, ok, z_root, ray_hip, ray_sh = _torso_round(
             ray_hip, ray_sh, rays_hip, rays_sh, rel_hip, rel_sh, rels_hip, rels_sh, omega)
     valid = seen_all & ok & (z_root > _MIN_DEPTH_M)
-    vector = (z_hip + rel_sh)[:, None] * ray_sh - z_hip[:, None] * ray_hip
-    norm = vector.norm(dim=-1).clamp_min(1e-9)
-    direction = vector / norm[..., None]
-    jacobian = ((ray_sh - ray_hip) * direction).sum(-1)
-    coefficients = 0.5 * (_one_hot(shoulders, rays).sum(0) - _one_hot(hips, rays).sum(0))[None]
-    variance = _residual_covariance(
-        coefficients, direction[:, None], rays, rel, z_root, omega[:, None], ray_sigma, prior
-    )[:, 0, 0]
-    sigma = (variance / jacobian.square().clamp_min(1e-12)).sqrt()
+    torso = _TorsoTerms(ray_hip, ray_sh, rel_hip, rel_sh, omega,
+                        0.5 * (_one_hot(shoulders, rays).sum(0) - _one_hot(hips, rays).sum(0))[None])
+    sigma = _torso_sigma(z_root, torso, rays, rel, ray_sigma, prior)
     return (
         torch.where(valid, z_root, torch.zeros_like(z_root)),
         torch.where(valid, sigma, torch.full_like(sigma, math.inf)),
         valid,
+        torso,
     )
+
+
+def _torso_sigma(z_root, torso: _TorsoTerms, rays, rel, ray_sigma, prior) -> torch.Tensor:
+    """(P,) sigma of the torso's root depth were the root at ``z_root``: the length residual's
+    noise over its slope in depth."""
+    z_hip = z_root + torso.rel_hip
+    vector = (z_hip + torso.rel_sh - torso.rel_hip)[:, None] * torso.ray_sh - z_hip[:, None] * torso.ray_hip
+    norm = vector.norm(dim=-1).clamp_min(1e-9)
+    direction = vector / norm[..., None]
+    jacobian = ((torso.ray_sh - torso.ray_hip) * direction).sum(-1)
+    variance = _residual_covariance(torso.coefficients, direction[:, None], rays, rel, z_root,
+                                    torso.omega[:, None], ray_sigma, prior)[:, 0, 0]
+    return (variance / jacobian.square().clamp_min(1e-12)).sqrt()
 
 
 def estimate_root_depth(
@@ -381,13 +431,22 @@ def estimate_root_depth(
     segments = [(joint_set.index(a), joint_set.index(b)) for a, b in SEGMENTS]
     hips = [joint_set.index(n) for n in _HIPS]
     shoulders = [joint_set.index(n) for n in _SHOULDERS]
-    z_b, s_b, v_b, count = _bones(rays, rel, pose_m, seen, segments, ray_sigma, prior)
-    z_t, s_t, v_t = _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior)
-    s_b, s_t = s_b * prior.sigma_inflation, s_t * prior.sigma_inflation
+    bone_terms, start, count = _bone_terms(rays, rel, pose_m, seen, segments)
+    z_b, s_b, v_b = _bones(bone_terms, start, rays, rel, ray_sigma, prior)
+    z_t, s_t, v_t, torso = _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior)
+    both = v_t & v_b
     # Eq. 12 with the bones as the "regressed" estimate; where only the torso exists, use it alone.
-    fused, fused_sigma = fuse_depths(
-        z_b, torch.nan_to_num(s_b, posinf=1.0), z_t, torch.nan_to_num(s_t, posinf=1.0), v_t & v_b
-    )
+    # Each sigma grows with the depth it is evaluated at: taken at each cue's own estimate, the
+    # weights would favour the nearer one, so both are taken at one depth, the first fusion's.
+    first, _ = fuse_depths(z_b, torch.nan_to_num(s_b, posinf=1.0), z_t,
+                           torch.nan_to_num(s_t, posinf=1.0), both)
+    common = torch.where(both, first, torch.ones_like(first))
+    _, information = _bones_information(common, bone_terms, rays, rel, ray_sigma, prior)
+    s_b_common = information.clamp_min(1e-12).rsqrt() * prior.sigma_inflation
+    s_t_common = _torso_sigma(common, torso, rays, rel, ray_sigma, prior) * prior.sigma_inflation
+    s_b, s_t = s_b * prior.sigma_inflation, s_t * prior.sigma_inflation
+    fused, fused_sigma = fuse_depths(z_b, torch.where(both, s_b_common, torch.nan_to_num(s_b, posinf=1.0)),
+                                     z_t, torch.where(both, s_t_common, torch.ones_like(s_t)), both)
     depth = torch.where(v_b, fused, z_t)
     sigma_indep = torch.where(v_b, fused_sigma, s_t)
     valid = v_b | v_t

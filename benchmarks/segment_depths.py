@@ -2,6 +2,7 @@
 
     python benchmarks/segment_depths.py [--mocap ../shared/mocap] [--images 40]
         [--fixtures ../shared/fixtures/coco] [--lifter models/lifter.safetensors]
+        [--coco-input-sizes 192x160,288x224,512x384]
 
 The body-size cue of ``movenet-lift`` fits the lifted segment lengths to the rays of the 2D
 keypoints. When the lifted body and what the 2D model marks disagree on a segment (a narrower
@@ -14,6 +15,11 @@ segment, the median ratio of its depth to a reference:
 - the COCO fixtures (real photographs, no 3D, placeholder camera ``fx = fy = width``): the median
   depth of the same person's forearms and shins, whose ends (elbow, wrist, knee, ankle) annotators
   and joint centres agree on best, with the 2D from the annotations and from MoveNet.
+
+A second table gives the 2D side alone: the median image length of the limb and width segments
+as MoveNet marks them over their length in the truth (the renderer's joints by true distance;
+the COCO annotations at each of ``--coco-input-sizes``). Segments shorter in the image than the
+body they belong to put that body far.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ from mp3d_ros.training.data import read_rgb
 
 NAMES = [f"{a.replace('left_', 'l_').replace('right_', 'r_')}-{b.split('_')[-1]}" for a, b in SEGMENTS] + [
     "torso", "bones fit (all segments)", "fused with the torso (Eq. 12)"]
+COCO_SEGMENTS = [(COCO_17.index(a), COCO_17.index(b)) for a, b in SEGMENTS]
+BANDS_M = ((2.0, 4.0), (4.0, 6.0), (6.0, 8.0), (8.0, 10.0))
 REFERENCE = [SEGMENTS.index(s) for s in (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist"),
                                           ("left_knee", "left_ankle"), ("right_knee", "right_ankle"))]
 
@@ -110,6 +118,88 @@ def render_ratios(model: MoveNetLift, images: int, seed: int, mocap_dir: str | N
     return out
 
 
+
+def image_lengths_px(uv_coco_px: np.ndarray, seen_coco: np.ndarray) -> np.ndarray:
+    """(P, S) image length of each of :data:`SEGMENTS` in COCO-17 pixels, NaN unless both ends
+    are seen."""
+    i, j = (list(ends) for ends in zip(*COCO_SEGMENTS))
+    lengths = np.linalg.norm(uv_coco_px[:, i] - uv_coco_px[:, j], axis=-1)
+    return np.where(seen_coco[:, i] & seen_coco[:, j], lengths, np.nan)
+
+
+def matched_lengths(uv: np.ndarray, seen: np.ndarray, uv_true: np.ndarray,
+                    seen_true: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Detected and true image lengths (each (P_matched, S), px) of the detected people matched to
+    true ones by their hip midpoints, and the matched true people's indices."""
+    hips = [COCO_17.index("left_hip"), COCO_17.index("right_hip")]
+    pairs = match_roots(uv[:, hips].mean(1), np.nanmean(uv_true[:, hips], axis=1))
+    if not pairs:
+        empty = np.zeros((0, len(SEGMENTS)))
+        return empty, empty, []
+    truth, found = (list(t) for t in zip(*pairs))
+    return image_lengths_px(uv[found], seen[found]), image_lengths_px(uv_true[truth], seen_true[truth]), truth
+
+
+def length_row(name: str, detected_px: np.ndarray, true_px: np.ndarray, px_scale: float) -> list[object]:
+    """Median detected / true length, median shortening (times ``px_scale``), segment count."""
+    both = np.isfinite(detected_px) & np.isfinite(true_px) & (true_px > 0)
+    detected, true = detected_px[both], true_px[both]
+    if not detected.size:
+        return [name, float("nan"), float("nan"), 0]
+    return [name, float(np.median(detected / true)), float(np.median(true - detected) * px_scale),
+            int(detected.size)]
+
+
+def input_scale(model: MoveNetLift, width: int, height: int) -> float:
+    """Network-input pixels per image pixel of the letterbox."""
+    return min(model.cfg.input_size[0] / width, model.cfg.input_size[1] / height)
+
+
+def render_length_rows(model: MoveNetLift, images: int, seed: int, mocap_dir: str | None) -> list[list[object]]:
+    """Per distance band: MoveNet's median image length / the rendered joints', over all segments."""
+    config = replace(load_config(SynthRecipe, find_share_path("config/synth/depth_scenes.yaml")).scene,
+                     height_range_m=(1.70, 1.70))
+    mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
+    detected, true, depths = [], [], []
+    for index in range(images):
+        frame = generate_image(config, seed, index, mocap)
+        uv_true, _ = convert_joints(frame.keypoints_img_px, MUCO_21, COCO_17)
+        visible, _ = convert_joints(frame.visible[..., None].astype(float), MUCO_21, COCO_17)
+        uv, seen = movenet_people(model, frame.image, frame.intrinsics)
+        lengths = matched_lengths(uv, seen, uv_true, np.nan_to_num(visible[..., 0]) > 0)
+        scale = input_scale(model, frame.intrinsics.width, frame.intrinsics.height)
+        detected.append(lengths[0] * scale)
+        true.append(lengths[1] * scale)
+        depths.append(frame.keypoints_cam_m[lengths[2], MUCO_21.root, 2])
+    detected_px, true_px, depth = np.concatenate(detected), np.concatenate(true), np.concatenate(depths)
+    return [length_row(f"renders, {near:g}-{far:g} m", detected_px[band], true_px[band], 1.0)
+            for near, far in BANDS_M for band in [(depth >= near) & (depth < far)]]
+
+
+def coco_length_rows(model: MoveNetLift, fixtures: Path, input_sizes: list[tuple[int, int]]) -> list[list[object]]:
+    """Per MoveNet input size: its median image length / the COCO annotations', over all segments."""
+    annotated_images = read_coco_keypoints(fixtures / "test_coco.json")
+    rows = []
+    for size in input_sizes:
+        sized = MoveNetLift(model.movenet, model.lifter, replace(model.cfg, input_size=size)).eval()
+        detected, true = [], []
+        for annotated in annotated_images:
+            image = read_rgb(fixtures / annotated.file_name)
+            height, width = image.shape[:2]
+            camera = Intrinsics.pinhole(float(width), float(width), width / 2.0, height / 2.0, width, height)
+            uv, seen = movenet_people(sized, image, camera)
+            if len(uv):
+                lengths = matched_lengths(uv, seen, annotated.keypoints_img_px, annotated.labelled)
+                scale = input_scale(sized, width, height)  # per image: the fixtures differ in size
+                detected.append(lengths[0] * scale)
+                true.append(lengths[1] * scale)
+        empty = np.zeros((0, len(SEGMENTS)))
+        rows.append(length_row(f"COCO fixtures, input {size[0]}x{size[1]}",
+                               np.concatenate(detected) if detected else empty,
+                               np.concatenate(true) if true else empty, 1.0))
+    return rows
+
+
 def coco_ratios(model: MoveNetLift, fixtures: Path) -> dict[str, list[np.ndarray]]:
     """Per-segment depth / the person's forearm-and-shin depth on the COCO fixtures."""
     out: dict[str, list[np.ndarray]] = {"COCO, 2D = annotations": [], "COCO, 2D = MoveNet": []}
@@ -150,15 +240,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--fixtures", type=Path, default=Path("../shared/fixtures/coco"))
     parser.add_argument("--lifter", type=Path, default=None, help="lifter weights (default: shipped)")
+    parser.add_argument("--coco-input-sizes", default="192x160,288x224,512x384",
+                        help="MoveNet input sizes (width x height) for the COCO image-length table")
     args = parser.parse_args()
     model = MoveNetLift.from_files(find_share_path(MOVENET_WEIGHTS),
                                    args.lifter or find_share_path(LIFTER_WEIGHTS))
     ratios = render_ratios(model, args.images, args.seed, args.mocap)
+    lengths = render_length_rows(model, args.images, args.seed, args.mocap)
     if (args.fixtures / "test_coco.json").exists():
         ratios.update(coco_ratios(model, args.fixtures))
+        sizes = [tuple(int(v) for v in size.split("x")) for size in args.coco_input_sizes.split(",")]
+        lengths += coco_length_rows(model, args.fixtures, sizes)  # type: ignore[arg-type]
     else:
         print(f"no COCO fixtures at {args.fixtures}: renders only")
     print(ratio_table(ratios))
+    print(f"\nimage length of the limb and width segments, MoveNet / truth (input {model.cfg.input_size[0]}x"
+          f"{model.cfg.input_size[1]} on renders), median over segments")
+    print(format_table(["2D against", "detected / true", "shortening (input px)", "segments"], lengths,
+                       digits=3))
 
 
 if __name__ == "__main__":

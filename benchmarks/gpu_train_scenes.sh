@@ -31,14 +31,14 @@ if [[ "$MOCAP" == *.tar.xz ]]; then  # a carried archive: unpack once, next to i
     [[ -d "$folder" ]] || tar -xJf "$MOCAP" -C "$(dirname "$MOCAP")"
     MOCAP="$folder"
 fi
-init=()
-[[ -n "${INIT:-}" ]] && init=(--set "init={weights: $INIT, backbone_weights: ''}")
+overrides=()
+[[ -n "${INIT:-}" ]] && overrides=(--set "init={weights: $INIT, backbone_weights: ''}")
 IFS=';' read -r -a extra <<< "${SETS:-}"
-for value in "${extra[@]}"; do [[ -n "$value" ]] && init+=(--set "$value"); done
+for value in "${extra[@]}"; do [[ -n "$value" ]] && overrides+=(--set "$value"); done
 mkdir -p "$RUN"
 if [[ "$phase" == start ]]; then
     python benchmarks/bench_scene_stream.py --config "$CONFIG" --sizes "$SIZES" --steps 60 \
-        --batch-size "$batch" --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]" "${init[@]}" \
+        --batch-size "$batch" --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]" "${overrides[@]}" \
         | tee "$OUT/bench_scene_stream.txt"
     rate=$(awk -v size="${SIZES%%,*}" '$1 == size && $2 == "train" {print $3}' "$OUT/bench_scene_stream.txt")
     total_minutes="$3"
@@ -50,7 +50,7 @@ echo "$steps" > "$RUN/steps.txt"; cp "$RUN/steps.txt" "$OUT/"
     --out data/synthetic/val --mocap "$MOCAP" --device cuda --workers 15
 args=(--config "$CONFIG" --set "schedule.steps=$steps" --stop-after-min "$minutes" --set progress=false
       --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]")
-args+=("${init[@]}")
+args+=("${overrides[@]}")
 [[ -n "${SEED:-}" ]] && args+=(--set "seed=$SEED")
 if [[ "$phase" == continue ]]; then
     if ls "$RUN"/checkpoints/step_*.pt > /dev/null 2>&1; then

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ from mp3d_ros.geometry.absolute_depth import (
     estimate_root_depth,
     segment_root_depths,
 )
-from mp3d_ros.geometry.camera import Intrinsics, pixel_rays
+from mp3d_ros.geometry.camera import Intrinsics, letterbox_transform, pixel_rays
 from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.geometry.skeleton import COCO_17, MUCO_21, MUPOTS_17, convert_joints
 from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift
@@ -49,7 +50,7 @@ from mp3d_ros.inference.preprocess import letterbox_batch
 from mp3d_ros.model.lifter import lift
 from mp3d_ros.resources import find_share_path
 from mp3d_ros.synthetic.bvh import load_mocap_poses
-from mp3d_ros.synthetic.scenes import SynthRecipe, generate_image
+from mp3d_ros.synthetic.scenes import SynthRecipe, SyntheticFrame, generate_image
 from mp3d_ros.training.data import read_rgb
 
 NAMES = [f"{a.replace('left_', 'l_').replace('right_', 'r_')}-{b.split('_')[-1]}" for a, b in SEGMENTS] + [
@@ -93,30 +94,48 @@ def movenet_people(model: MoveNetLift, image: np.ndarray, intrinsics: Intrinsics
     return uv[0].numpy()[keep], seen[0].numpy()[keep]
 
 
-def render_ratios(model: MoveNetLift, images: int, seed: int, mocap_dir: str | None
-                  ) -> dict[str, list[np.ndarray]]:
-    """Per-segment depth / true depth on renders of 1.70 m people, 2D from the joints and MoveNet."""
+class RenderedPeople(NamedTuple):
+    """One render of 1.70 m people: the frame, its people's true COCO-17 pixels and visibility,
+    and what MoveNet found in it."""
+
+    frame: SyntheticFrame
+    uv_true: np.ndarray
+    seen_true: np.ndarray
+    uv: np.ndarray
+    seen: np.ndarray
+
+
+def render_detections(model: MoveNetLift, images: int, seed: int,
+                      mocap_dir: str | None) -> list[RenderedPeople]:
+    """``images`` renders of ``depth_scenes.yaml`` with everybody 1.70 m tall (so that the size
+    prior is exact), each run through MoveNet once."""
     config = replace(load_config(SynthRecipe, find_share_path("config/synth/depth_scenes.yaml")).scene,
                      height_range_m=(1.70, 1.70))
     mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
-    out: dict[str, list[np.ndarray]] = {"renders, 2D = joints": [], "renders, 2D = MoveNet": []}
+    rendered = []
     for index in range(images):
         frame = generate_image(config, seed, index, mocap)
         uv_true, _ = convert_joints(frame.keypoints_img_px, MUCO_21, COCO_17)
         visible, _ = convert_joints(frame.visible[..., None].astype(float), MUCO_21, COCO_17)
-        seen_true = np.nan_to_num(visible[..., 0]) > 0
+        uv, seen = movenet_people(model, frame.image, frame.intrinsics)
+        rendered.append(RenderedPeople(frame, uv_true, np.nan_to_num(visible[..., 0]) > 0, uv, seen))
+    return rendered
+
+
+def render_ratios(model: MoveNetLift, rendered: list[RenderedPeople]) -> dict[str, list[np.ndarray]]:
+    """Per-segment depth / true depth on the renders, 2D from the joints and MoveNet."""
+    out: dict[str, list[np.ndarray]] = {"renders, 2D = joints": [], "renders, 2D = MoveNet": []}
+    hips = [COCO_17.index("left_hip"), COCO_17.index("right_hip")]
+    for frame, uv_true, seen_true, uv, seen in rendered:
         depth_true = frame.keypoints_cam_m[:, MUCO_21.root, 2]
         out["renders, 2D = joints"].append(
             lifted_depths(model, np.nan_to_num(uv_true), seen_true, frame.intrinsics) / depth_true[:, None])
-        uv, seen = movenet_people(model, frame.image, frame.intrinsics)
-        hips = [COCO_17.index("left_hip"), COCO_17.index("right_hip")]
         pairs = match_roots(uv[:, hips].mean(1), frame.keypoints_img_px[:, MUCO_21.root])
         if pairs:
             truth, found = (list(t) for t in zip(*pairs))
             depths = lifted_depths(model, uv[found], seen[found], frame.intrinsics)
             out["renders, 2D = MoveNet"].append(depths / depth_true[truth, None])
     return out
-
 
 
 def image_lengths_px(uv_coco_px: np.ndarray, seen_coco: np.ndarray) -> np.ndarray:
@@ -137,47 +156,43 @@ def matched_lengths(uv: np.ndarray, seen: np.ndarray, uv_true: np.ndarray,
         empty = np.zeros((0, len(SEGMENTS)))
         return empty, empty, []
     truth, found = (list(t) for t in zip(*pairs))
-    return image_lengths_px(uv[found], seen[found]), image_lengths_px(uv_true[truth], seen_true[truth]), truth
+    detected_px = image_lengths_px(uv[found], seen[found])
+    return detected_px, image_lengths_px(uv_true[truth], seen_true[truth]), truth
 
 
-def length_row(name: str, detected_px: np.ndarray, true_px: np.ndarray, px_scale: float) -> list[object]:
-    """Median detected / true length, median shortening (times ``px_scale``), segment count."""
+def length_row(name: str, detected_px: np.ndarray, true_px: np.ndarray) -> list[object]:
+    """Median detected / true length, median shortening (the units of the lengths), segment count."""
     both = np.isfinite(detected_px) & np.isfinite(true_px) & (true_px > 0)
     detected, true = detected_px[both], true_px[both]
     if not detected.size:
         return [name, float("nan"), float("nan"), 0]
-    return [name, float(np.median(detected / true)), float(np.median(true - detected) * px_scale),
-            int(detected.size)]
+    return [name, float(np.median(detected / true)), float(np.median(true - detected)), int(detected.size)]
 
 
 def input_scale(model: MoveNetLift, width: int, height: int) -> float:
     """Network-input pixels per image pixel of the letterbox."""
-    return min(model.cfg.input_size[0] / width, model.cfg.input_size[1] / height)
+    return float(letterbox_transform((width, height), model.cfg.input_size).A[0, 0])
 
 
-def render_length_rows(model: MoveNetLift, images: int, seed: int, mocap_dir: str | None) -> list[list[object]]:
-    """Per distance band: MoveNet's median image length / the rendered joints', over all segments."""
-    config = replace(load_config(SynthRecipe, find_share_path("config/synth/depth_scenes.yaml")).scene,
-                     height_range_m=(1.70, 1.70))
-    mocap = load_mocap_poses(mocap_dir, MUCO_21, fps=config.fps) if mocap_dir else None
+def render_length_rows(model: MoveNetLift, rendered: list[RenderedPeople]) -> list[list[object]]:
+    """Per distance band: MoveNet's median image length / the rendered joints', over all segments,
+    in network-input pixels."""
     detected, true, depths = [], [], []
-    for index in range(images):
-        frame = generate_image(config, seed, index, mocap)
-        uv_true, _ = convert_joints(frame.keypoints_img_px, MUCO_21, COCO_17)
-        visible, _ = convert_joints(frame.visible[..., None].astype(float), MUCO_21, COCO_17)
-        uv, seen = movenet_people(model, frame.image, frame.intrinsics)
-        lengths = matched_lengths(uv, seen, uv_true, np.nan_to_num(visible[..., 0]) > 0)
+    for frame, uv_true, seen_true, uv, seen in rendered:
+        lengths = matched_lengths(uv, seen, uv_true, seen_true)
         scale = input_scale(model, frame.intrinsics.width, frame.intrinsics.height)
         detected.append(lengths[0] * scale)
         true.append(lengths[1] * scale)
         depths.append(frame.keypoints_cam_m[lengths[2], MUCO_21.root, 2])
     detected_px, true_px, depth = np.concatenate(detected), np.concatenate(true), np.concatenate(depths)
-    return [length_row(f"renders, {near:g}-{far:g} m", detected_px[band], true_px[band], 1.0)
+    return [length_row(f"renders, {near:g}-{far:g} m", detected_px[band], true_px[band])
             for near, far in BANDS_M for band in [(depth >= near) & (depth < far)]]
 
 
-def coco_length_rows(model: MoveNetLift, fixtures: Path, input_sizes: list[tuple[int, int]]) -> list[list[object]]:
-    """Per MoveNet input size: its median image length / the COCO annotations', over all segments."""
+def coco_length_rows(model: MoveNetLift, fixtures: Path,
+                     input_sizes: list[tuple[int, int]]) -> list[list[object]]:
+    """Per MoveNet input size: its median image length / the COCO annotations', over all segments,
+    in network-input pixels."""
     annotated_images = read_coco_keypoints(fixtures / "test_coco.json")
     rows = []
     for size in input_sizes:
@@ -196,7 +211,7 @@ def coco_length_rows(model: MoveNetLift, fixtures: Path, input_sizes: list[tuple
         empty = np.zeros((0, len(SEGMENTS)))
         rows.append(length_row(f"COCO fixtures, input {size[0]}x{size[1]}",
                                np.concatenate(detected) if detected else empty,
-                               np.concatenate(true) if true else empty, 1.0))
+                               np.concatenate(true) if true else empty))
     return rows
 
 
@@ -245,8 +260,9 @@ def main() -> None:
     args = parser.parse_args()
     model = MoveNetLift.from_files(find_share_path(MOVENET_WEIGHTS),
                                    args.lifter or find_share_path(LIFTER_WEIGHTS))
-    ratios = render_ratios(model, args.images, args.seed, args.mocap)
-    lengths = render_length_rows(model, args.images, args.seed, args.mocap)
+    rendered = render_detections(model, args.images, args.seed, args.mocap)
+    ratios = render_ratios(model, rendered)
+    lengths = render_length_rows(model, rendered)
     if (args.fixtures / "test_coco.json").exists():
         ratios.update(coco_ratios(model, args.fixtures))
         sizes = [tuple(int(v) for v in size.split("x")) for size in args.coco_input_sizes.split(",")]

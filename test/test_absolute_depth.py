@@ -171,7 +171,6 @@ def test_2d_noise_on_small_people_does_not_pull_them_near(near_m: float, far_m: 
         assert abs(ratio - 1) < 0.02, ratio
 
 
-
 def test_the_fusion_weighs_a_cue_the_same_whether_it_errs_near_or_far() -> None:
     """Each cue's sigma grows with depth. Evaluated at the cue's own estimate, a torso 25 % too far
     got 0.77 of the weight the same torso 25 % too near got, which pulls the fusion near on

@@ -41,8 +41,8 @@ first fusion's): each grows with the depth it is evaluated at, so taken at each 
 estimate the weights would favour the nearer one (a torso 25 % too far weighed 0.77 of the same
 torso 25 % too near, and noisy people at 10-14 m came out at 0.968 of their depth with both cues
 at 0.974-0.997; ``benchmarks/bone_fit_noise.py``). The body-size prior adds an error common to
-both, a relative ``height_sigma_m / height_m``, added in quadrature after the fusion. With the noise the
-prior describes, the reported 1-sigma covers about 68% of the errors (tested).
+both, a relative ``height_sigma_m / height_m``, added in quadrature after the fusion. With the
+noise the prior describes, the reported 1-sigma covers about 68% of the errors (tested).
 
 Real detectors and lifters are not that noise: their errors are heavy-tailed, biased and
 correlated between joints (on renders MoveNet marks shoulders and elbows about 2 network-input
@@ -434,19 +434,18 @@ def estimate_root_depth(
     bone_terms, start, count = _bone_terms(rays, rel, pose_m, seen, segments)
     z_b, s_b, v_b = _bones(bone_terms, start, rays, rel, ray_sigma, prior)
     z_t, s_t, v_t, torso = _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior)
+    s_b, s_t = s_b * prior.sigma_inflation, s_t * prior.sigma_inflation
     both = v_t & v_b
     # Eq. 12 with the bones as the "regressed" estimate; where only the torso exists, use it alone.
     # Each sigma grows with the depth it is evaluated at: taken at each cue's own estimate, the
     # weights would favour the nearer one, so both are taken at one depth, the first fusion's.
-    first, _ = fuse_depths(z_b, torch.nan_to_num(s_b, posinf=1.0), z_t,
-                           torch.nan_to_num(s_t, posinf=1.0), both)
+    finite_b = torch.nan_to_num(s_b, posinf=1.0)
+    first, _ = fuse_depths(z_b, finite_b, z_t, torch.nan_to_num(s_t, posinf=1.0), both)
     common = torch.where(both, first, torch.ones_like(first))
     _, information = _bones_information(common, bone_terms, rays, rel, ray_sigma, prior)
     s_b_common = information.clamp_min(1e-12).rsqrt() * prior.sigma_inflation
     s_t_common = _torso_sigma(common, torso, rays, rel, ray_sigma, prior) * prior.sigma_inflation
-    s_b, s_t = s_b * prior.sigma_inflation, s_t * prior.sigma_inflation
-    fused, fused_sigma = fuse_depths(z_b, torch.where(both, s_b_common, torch.nan_to_num(s_b, posinf=1.0)),
-                                     z_t, torch.where(both, s_t_common, torch.ones_like(s_t)), both)
+    fused, fused_sigma = fuse_depths(z_b, torch.where(both, s_b_common, finite_b), z_t, s_t_common, both)
     depth = torch.where(v_b, fused, z_t)
     sigma_indep = torch.where(v_b, fused_sigma, s_t)
     valid = v_b | v_t

@@ -15,6 +15,7 @@ import torch
 
 from mp3d_ros.inference import pipelines
 from mp3d_ros.inference.estimator import check_onnx_session
+from mp3d_ros.inference.movenet_lift import MOVENET_LIFT_GPU_INPUT
 from mp3d_ros.inference.pipelines import PaperPipeline, load_pipeline, pipeline_from_onnx_metadata
 from mp3d_ros.inference.preprocess import IMAGENET
 from mp3d_ros.model.checkpoint import (
@@ -211,6 +212,24 @@ def test_the_sigma_calibration_travels_with_the_checkpoint_and_its_export(tmp_pa
         save_checkpoint(broken, replace(shipped, extra={"calibration": bad}))
         with pytest.raises(ModelFileError, match=r'broken\.pt: extra\["calibration"\]'):
             load_pipeline(str(broken))
+
+
+def test_a_checkpoint_runs_at_its_gpu_input_on_cuda_only(tmp_path, shipped) -> None:
+    hinted = tmp_path / "hinted.pt"
+    save_checkpoint(hinted, replace(shipped, extra={**shipped.extra, "cuda_input_size": [640, 384]}))
+    assert load_pipeline(str(hinted)).input_size == shipped.input_size
+    assert load_pipeline(str(hinted), cuda=True).input_size == (640, 384)
+    assert load_pipeline(str(hinted), input_size=(320, 192), cuda=True).input_size == (320, 192)
+    plain = tmp_path / "plain.pt"
+    save_checkpoint(plain, replace(shipped, extra={}))
+    assert load_pipeline(str(plain), cuda=True).input_size == shipped.input_size
+    assert load_pipeline("movenet-lift", cuda=True).input_size == MOVENET_LIFT_GPU_INPUT
+    assert load_pipeline("movenet-lift").input_size != MOVENET_LIFT_GPU_INPUT
+    for bad in ([640, 380], [640], "640x384", [True, 384]):
+        broken = tmp_path / "broken.pt"
+        save_checkpoint(broken, replace(shipped, extra={"cuda_input_size": bad}))
+        with pytest.raises(ModelFileError, match=r'broken\.pt: extra\["cuda_input_size"\] is'):
+            load_pipeline(str(broken), cuda=True)
 
 
 def fake_session(outputs, input_shape) -> SimpleNamespace:

@@ -203,6 +203,19 @@ def test_estimator_path_writes_predictions_and_scores_them(tmp_path, capsys):
     assert [a.image_id for a in ahead] == [s.image_id for s in saved]
     for got, want in zip(ahead, saved):
         np.testing.assert_allclose(got.people.keypoints_m, want.people.keypoints_m, atol=1e-6)
+    # --input-size reaches the estimator and the predictions file says so.
+    resized = tmp_path / "resized.json"
+    code, out, err = run(["--model", model, "--dataset", "synthetic", "--data", data, "--out", resized,
+                          "--device", "cpu", "--input-size", "224x160"], capsys)
+    assert code == 0, err
+    small, metadata = load_predictions(resized)
+    assert metadata["input_size"] == [224, 160]
+    at_size = Estimator(model, device="cpu", input_size=(224, 160))
+    rgb = cv2.cvtColor(cv2.imread(str(root / images[0].file_name)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_allclose(small[0].people.uv_px, at_size.estimate(rgb, images[0].intrinsics).uv_px,
+                               atol=1e-2)
+    assert any(len(a.people) != len(b.people) or not np.allclose(a.people.uv_px, b.people.uv_px, atol=1e-2)
+               for a, b in zip(small, saved))
 
 
 # ----------------------------------------------------------------------------- bad input

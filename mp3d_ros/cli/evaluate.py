@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mp3d_ros.cli.errors import BAD_INPUT, report_bad_input
+from mp3d_ros.config import size_wxh
 from mp3d_ros.evaluation.depth_bias import depth_bias_table, found_summary
 from mp3d_ros.evaluation.evaluate import (
     DATASETS,
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--floor", action="store_true",
                         help="give the estimator each image's floor plane from the annotations "
                              "(the camera's pose over the floor that mp3d-synth writes)")
+    parser.add_argument("--input-size", type=size_wxh, default=None,
+                        help="network input WxH, multiples of 32 (default: the model's own for the device)")
     parser.add_argument("--metrics-out", type=Path, help="also write the metrics as JSON")
     return parser
 
@@ -70,10 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             model = args.checkpoint or args.model
             if args.floor and not any(image.floor is not None for image in images):
                 raise ValueError(f"{args.data}: --floor, but no image has a ground_from_camera pose")
-            saved = run_estimator(model, images, image_root, args.device, args.batch, use_floor=args.floor)
+            saved = run_estimator(model, images, image_root, args.device, args.batch, use_floor=args.floor,
+                                  input_size=args.input_size)
             out = args.out or Path(f"predictions_{args.dataset}.json")
-            save_predictions(out, saved, {"model": model, "dataset": args.dataset,
-                                          "data": str(args.data)})
+            meta = {"model": model, "dataset": args.dataset, "data": str(args.data)}
+            if args.input_size is not None:
+                meta["input_size"] = list(args.input_size)
+            save_predictions(out, saved, meta)
             print(f"predictions written to {out}")
         people = pair_predictions(images, saved)
         if args.baseline == "kvalue":

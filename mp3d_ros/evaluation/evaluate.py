@@ -252,9 +252,10 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def run_estimator(model: str, images: Sequence[AnnotatedImage], image_root: Path, device: str | None,
-                  batch: int, use_floor: bool = False, decode_ahead: bool | None = None
-                  ) -> list[ImagePredictions]:
-    """Predictions of ``Estimator(model)`` for every image, ``batch`` images per call.
+                  batch: int, use_floor: bool = False, decode_ahead: bool | None = None,
+                  input_size: tuple[int, int] | None = None) -> list[ImagePredictions]:
+    """Predictions of ``Estimator(model, input_size=input_size)`` for every image, ``batch`` images
+    per call (``input_size`` None: the model's own for the device).
 
     With ``use_floor`` each image's floor plane from its annotation (``mp3d-synth`` writes the
     camera's pose over the floor) is given to the estimator; images without one get none. With
@@ -267,7 +268,7 @@ def run_estimator(model: str, images: Sequence[AnnotatedImage], image_root: Path
     from mp3d_ros.inference.estimator import Estimator
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    estimator = Estimator(model, device=device)
+    estimator = Estimator(model, device=device, input_size=input_size)
     ahead = device.startswith("cuda") if decode_ahead is None else decode_ahead
     chunks = [images[start:start + batch] for start in range(0, len(images), batch)]
 

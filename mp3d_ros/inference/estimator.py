@@ -65,10 +65,6 @@ LOGGER = logging.getLogger(__name__)
 # renders times their 0.45 zoom), measured by benchmarks/calibrate_depth_sigma.py on 2026-12-02.
 ANKLE_SIGMA_INPUT_PX = 2.35
 DEFAULT_MODEL = "movenet-lift"
-# movenet-lift's input on a GPU: on an H200, 512 x 384 found 60 of 101 rendered people at 2-10 m
-# against 56 at 256 x 256 (8 against 5 at 8-10 m) for 5.5 instead of 5.2 ms per frame
-# (benchmarks/depth_by_distance.py, RESULTS.md); on 2 CPU cores 256 x 256 keeps 82 ms per frame.
-MOVENET_LIFT_GPU_INPUT = (512, 384)
 MAX_GRAPH_LAYOUTS = 8  # CUDA graphs kept (each holds its static buffers and memory pool)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -400,9 +396,10 @@ class Estimator:
             ``"torch"`` or ``"onnxruntime"``.
         device: ``"cuda"`` or ``"cpu"``; default CUDA when available.
         precision: ``"fp16"``, ``"bf16"`` or ``"fp32"``; default fp16 on CUDA, fp32 on CPU.
-        input_size: network input (W, H), multiples of 32; default the model's own (for
-            ``movenet-lift``: 288 x 224 on the CPU, :data:`MOVENET_LIFT_GPU_INPUT` on CUDA). A fixed-size
-            ONNX model refuses another size.
+        input_size: network input (W, H), multiples of 32; default the model's own, on CUDA its
+            GPU input when it has one (``movenet-lift``: 288 x 224 on the CPU, 512 x 384 on CUDA;
+            a checkpoint's ``extra["cuda_input_size"]``, :func:`~mp3d_ros.inference.pipelines.load_pipeline`).
+            A fixed-size ONNX model refuses another size.
         joint_set: refuse a model predicting another joint set (default: accept any).
         max_people: most people reported per image.
         cuda_graph: replay the pre-processing, and the network with the device-side decoding, as
@@ -474,9 +471,8 @@ class Estimator:
                                  f"{self.pipeline.input_size}, not {tuple(input_size)}")
             self.runner: TorchRunner | OnnxRunner = OnnxRunner(session, self.pipeline)
         else:
-            if input_size is None and model == DEFAULT_MODEL and self.device.type == "cuda":
-                input_size = MOVENET_LIFT_GPU_INPUT
-            self.pipeline = load_pipeline(model, input_size=input_size, max_people=max_people)
+            self.pipeline = load_pipeline(model, input_size=input_size, max_people=max_people,
+                                          cuda=self.device.type == "cuda")
             runner = _cached_onnx_runner(self.pipeline, model, threads) if cached_onnx else None
             self.runner = runner or TorchRunner(self.pipeline, self.device, PRECISIONS[precision],
                                                 cuda_graph=graphs, compile_network=compile_network)

@@ -62,6 +62,12 @@ _SUPPORT = {  # MuPoTS joints COCO lacks -> the COCO keypoints whose scores give
 }
 
 
+# movenet-lift's input on a GPU: on an H200, 512 x 384 found 60 of 101 rendered people at 2-10 m
+# against 56 at 256 x 256 (8 against 5 at 8-10 m) for 5.5 instead of 5.2 ms per frame
+# (benchmarks/depth_by_distance.py, RESULTS.md); on 2 CPU cores 256 x 256 keeps 82 ms per frame.
+MOVENET_LIFT_GPU_INPUT = (512, 384)
+
+
 @dataclass(frozen=True)
 class MoveNetLiftConfig:
     """Inference settings of ``movenet-lift``."""

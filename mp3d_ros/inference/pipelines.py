@@ -22,7 +22,7 @@ from torch import nn
 
 from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.geometry.people import DEPTH_CUE_BODY_SIZE, DEPTH_CUE_NETWORK
-from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
+from mp3d_ros.inference.movenet_lift import MOVENET_LIFT_GPU_INPUT, RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
 from mp3d_ros.inference.preprocess import Normalization
 from mp3d_ros.model.checkpoint import ModelFileError, load_checkpoint, load_model_file, model_file_error
 from mp3d_ros.model.codec.decode import DecodeConfig, PeopleTensors, decode_batch, source_people
@@ -197,8 +197,12 @@ def _paper_network_check(config: ModelConfig, state: dict[str, torch.Tensor], pa
 
 
 def load_pipeline(model: str, input_size: tuple[int, int] | None = None,
-                  max_people: int = 20) -> Pipeline:
+                  max_people: int = 20, cuda: bool = False) -> Pipeline:
     """``"movenet-lift"`` (shipped in ``models/``) or a checkpoint file of the papers' network.
+
+    Without ``input_size`` the model runs at its own input; with ``cuda`` (it will run on a GPU)
+    at its GPU input when it has one: :data:`MOVENET_LIFT_GPU_INPUT` for ``movenet-lift``, a
+    checkpoint's ``extra["cuda_input_size"]`` (written by ``benchmarks/input_size_sweep.py``).
 
     Raises:
         FileNotFoundError: ``model`` is neither a model name nor a file.
@@ -208,6 +212,8 @@ def load_pipeline(model: str, input_size: tuple[int, int] | None = None,
     _check_request(input_size, max_people)
     if model == "movenet-lift":
         config = MoveNetLiftConfig(max_people=max_people)
+        if input_size is None and cuda:
+            input_size = MOVENET_LIFT_GPU_INPUT
         if input_size is not None:
             config = replace(config, input_size=tuple(input_size))
         return MoveNetLiftPipeline(_movenet_lift(config))
@@ -226,6 +232,8 @@ def load_pipeline(model: str, input_size: tuple[int, int] | None = None,
                                      f"the file's joint_set / input_size ({checkpoint.joint_set}, "
                                      f"{checkpoint.input_size}) disagree")
     _paper_network_check(config, checkpoint.model_state, path)
+    if input_size is None and cuda:
+        input_size = checkpoint_cuda_input_size(checkpoint.extra, path)
     if input_size is not None:
         config = replace(config, input_size=tuple(input_size))
     calibration = checkpoint.extra.get("calibration", {})
@@ -235,6 +243,22 @@ def load_pipeline(model: str, input_size: tuple[int, int] | None = None,
                                  'extra["calibration"]["sigma_inflation"]')
     return PaperPipeline(config, Normalization.from_dict(checkpoint.normalization),
                          checkpoint.model_state, max_people, inflation)
+
+
+def checkpoint_cuda_input_size(extra: dict, path: Path) -> tuple[int, int] | None:
+    """A checkpoint's input (W, H) for GPUs from ``extra["cuda_input_size"]``, None without one.
+
+    Raises:
+        ModelFileError: the entry is not two positive multiples of 32 (names the file).
+    """
+    value = extra.get("cuda_input_size")
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 32 == 0 for v in value):
+        raise model_file_error(path, f'extra["cuda_input_size"] is {value!r}, expected [width, height], '
+                                     "positive multiples of 32")
+    return int(value[0]), int(value[1])
 
 
 def _sigma_inflation(value: object, path: Path, where: str) -> float:

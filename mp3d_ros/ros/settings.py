@@ -61,8 +61,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   choices=("auto", "on", "off")),
     ParameterSpec("compile", False, "torch.compile the network and its decoding; adds tens of seconds "
                   "to the start (and to each new image size)."),
-    ParameterSpec("input_width", 0, "Network input width in pixels; 0 = the model's default.", 0, 4096),
-    ParameterSpec("input_height", 0, "Network input height in pixels; 0 = the model's default.", 0, 4096),
+    ParameterSpec("input_width", 0, "Network input width in pixels; 0 = the model's default for the "
+                  "device (movenet-lift: 288 on a CPU, 512 on CUDA; a checkpoint: its own, on CUDA its "
+                  "GPU input when it has one).", 0, 4096),
+    ParameterSpec("input_height", 0, "Network input height in pixels; 0 = the model's default for the "
+                  "device (movenet-lift: 224 on a CPU, 384 on CUDA).", 0, 4096),
     ParameterSpec("score_threshold", 0.3, "People with a lower score are not published.", 0.0, 1.0),
     ParameterSpec("max_people", 20, "At most this many people (highest scores) are published.", 1, 200),
     ParameterSpec("rectified", False, "True when 'image' is rectified (intrinsics from CameraInfo.P, no "

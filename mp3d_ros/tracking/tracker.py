@@ -310,12 +310,19 @@ class Tracker:
         positions = np.stack([self._tracks[i].state[:3] for i in track_indices])
         position_covs = np.stack([self._tracks[i].cov[:3, :3] for i in track_indices])
         innovation = roots[None, :, :] - positions[:, None, :]  # (T, D, 3)
-        S = position_covs[:, None] + covs[None, :]  # (T, D, 3, 3)
-        solved = np.linalg.solve(S, innovation[..., None])[..., 0]
-        mahalanobis2 = np.einsum("tdi,tdi->td", innovation, solved)
-        distance_m = np.linalg.norm(innovation, axis=-1)
-        feasible = (mahalanobis2 <= self.config.gate_chi2) & (distance_m <= self.config.gate_m)
-        return np.where(feasible, mahalanobis2, _INFEASIBLE_COST)
+        # The Euclidean gate first: in a crowd most pairs are metres apart, and solving only the
+        # pairs near enough keeps the cost of association from growing with T x D solves.
+        near = np.linalg.norm(innovation, axis=-1) <= self.config.gate_m
+        cost = np.full(near.shape, _INFEASIBLE_COST)
+        t_near, d_near = np.nonzero(near)
+        if len(t_near):
+            S = position_covs[t_near] + covs[d_near]  # (K, 3, 3)
+            pair_innovation = innovation[t_near, d_near]
+            solved = np.linalg.solve(S, pair_innovation[..., None])[..., 0]
+            mahalanobis2 = np.einsum("ki,ki->k", pair_innovation, solved)
+            cost[t_near, d_near] = np.where(mahalanobis2 <= self.config.gate_chi2, mahalanobis2,
+                                            _INFEASIBLE_COST)
+        return cost
 
     # ------------------------------------------------------------------ output
 

@@ -41,6 +41,28 @@ def test_shape_stands_exactly_its_height(height_m: float) -> None:
     assert placed[J["head_top"], 1] == pytest.approx(height_m, abs=1e-9)
 
 
+@pytest.mark.parametrize("height_m", [1.2, 1.7, 1.95])
+def test_a_flat_foot_stands_on_heel_and_toe_with_the_ankle_at_its_anthropometric_height(
+        height_m: float) -> None:
+    """The rest pose's feet are flat: the foot solid touches the floor behind and in front of the
+    ankle, which stands 0.054 of stature up (malleolus 0.039 plus a sole), what the floor cue
+    assumes; pointing the toes down lifts the ankle about the toe instead."""
+    shape = bodies.sample_shape(np.random.default_rng(3), height_m=height_m)
+    joints = bodies.place(bodies.rest_pose(shape), shape, 0.0, (0.0, 0.0))
+    ankle = joints[J["left_ankle"]]
+    foot = bodies.body_primitives(joints, shape)
+    index = int(np.argmin(np.linalg.norm(foot.capsule_b_m - joints[J["left_toe"]], axis=1)))
+    heel, toe, radius = foot.capsule_a_m[index], foot.capsule_b_m[index], foot.capsule_radius_m[index]
+    assert heel[1] - radius == pytest.approx(0.0, abs=1e-9)
+    assert toe[1] - radius == pytest.approx(0.0, abs=1e-9)
+    assert heel[2] < ankle[2] < toe[2]  # the heel behind the ankle, the toe in front
+    assert ankle[1] / height_m == pytest.approx(0.054, abs=0.002)
+    pointed = bodies.pose_from_angles(shape, {"left_ankle": np.array([-30.0, 0.0, 0.0]),
+                                              "right_ankle": np.array([-30.0, 0.0, 0.0])})
+    on_toes = bodies.place(pointed, shape, 0.0, (0.0, 0.0))
+    assert on_toes[J["left_ankle"], 1] > ankle[1] + 0.03 * height_m
+
+
 def test_shapes_vary_and_children_have_bigger_heads() -> None:
     rng = np.random.default_rng(0)
     shapes = [bodies.sample_shape(rng) for _ in range(200)]

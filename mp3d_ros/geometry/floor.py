@@ -108,10 +108,10 @@ class FloorConfig:
     stature in Drillis and Contini's segment proportions (6.6 cm at 1.70 m) plus about 2.5 cm of
     shoe sole; the sd covers statures and shoes. ``sigma_px``: 2D ankle keypoint noise across the
     ray in source pixels (``Estimator`` replaces it by a fixed error in network-input pixels divided
-    by the image-to-network zoom); 5.2 px: the robust sd of the ankle keypoint's vertical error,
-    2.35 px at movenet-lift's 288 x 224 input on 640 x 480 renders (zoom 0.45), measured by
-    ``benchmarks/calibrate_depth_sigma.py`` on 2026-12-02 (6.0 px at 256 x 256 the day before;
-    6.4 px at first, from ``benchmarks/depth_by_distance.py``).
+    by the image-to-network zoom); 5.67 px: the robust sd of the ankle keypoint's vertical error,
+    2.55 px at movenet-lift's 288 x 224 input on 640 x 480 renders (zoom 0.45), measured by
+    ``benchmarks/calibrate_depth_sigma.py`` on 2026-12-03 (5.2 px before the renders' feet had
+    heels; 6.0 px at 256 x 256; 6.4 px at first, from ``benchmarks/depth_by_distance.py``).
     ``lowest_margin_m``: how far above the lowest joint of the lifted pose an ankle may be and still
     carry the weight (a raised foot while walking does not). ``min_leg_verticality``: (hip - ankle)
     height over its length, below which the person is taken to sit, kneel or lie.
@@ -119,23 +119,22 @@ class FloorConfig:
     nearly graze the floor). ``max_disagreement``: a floor depth further than this many combined
     sigmas from the other cues' depth is an outlier (a misplaced ankle, a raised floor) and is not
     used. ``sigma_inflation``: measured inflation factor of the person's terms of the sigma
-    (``sigma_px`` and ``ankle_height_sigma_m``), 1 for the noise model's own sigma; 1.91 puts 68.3 %
+    (``sigma_px`` and ``ankle_height_sigma_m``), 1 for the noise model's own sigma; 1.42 puts 68.3 %
     of the floor cue's own depth errors within 1 sigma on renders with an exact floor plane
-    (``benchmarks/calibrate_depth_sigma.py``, 2026-12-02, after the body-size fusion took both
-    cues' sigmas at one depth; 1.8 before; the renders' ankles stand 0.12 m over the
-    floor, not 0.09, and MoveNet marks the ankle above the joint: biased errors the noise model
-    lacks).
+    (``benchmarks/calibrate_depth_sigma.py``, 2026-12-03). It was 1.91 while the renders' feet had
+    no heel and stood on their toes, the lowest ankle 0.117 m over the floor (0.109 m now, walking
+    and stepping included): a bias the noise model lacks.
     """
 
     ankle_height_m: float = 0.09
     ankle_height_sigma_m: float = 0.02
-    sigma_px: float = 5.2
+    sigma_px: float = 5.67
     min_confidence: float = 0.3
     lowest_margin_m: float = 0.05
     min_leg_verticality: float = 0.8
     max_relative_sigma: float = 0.5
     max_disagreement: float = 3.0
-    sigma_inflation: float = 1.91
+    sigma_inflation: float = 1.42
     ankles: tuple[str, str] = ("left_ankle", "right_ankle")
     hips: tuple[str, str] = ("left_hip", "right_hip")
     head: str = "head_top"

@@ -61,9 +61,10 @@ __all__ = ["DEFAULT_MODEL", "MAX_GRAPH_LAYOUTS", "Estimator", "TorchRunner", "On
 
 LOGGER = logging.getLogger(__name__)
 # The ankle keypoint's 2D error across its ray in network-input pixels: the robust sd of its
-# vertical error at movenet-lift's 288 x 224 input (FloorConfig.sigma_px's 5.2 px on 640 x 480
-# renders times their 0.45 zoom), measured by benchmarks/calibrate_depth_sigma.py on 2026-12-02.
-ANKLE_SIGMA_INPUT_PX = 2.35
+# vertical error at movenet-lift's 288 x 224 input (FloorConfig.sigma_px's 5.67 px on 640 x 480
+# renders times their 0.45 zoom), measured by benchmarks/calibrate_depth_sigma.py on 2026-12-03
+# on renders whose feet have heels (2.35 px before).
+ANKLE_SIGMA_INPUT_PX = 2.55
 DEFAULT_MODEL = "movenet-lift"
 MAX_GRAPH_LAYOUTS = 8  # CUDA graphs kept (each holds its static buffers and memory pool)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -88,7 +88,9 @@ _REST_BONES: dict[str, tuple[float, tuple[float, float, float]]] = {
     "left_hip": (0.058, (1.0, -0.25, 0.0)),
     "left_knee": (0.245, (0.0, -1.0, 0.0)),
     "left_ankle": (0.245, (0.0, -1.0, 0.0)),
-    "left_toe": (0.130, (0.0, -0.25, 1.0)),
+    # 17 degrees below the horizontal: the Daz figure's foot (ankle to Foot_end) in its rest pose,
+    # so a captured foot that is flat is flat here too (see _heel).
+    "left_toe": (0.130, (0.0, -0.304, 1.0)),
 }
 for _name in list(_REST_BONES):
     if _name.startswith("left_"):
@@ -494,9 +496,37 @@ _CAPSULES = [
     ("left_hip", "right_hip", 0.052, PART_BOTTOM),
     ("neck", "head", 0.027, PART_SKIN),
 ]
-_HAND_RADIUS, _FOOT_RADIUS = 0.016, 0.022
-# The hand reaches past its knuckle joint (fingers); the foot behind its ankle joint (heel).
-_HAND_EXTENT, _HEEL_EXTENT = 1.6, 0.3
+# A flat foot puts the ankle joint 0.054 of stature over the floor: the lateral malleolus at 0.039
+# (Drillis and Contini's segment proportions) plus a 2.5 cm sole at 1.70 m, what FloorConfig
+# assumes; the toe's drop at the rest pitch (0.038) plus the foot's radius (0.016).
+_HAND_RADIUS, _FOOT_RADIUS = 0.016, 0.016
+# The hand reaches past its knuckle joint (fingers); the heel's centre lies this fraction of
+# stature behind the ankle (the heel bone, about a fifth of the foot's length).
+_HAND_EXTENT, _HEEL_BACK = 1.6, 0.020
+_REST_FOOT_PITCH = -_REST_BONES["left_toe"][1][1] / float(np.linalg.norm(_REST_BONES["left_toe"][1]))
+
+
+def _heel(ankle: np.ndarray, toe: np.ndarray, knee: np.ndarray, back_m: float) -> np.ndarray:
+    """Centre of the foot capsule's heel end: fixed in the foot (the toe's direction and the shank's
+    plane), level with the toe when the foot has its rest pitch, ``back_m`` behind the ankle.
+
+    So a foot with its sole on the floor stands on heel and toe with the ankle at its anthropometric
+    height; a foot on its toes or heel tilts about them (without the heel, a captured flat foot,
+    17 degrees toe down, stood on the toe with the ankle 0.12 m up).
+    """
+    forward = toe - ankle
+    length = float(np.linalg.norm(forward))
+    along = forward / max(length, 1e-12)
+    up = knee - ankle
+    up = up - np.dot(up, along) * along
+    if np.linalg.norm(up) < 1e-9:  # the foot points along the shank: any perpendicular will do
+        up = np.cross(along, [1.0, 0.0, 0.0] if abs(along[0]) < 0.9 else [0.0, 0.0, 1.0])
+    up = up / np.linalg.norm(up)
+    sine = _REST_FOOT_PITCH
+    cosine = float(np.sqrt(1.0 - sine * sine))
+    # The rest offset (0, -length sin, -back) in the foot's (along, up) axes at the rest pitch.
+    return ankle + (length * sine * sine - back_m * cosine) * along - (
+        length * sine * cosine + back_m * sine) * up
 
 
 def _frame(up: np.ndarray, lateral: np.ndarray) -> np.ndarray:
@@ -537,7 +567,7 @@ def body_primitives(
         a.append(wrist), b.append(wrist + _HAND_EXTENT * (hand - wrist))
         r.append(_HAND_RADIUS * H), part.append(PART_SKIN)
         ankle, toe = p[f"{side}_ankle"], p[f"{side}_toe"]
-        a.append(ankle - _HEEL_EXTENT * (toe - ankle)), b.append(toe)
+        a.append(_heel(ankle, toe, p[f"{side}_knee"], _HEEL_BACK * H)), b.append(toe)
         r.append(_FOOT_RADIUS * H), part.append(PART_SHOES)
 
     hips_lateral = p["left_hip"] - p["right_hip"]

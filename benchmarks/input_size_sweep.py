@@ -33,14 +33,15 @@ from mp3d_ros.evaluation.evaluate import (
     report,
     run_estimator,
 )
+from mp3d_ros.data.mppe import AnnotatedImage
 from mp3d_ros.model.checkpoint import load_checkpoint, save_checkpoint
 
 COLUMNS = ("input", "PCK_rel", "PCK_abs", "PCK_root", "AP25", "MRPE mm", "found %", "1 sigma %", "s/img")
 
 
-def score_size(checkpoint: Path, data: Path, size: tuple[int, int], device: str | None) -> dict:
+def score_size(checkpoint: Path, images: list[AnnotatedImage], root: Path, size: tuple[int, int],
+               device: str | None) -> dict:
     """The split's metrics for ``checkpoint`` run at network input ``size``."""
-    images, root = load_dataset("synthetic", data)
     started = time.perf_counter()
     saved = run_estimator(str(checkpoint), images, root, device, batch=8, input_size=size)
     seconds = (time.perf_counter() - started) / max(len(images), 1)
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the size with the highest PCK_abs into the checkpoint as its GPU input")
     args = parser.parse_args(argv)
     sizes = [size_wxh(text) for text in args.sizes.split(",")]
-    rows = [score_size(args.checkpoint, args.data, size, args.device) for size in sizes]
+    images, root = load_dataset("synthetic", args.data)
+    rows = [score_size(args.checkpoint, images, root, size, args.device) for size in sizes]
     print(f"{args.checkpoint} on {args.data} ({args.device or 'default device'}), all people:\n")
     print(format_rows(rows))
     if args.write_cuda_input_size:

@@ -169,11 +169,14 @@ def _check_request(input_size: tuple[int, int] | None, max_people: int) -> None:
     """Refuse a bad ``input_size`` / ``max_people`` now rather than at the first frame."""
     if isinstance(max_people, bool) or not isinstance(max_people, int) or max_people <= 0:
         raise ValueError(f"max_people must be a positive integer, got {max_people!r}")
-    if input_size is None:
-        return
-    if not isinstance(input_size, (tuple, list)) or len(input_size) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 32 == 0 for v in input_size):
+    if input_size is not None and not _is_input_size(input_size):
         raise ValueError(f"input_size must be (width, height), positive multiples of 32, got {input_size!r}")
+
+
+def _is_input_size(value: object) -> bool:
+    """Whether ``value`` is a network input (width, height): two positive integer multiples of 32."""
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 32 == 0 for v in value)
 
 
 def _movenet_lift(config: MoveNetLiftConfig) -> MoveNetLift:
@@ -254,8 +257,7 @@ def checkpoint_cuda_input_size(extra: dict, path: Path) -> tuple[int, int] | Non
     value = extra.get("cuda_input_size")
     if value is None:
         return None
-    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 32 == 0 for v in value):
+    if not _is_input_size(value):
         raise model_file_error(path, f'extra["cuda_input_size"] is {value!r}, expected [width, height], '
                                      "positive multiples of 32")
     return int(value[0]), int(value[1])

@@ -503,7 +503,9 @@ _HAND_RADIUS, _FOOT_RADIUS = 0.016, 0.016
 # The hand reaches past its knuckle joint (fingers); the heel's centre lies this fraction of
 # stature behind the ankle (the heel bone, about a fifth of the foot's length).
 _HAND_EXTENT, _HEEL_BACK = 1.6, 0.020
-_REST_FOOT_PITCH = -_REST_BONES["left_toe"][1][1] / float(np.linalg.norm(_REST_BONES["left_toe"][1]))
+# Sine and cosine of the toe's rest angle below the horizontal.
+_REST_FOOT_SINE = -_REST_BONES["left_toe"][1][1] / float(np.linalg.norm(_REST_BONES["left_toe"][1]))
+_REST_FOOT_COSINE = float(np.sqrt(1.0 - _REST_FOOT_SINE ** 2))
 
 
 def _heel(ankle: np.ndarray, toe: np.ndarray, knee: np.ndarray, back_m: float) -> np.ndarray:
@@ -522,8 +524,7 @@ def _heel(ankle: np.ndarray, toe: np.ndarray, knee: np.ndarray, back_m: float) -
     if np.linalg.norm(up) < 1e-9:  # the foot points along the shank: any perpendicular will do
         up = np.cross(along, [1.0, 0.0, 0.0] if abs(along[0]) < 0.9 else [0.0, 0.0, 1.0])
     up = up / np.linalg.norm(up)
-    sine = _REST_FOOT_PITCH
-    cosine = float(np.sqrt(1.0 - sine * sine))
+    sine, cosine = _REST_FOOT_SINE, _REST_FOOT_COSINE
     # The rest offset (0, -length sin, -back) in the foot's (along, up) axes at the rest pitch.
     return ankle + (length * sine * sine - back_m * cosine) * along - (
         length * sine * cosine + back_m * sine) * up

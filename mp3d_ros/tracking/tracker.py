@@ -22,7 +22,7 @@ sideways by a small angle, see :func:`root_covariance_cam`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -128,46 +128,62 @@ class TrackSummary:
     velocity_mps: np.ndarray
 
 
-@dataclass(eq=False)
-class _Track:
-    state: np.ndarray  # (6,) [x, y, z, vx, vy, vz]
-    cov: np.ndarray  # (6, 6)
-    track_id: int = 0
-    hits: int = 1
-    misses: int = 0
-    age_frames: int = 1
-    last_hit_s: float = 0.0
+@dataclass(frozen=True)
+class _Tracks:
+    """All live tracks as arrays, one row a track (T rows), so no step loops over tracks."""
 
-    @property
-    def confirmed(self) -> bool:
-        return self.track_id > 0
+    state: np.ndarray  # (T, 6) [x, y, z, vx, vy, vz]
+    cov: np.ndarray  # (T, 6, 6)
+    track_id: np.ndarray  # (T,) int64, 0 while tentative
+    hits: np.ndarray  # (T,) int64
+    misses: np.ndarray  # (T,) int64
+    age_frames: np.ndarray  # (T,) int64
+    last_hit_s: np.ndarray  # (T,) float64
+
+    @classmethod
+    def empty(cls) -> "_Tracks":
+        count = np.zeros(0, dtype=np.int64)
+        return cls(np.zeros((0, 6)), np.zeros((0, 6, 6)), count, count, count, count, np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+    def rows(self, index: np.ndarray) -> "_Tracks":
+        """The tracks at ``index`` (integer array), in that order; copies."""
+        return _Tracks(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def then(self, other: "_Tracks") -> "_Tracks":
+        """These tracks followed by ``other``'s."""
+        return _Tracks(*(np.concatenate([getattr(self, f.name), getattr(other, f.name)])
+                         for f in fields(self)))
 
 
 class Tracker:
     """Multi-person root tracker; feed it every processed frame in stamp order.
 
-    Not thread-safe: one worker owns it. ``resets`` counts the resets caused by time going backwards.
+    The tracks live in arrays (:class:`_Tracks`) and every step works on all of them at once, so a
+    crowd costs about what one person does. Not thread-safe: one worker owns it. ``resets`` counts
+    the resets caused by time going backwards.
     """
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
-        self._tracks: list[_Track] = []
+        self._tracks = _Tracks.empty()
         self._next_id = 1
         self._last_stamp_s: float | None = None
+        self._motion: tuple[float, np.ndarray, np.ndarray] | None = None
         self.resets = 0
 
     def reset(self) -> None:
         """Forget all tracks (ids keep counting up, so an id is never given to two people)."""
-        self._tracks = []
+        self._tracks = _Tracks.empty()
         self._last_stamp_s = None
 
     @property
     def tracks(self) -> list[TrackSummary]:
-        return [
-            TrackSummary(t.track_id, t.age_frames, t.hits, t.misses, t.state[:3].copy(),
-                         t.state[3:].copy())
-            for t in self._tracks
-        ]
+        t = self._tracks
+        return [TrackSummary(int(t.track_id[i]), int(t.age_frames[i]), int(t.hits[i]), int(t.misses[i]),
+                             t.state[i, :3].copy(), t.state[i, 3:].copy()) for i in range(len(t))]
 
     def update(
         self, people: People, stamp_s: float, root_cov_m2: np.ndarray | None = None
@@ -205,36 +221,46 @@ class Tracker:
             np.isfinite(roots), axis=1) & np.all(np.isfinite(root_cov_m2), axis=(1, 2))
         candidates = np.flatnonzero(usable)
 
-        matches = self._associate(roots, root_cov_m2, candidates)
-        matched_tracks = {t for t, _ in matches}
-        track_of_detection = {d_index: self._tracks[t_index] for t_index, d_index in matches}
-        self._correct([self._tracks[t] for t, _ in matches], roots[[d for _, d in matches]],
-                      root_cov_m2[[d for _, d in matches]], stamp_s)
-        survivors = [track_of_detection[d] for d in sorted(track_of_detection)]
-        for t_index, track in enumerate(self._tracks):
-            if t_index in matched_tracks:
-                continue
-            track.misses += 1
-            coasting_s = stamp_s - track.last_hit_s
-            if track.confirmed and track.misses < self.config.death_misses and (
-                    coasting_s <= self.config.max_coast_s):
-                survivors.append(track)
-        for d_index in candidates:
-            if d_index not in track_of_detection:
-                track = self._new_track(roots[d_index], root_cov_m2[d_index], stamp_s)
-                track_of_detection[int(d_index)] = track
-                survivors.append(track)
-        self._tracks = survivors
-        return self._fill(people, track_of_detection)
+        track_rows, detections = self._associate(roots, root_cov_m2, candidates)
+        self._correct(track_rows, roots[detections], root_cov_m2[detections], stamp_s)
+        unmatched = np.ones(len(self._tracks), dtype=bool)
+        unmatched[track_rows] = False
+        self._tracks.misses[unmatched] += 1
+        t = self._tracks
+        coasting = unmatched & (t.track_id > 0) & (t.misses < self.config.death_misses) & (
+            stamp_s - t.last_hit_s <= self.config.max_coast_s)
+        unseen = np.ones(len(people), dtype=bool)
+        unseen[detections] = False
+        unseen = candidates[unseen[candidates]]
+        by_detection = np.argsort(detections, kind="stable")
+        kept = np.flatnonzero(coasting)
+        # Order of the survivors: matched tracks by detection, coasting tracks, new tracks by detection.
+        order = np.concatenate([track_rows[by_detection], kept, len(t) + np.arange(len(unseen))])
+        if len(unseen):
+            t = t.then(self._new_tracks(roots[unseen], root_cov_m2[unseen], stamp_s))
+        # In a steady scene the order does not change, and copying every track array is skipped.
+        self._tracks = t if np.array_equal(order, np.arange(len(t))) else t.rows(order)
+        filled = np.concatenate([detections[by_detection], unseen])
+        rows = np.concatenate([np.arange(len(detections)), len(detections) + len(kept) + np.arange(len(unseen))])
+        return self._fill(people, filled, rows)
 
     # ------------------------------------------------------------------ filter steps
 
     def _predict(self, dt_s: float) -> None:
         """Constant-velocity prediction of every track by ``dt_s`` (all tracks at once)."""
-        for track in self._tracks:
-            track.age_frames += 1
-        if dt_s <= 0 or not self._tracks:
+        t = self._tracks
+        t.age_frames[:] += 1
+        if dt_s <= 0 or not len(t):
             return
+        F, Q = self._motion_model(dt_s)
+        t.state[:] = t.state @ F.T
+        t.cov[:] = F @ t.cov @ F.T + Q
+
+    def _motion_model(self, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Transition F and white-noise-acceleration process noise Q over ``dt_s`` (the last one is
+        kept: frames mostly come at one rate)."""
+        if self._motion is not None and self._motion[0] == dt_s:
+            return self._motion[1], self._motion[2]
         F = np.eye(6)
         F[:3, 3:] = dt_s * np.eye(3)
         q = self.config.accel_sigma_mps2 ** 2
@@ -242,73 +268,77 @@ class Tracker:
         Q[:3, :3] = q * dt_s ** 3 / 3 * np.eye(3)
         Q[:3, 3:] = Q[3:, :3] = q * dt_s ** 2 / 2 * np.eye(3)
         Q[3:, 3:] = q * dt_s * np.eye(3)
-        states = np.stack([t.state for t in self._tracks]) @ F.T
-        covs = F @ np.stack([t.cov for t in self._tracks]) @ F.T + Q
-        for track, state, cov in zip(self._tracks, states, covs):
-            track.state, track.cov = state, cov
+        self._motion = (dt_s, F, Q)
+        return F, Q
 
-    def _correct(self, tracks: list[_Track], roots_m: np.ndarray, covs_m2: np.ndarray, stamp_s: float) -> None:
-        """Kalman update of each of ``tracks`` with its (M, 3) root and (M, 3, 3) covariance, all
-        at once (Joseph form); then hits, misses and confirmation in the given order."""
-        if not tracks:
+    def _correct(self, track_rows: np.ndarray, roots_m: np.ndarray, covs_m2: np.ndarray,
+                 stamp_s: float) -> None:
+        """Kalman update of the tracks at ``track_rows`` with their (M, 3) roots and (M, 3, 3)
+        covariances, all at once (Joseph form); then hits, misses and confirmation, ids given in
+        the order of ``track_rows``."""
+        if not len(track_rows):
             return
-        states = np.stack([t.state for t in tracks])  # (M, 6)
-        covs = np.stack([t.cov for t in tracks])  # (M, 6, 6)
+        t = self._tracks
+        states, covs = t.state[track_rows], t.cov[track_rows]
         innovation = roots_m - states[:, :3]
         S = covs[:, :3, :3] + covs_m2
         gain = np.linalg.solve(S, covs[:, :3, :]).transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
-        states = states + (gain @ innovation[..., None])[..., 0]
         joseph = np.broadcast_to(np.eye(6), covs.shape).copy()
         joseph[:, :, :3] -= gain
         covs = joseph @ covs @ joseph.transpose(0, 2, 1) + gain @ covs_m2 @ gain.transpose(0, 2, 1)
-        covs = 0.5 * (covs + covs.transpose(0, 2, 1))
-        for track, state, cov in zip(tracks, states, covs):
-            track.state, track.cov = state, cov
-            track.hits += 1
-            track.misses = 0
-            track.last_hit_s = stamp_s
-            if not track.confirmed and track.hits >= self.config.birth_hits:
-                self._confirm(track)
+        t.state[track_rows] = states + (gain @ innovation[..., None])[..., 0]
+        t.cov[track_rows] = 0.5 * (covs + covs.transpose(0, 2, 1))
+        t.hits[track_rows] += 1
+        t.misses[track_rows] = 0
+        t.last_hit_s[track_rows] = stamp_s
+        born = track_rows[(t.track_id[track_rows] == 0) & (t.hits[track_rows] >= self.config.birth_hits)]
+        t.track_id[born] = self._issue_ids(len(born))
 
-    def _new_track(self, root_m: np.ndarray, cov_m2: np.ndarray, stamp_s: float) -> _Track:
-        cov = np.zeros((6, 6))
-        cov[:3, :3] = cov_m2
-        cov[3:, 3:] = self.config.init_velocity_sigma_mps ** 2 * np.eye(3)
-        track = _Track(np.concatenate([root_m, np.zeros(3)]), cov, last_hit_s=stamp_s)
-        if self.config.birth_hits <= 1:
-            self._confirm(track)
-        return track
+    def _new_tracks(self, roots_m: np.ndarray, covs_m2: np.ndarray, stamp_s: float) -> _Tracks:
+        """Tentative tracks (confirmed at once when ``birth_hits`` is 1) at (N, 3) roots."""
+        count = len(roots_m)
+        cov = np.zeros((count, 6, 6))
+        cov[:, :3, :3] = covs_m2
+        cov[:, 3:, 3:] = self.config.init_velocity_sigma_mps ** 2 * np.eye(3)
+        track_id = self._issue_ids(count) if self.config.birth_hits <= 1 else np.zeros(count, np.int64)
+        ones = np.ones(count, dtype=np.int64)
+        return _Tracks(np.concatenate([roots_m, np.zeros((count, 3))], axis=1), cov, track_id, ones,
+                       np.zeros(count, dtype=np.int64), ones.copy(), np.full(count, stamp_s))
 
-    def _confirm(self, track: _Track) -> None:
-        track.track_id = self._next_id
-        self._next_id += 1
+    def _issue_ids(self, count: int) -> np.ndarray:
+        """The next ``count`` ids, never given before."""
+        ids = np.arange(self._next_id, self._next_id + count, dtype=np.int64)
+        self._next_id += count
+        return ids
 
     # ------------------------------------------------------------------ association
 
     def _associate(
         self, roots: np.ndarray, covs: np.ndarray, candidates: np.ndarray
-    ) -> list[tuple[int, int]]:
-        """(track index, detection index) pairs: confirmed tracks first, then tentative ones."""
-        matches: list[tuple[int, int]] = []
-        free = [int(d) for d in candidates]
-        for confirmed in (True, False):
-            tracks = [i for i, t in enumerate(self._tracks) if t.confirmed == confirmed]
-            if not tracks or not free:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Matched (track rows, detection indices): confirmed tracks first, then tentative ones."""
+        track_rows, detections = [], []
+        free = candidates
+        confirmed = self._tracks.track_id > 0
+        for tracks in (np.flatnonzero(confirmed), np.flatnonzero(~confirmed)):
+            if not len(tracks) or not len(free):
                 continue
             cost = self._cost(tracks, roots[free], covs[free])
             rows, cols = linear_sum_assignment(cost)
-            taken = set()
-            for r, c in zip(rows, cols):
-                if cost[r, c] < _INFEASIBLE_COST:
-                    matches.append((tracks[r], free[c]))
-                    taken.add(free[c])
-            free = [d for d in free if d not in taken]
-        return matches
+            feasible = cost[rows, cols] < _INFEASIBLE_COST
+            track_rows.append(tracks[rows[feasible]])
+            detections.append(free[cols[feasible]])
+            still_free = np.ones(len(free), dtype=bool)
+            still_free[cols[feasible]] = False
+            free = free[still_free]
+        if not track_rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(track_rows), np.concatenate(detections)
 
-    def _cost(self, track_indices: list[int], roots: np.ndarray, covs: np.ndarray) -> np.ndarray:
+    def _cost(self, track_rows: np.ndarray, roots: np.ndarray, covs: np.ndarray) -> np.ndarray:
         """(T, D) squared Mahalanobis distances, gated pairs set to ``_INFEASIBLE_COST``."""
-        positions = np.stack([self._tracks[i].state[:3] for i in track_indices])
-        position_covs = np.stack([self._tracks[i].cov[:3, :3] for i in track_indices])
+        positions = self._tracks.state[track_rows, :3]
+        position_covs = self._tracks.cov[track_rows, :3, :3]
         innovation = roots[None, :, :] - positions[:, None, :]  # (T, D, 3)
         # The Euclidean gate first: in a crowd most pairs are metres apart, and solving only the
         # pairs near enough keeps the cost of association from growing with T x D solves.
@@ -326,17 +356,19 @@ class Tracker:
 
     # ------------------------------------------------------------------ output
 
-    def _fill(self, people: People, track_of_detection: dict[int, _Track]) -> People:
+    def _fill(self, people: People, detections: np.ndarray, rows: np.ndarray) -> People:
+        """``people`` with the track fields of detection ``detections[i]`` from track ``rows[i]``."""
         count = len(people)
+        t = self._tracks
+        confirmed = t.track_id[rows] > 0
+        detections, rows = detections[confirmed], rows[confirmed]
         track_id = np.zeros(count, dtype=np.int64)
         track_age = np.zeros(count, dtype=np.int64)
         velocity = np.zeros((count, 3))
         velocity_cov = np.zeros((count, 3, 3))
-        for d_index, track in track_of_detection.items():
-            if track.confirmed:
-                track_id[d_index] = track.track_id
-                track_age[d_index] = track.age_frames
-                velocity[d_index] = track.state[3:]
-                velocity_cov[d_index] = track.cov[3:, 3:]
+        track_id[detections] = t.track_id[rows]
+        track_age[detections] = t.age_frames[rows]
+        velocity[detections] = t.state[rows, 3:]
+        velocity_cov[detections] = t.cov[rows, 3:, 3:]
         return replace(people, track_id=track_id, track_age=track_age, velocity_mps=velocity,
                        velocity_cov=velocity_cov)

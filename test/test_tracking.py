@@ -197,6 +197,18 @@ def test_people_entering_and_leaving_get_new_ids_and_tracks_die() -> None:
     assert tracker.tracks == []
 
 
+def test_far_people_with_noisy_depth_keep_one_id_each() -> None:
+    # Monocular depth at 8-11 m is uncertain by about a metre along the viewing ray: jumps of more
+    # than gate_m between frames are common and must not split a track.
+    rng = np.random.default_rng(11)
+    people = [walker([x, 0.2, z], [0.3 * np.sign(x), 0.0, 0.0], sway_m=0.2)
+              for x, z in ((-4.0, 8.0), (-1.5, 9.0), (1.0, 10.0), (3.5, 11.0))]
+    report = run_sequence(Tracker(), people, np.arange(0.0, 10.0, 1 / 30), rng, depth_sigma_m=0.8)
+    assert report.id_switches == 0 and report.fragmentations == 0
+    assert all(len(ids) == 1 for ids in report.ids_per_person.values())
+    assert report.tracked_fraction > 0.95
+
+
 def test_dropped_frames_keep_ids() -> None:
     rng = np.random.default_rng(4)
     trajectories = [walker([-2.0, 0.3, 5.0], [1.0, 0.0, 0.0]), walker([2.0, 0.3, 5.0], [-0.2, 0, 1.0])]

@@ -115,7 +115,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "cores.", choices=("auto", "on", "off")),
     ParameterSpec("tracking.enabled", True, "Track people: stable track ids and velocities."),
     ParameterSpec("tracking.gate_m", _TRACKER.gate_m, "Largest distance, metres, between a predicted "
-                  "track and a detection that may be the same person.", 0.05, 10.0),
+                  "track and a detection that may be the same person, beyond what the detection's own "
+                  "uncertainty explains (a far person's depth noise along its viewing ray does not "
+                  "split its track).", 0.05, 10.0),
     ParameterSpec("tracking.gate_chi2", _TRACKER.gate_chi2, "Mahalanobis gate (chi-square, 3 dof) on the "
                   "innovation; 16.27 keeps 99.9 % of true matches.", 0.1, 1000.0),
     ParameterSpec("tracking.birth_hits", _TRACKER.birth_hits, "Detections before a track gets an id.",

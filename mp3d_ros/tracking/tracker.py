@@ -6,8 +6,9 @@ Each person's root (pelvis) is tracked with a constant-velocity Kalman filter (s
 1. all tracks are predicted to the frame's stamp (``dt`` from stamps, so irregular frame intervals and
    dropped frames are handled; a stamp that goes back in time, e.g. a looping bag, resets the tracker);
 2. detections are assigned to tracks with the Hungarian algorithm on the squared Mahalanobis distance
-   of the innovation, gated by a chi-square threshold and by a hard Euclidean distance; confirmed
-   tracks are matched first, so a fresh tentative track never steals a person from a confirmed one;
+   of the innovation, gated by a chi-square threshold and by a distance (``gate_m`` beyond the
+   detection's own uncertainty); confirmed tracks are matched first, so a fresh tentative track
+   never steals a person from a confirmed one;
 3. matched tracks are updated (Joseph form), unmatched detections start tentative tracks, and tracks
    without a detection count a miss.
 
@@ -73,8 +74,11 @@ class TrackerConfig:
     Attributes:
         gate_chi2: Mahalanobis gate on the innovation, chi-square with 3 dof (16.27 = 99.9 %: a
             tighter gate splits tracks on ordinary outliers of monocular depth).
-        gate_m: hard gate on the Euclidean distance between a predicted root and a detection, metres;
-            caps the Mahalanobis gate when a track's uncertainty has grown large.
+        gate_m: hard gate on the distance between a predicted root and a detection, metres, beyond
+            what the detection's own covariance ``R`` explains (the pair must lie inside the
+            ellipsoid ``gate_m^2 I + gate_chi2 R``); caps the Mahalanobis gate when a track's
+            uncertainty has grown large, while a far person's depth noise along its viewing ray
+            does not split its track.
         birth_hits: detections needed to confirm a track and give it an id (1 = at once).
         death_misses: consecutive frames without a detection after which a confirmed track dies.
         max_coast_s: a track without a detection for longer than this dies, whatever its misses.
@@ -340,9 +344,10 @@ class Tracker:
         positions = self._tracks.state[track_rows, :3]
         position_covs = self._tracks.cov[track_rows, :3, :3]
         innovation = roots[None, :, :] - positions[:, None, :]  # (T, D, 3)
-        # The Euclidean gate first: in a crowd most pairs are metres apart, and solving only the
+        # The distance gate first: in a crowd most pairs are metres apart, and solving only the
         # pairs near enough keeps the cost of association from growing with T x D solves.
-        near = np.linalg.norm(innovation, axis=-1) <= self.config.gate_m
+        gated = np.matmul(innovation.transpose(1, 0, 2), self._gate_inverse(covs)).transpose(1, 0, 2)
+        near = (gated * innovation).sum(-1) <= 1.0
         cost = np.full(near.shape, _INFEASIBLE_COST)
         t_near, d_near = np.nonzero(near)
         if len(t_near):
@@ -353,6 +358,13 @@ class Tracker:
             cost[t_near, d_near] = np.where(mahalanobis2 <= self.config.gate_chi2, mahalanobis2,
                                             _INFEASIBLE_COST)
         return cost
+
+    def _gate_inverse(self, covs_m2: np.ndarray) -> np.ndarray:
+        """(D, 3, 3) inverses of the distance gate's ellipsoids ``gate_m^2 I + gate_chi2 R`` of
+        detections with covariances ``R``: ``gate_m`` bounds what a track's own uncertainty may
+        add, and a detection's own noise (a monocular depth's, along its viewing ray) widens the
+        gate only as far as the Mahalanobis gate would accept it."""
+        return np.linalg.inv(self.config.gate_m ** 2 * np.eye(3) + self.config.gate_chi2 * covs_m2)
 
     # ------------------------------------------------------------------ output
 

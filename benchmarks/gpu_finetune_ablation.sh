@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Issue 20, item 4 at fine-tuning length: one component on against off, two seeds each, every run
-# fine-tuned for STEPS steps from INIT with a fresh schedule (Adam at LR, 100 warm-up steps) on
+# fine-tuned for STEPS steps from INIT with a fresh schedule (Adam at LR, WARMUP warm-up steps) on
 # scenes rendered in the run (config/train/synthetic_scenes.yaml). Seed-major, so a run cut short
-# still has every variant of the first seed.
+# still has every variant of the first seed. INIT=backbone trains from the config's start instead
+# (MoveNet's backbone, fresh heads): the component trained in from the beginning.
 #   STEPS=1500 SEEDS="3 4" bash benchmarks/gpu_finetune_ablation.sh
+#   INIT=backbone LR=1e-3 WARMUP=300 STEPS=3000 SEEDS=6 bash benchmarks/gpu_finetune_ablation.sh
 # Environment: OUT (what comes back: <variant>_seed<seed>.pt released checkpoints, logs, times.txt;
 # default runs/finetune_ablation_out), MOCAP (BVH folder or a .tar.xz of ../shared/mocap), INIT
-# (default models/synthetic_lite.pt), STEPS, SEEDS, LR, VARIANTS ("name:override ..." with
-# overrides of mp3d-train's --set; default HMOR's ordinal losses at weight 1 against 0).
+# (default models/synthetic_lite.pt; backbone: from the start), STEPS, SEEDS, LR, WARMUP,
+# VARIANTS ("name:override ..." with overrides of mp3d-train's --set; default HMOR's ordinal
+# losses at weight 1 against 0).
 # Score the checkpoints with mp3d-eval on config/synth's test splits afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +18,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-runs/finetune_ablation_out}"; mkdir -p "$OUT"
 MOCAP="${MOCAP:-../shared/mocap}"
 INIT="${INIT:-models/synthetic_lite.pt}"
-STEPS="${STEPS:-1500}"; SEEDS="${SEEDS:-3 4}"; LR="${LR:-3e-4}"
+STEPS="${STEPS:-1500}"; SEEDS="${SEEDS:-3 4}"; LR="${LR:-3e-4}"; WARMUP="${WARMUP:-100}"
 VARIANTS="${VARIANTS:-hmor:loss.hmor=1.0 no_hmor:loss.hmor=0.0}"
 if [[ "$MOCAP" == *.tar.xz ]]; then  # a carried archive: unpack once, next to it
     folder="$(dirname "$MOCAP")/mocap"
@@ -27,9 +30,11 @@ for seed in $SEEDS; do
         name="${variant%%:*}"; override="${variant#*:}"
         run="runs/finetune_ablation/${name}_seed$seed"
         started=$(date +%s)
+        init=(--set "init={weights: $INIT, backbone_weights: ''}")
+        [[ "$INIT" == backbone ]] && init=()
         python -m mp3d_ros.cli.train --config config/train/synthetic_scenes.yaml \
-            --set "schedule.steps=$STEPS" --set schedule.warmup_steps=100 --set "optim.lr=$LR" \
-            --set "seed=$seed" --set "$override" --set "init={weights: $INIT, backbone_weights: ''}" \
+            --set "schedule.steps=$STEPS" --set "schedule.warmup_steps=$WARMUP" --set "optim.lr=$LR" \
+            --set "seed=$seed" --set "$override" "${init[@]}" \
             --set "datasets=[{kind: scenes, path: config/synth/train.yaml, mocap: $MOCAP}]" \
             --set "validation.kind=''" --set validate_every=0 --set "checkpoint_every=$STEPS" \
             --set keep_checkpoints=1 --set "out_dir=$run" --set progress=false \

@@ -134,7 +134,10 @@ class TrackSummary:
 
 @dataclass(frozen=True)
 class _Tracks:
-    """All live tracks as arrays, one row a track (T rows), so no step loops over tracks."""
+    """All live tracks as arrays, one row a track (T rows), so no step loops over tracks.
+
+    The tracker's steps update the arrays in place; :meth:`rows` and :meth:`then` make new ones.
+    """
 
     state: np.ndarray  # (T, 6) [x, y, z, vx, vy, vz]
     cov: np.ndarray  # (T, 6, 6)
@@ -146,8 +149,8 @@ class _Tracks:
 
     @classmethod
     def empty(cls) -> "_Tracks":
-        count = np.zeros(0, dtype=np.int64)
-        return cls(np.zeros((0, 6)), np.zeros((0, 6, 6)), count, count, count, count, np.zeros(0))
+        counts = (np.zeros(0, dtype=np.int64) for _ in range(4))
+        return cls(np.zeros((0, 6)), np.zeros((0, 6, 6)), *counts, np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.track_id)
@@ -245,7 +248,8 @@ class Tracker:
         # In a steady scene the order does not change, and copying every track array is skipped.
         self._tracks = t if np.array_equal(order, np.arange(len(t))) else t.rows(order)
         filled = np.concatenate([detections[by_detection], unseen])
-        rows = np.concatenate([np.arange(len(detections)), len(detections) + len(kept) + np.arange(len(unseen))])
+        first_new = len(detections) + len(kept)
+        rows = np.concatenate([np.arange(len(detections)), first_new + np.arange(len(unseen))])
         return self._fill(people, filled, rows)
 
     # ------------------------------------------------------------------ filter steps

@@ -12,13 +12,19 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from mp3d_ros.evaluation.evaluate import prediction_frames
 from mp3d_ros.evaluation.metrics import evaluate_mupots
 from mp3d_ros.evaluation.replay import pick_topics, replay_bag
-from mp3d_ros.evaluation.replay_report import ground_truth_from_people, replay_metrics, write_report
+from mp3d_ros.evaluation.replay_report import (
+    ground_truth_from_people,
+    replay_identities,
+    replay_metrics,
+    write_report,
+)
 from mp3d_ros.geometry.camera import Intrinsics, project
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import MUPOTS_17
 from mp3d_ros.messages.bags import BagFrame, write_bag
 from mp3d_ros.messages.conversions import MessageClasses, make_header
 from mp3d_ros.messages.typestore import typestore
+from mp3d_ros.tracking.tracker import Tracker, TrackerConfig
 
 FRAMES = 6
 BLOCK = 24  # side of the top-left block whose grey level encodes the frame index
@@ -143,6 +149,20 @@ def test_bad_frames_are_skipped_and_reported(tmp_path, decode_ahead):
     assert {p.name for p in (tmp_path / "report").iterdir()} == {
         "summary.md", "metrics.json", "pck.png", "root_depth_error.png", "latency.png"}
     assert "unsupported encoding" in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_track_ids_are_scored_against_the_ground_truth_ids(tmp_path):
+    written = [replace(f, ground_truth=replace(f.ground_truth, track_id=np.array([4, 9])))
+               for f in frames()]
+    write_bag(tmp_path / "in", written, storage="mcap", encoding="rgb8")
+    result = replay_bag(tmp_path / "in", Oracle(False), out_bag=tmp_path / "out", storage="mcap",
+                        progress=False, tracker=Tracker(TrackerConfig(birth_hits=1)))
+    identities = replay_identities(result)
+    assert (identities.people, identities.matched, identities.tracked) == (2, 2 * FRAMES, 2 * FRAMES)
+    assert identities.id_switches == 0 and identities.ids_per_person == 1.0
+    report = write_report(result, tmp_path / "report", "ids")
+    assert report["identities"]["id_switches"] == 0
+    assert "2 people matched, 1.00 ids each, 0 id switches" in (tmp_path / "report" / "summary.md").read_text()
 
 
 def test_pick_topics_by_type_and_refusals():

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table, found_summary
+from mp3d_ros.evaluation.identities import IdentitySummary, identity_summary
 from mp3d_ros.evaluation.evaluate import (
     format_depth_bias,
     format_found,
@@ -144,6 +145,20 @@ def replay_depth_matches(result: ReplayResult) -> DepthMatches:
     return matches
 
 
+def replay_identities(result: ReplayResult) -> IdentitySummary | None:
+    """Track ids against the ground truth's ids over the frames that have it, in replay order."""
+    return identity_summary((frame.people, frame.ground_truth) for frame in result.frames
+                            if frame.ground_truth is not None)
+
+
+def format_identities(summary: IdentitySummary | None) -> str:
+    if summary is None:
+        return "track ids: the ground truth carries no ids"
+    return (f"track ids: {summary.people} people matched, {summary.ids_per_person:.2f} ids each, "
+            f"{summary.id_switches} id switches; {summary.tracked} of {summary.matched} matched "
+            "people carried an id")
+
+
 def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = None) -> str:
     """Plain-text summary: topics, frames, skipped frames by reason, damage, latency, metrics."""
     lines = list(result.notes)
@@ -184,6 +199,7 @@ def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = Non
         matches = replay_depth_matches(result)
         lines.append(format_depth_bias(depth_bias_table(matches)))
         lines.append(format_found(found_summary(matches)))
+        lines.append(format_identities(replay_identities(result)))
     if scored.unpaired:
         lines.append(f"{scored.unpaired} ground-truth messages have no image of their stamp: not scored")
     return "\n".join(lines)
@@ -236,6 +252,7 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
     metrics = replay_metrics(result, sequence)
     scored = scored_frames(result)
     matches = replay_depth_matches(result)
+    identities = replay_identities(result)
     content = {
         "bag": sequence, "topics": vars(result.topics), "images_read": result.images_seen,
         "frames_processed": len(result.frames), "skipped": dict(result.skipped),
@@ -250,7 +267,7 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
         "backward_stamps": result.backward_stamps, "tracker_resets": result.tracker_resets,
         "latency_ms": latency_summary_ms(result), "metrics": metrics,
         "depth_by_distance": depth_bias_table(matches), "found": found_summary(matches),
-        "floor": result.floor,
+        "identities": None if identities is None else identities.as_dict(), "floor": result.floor,
     }
     (folder / "metrics.json").write_text(json.dumps(json_safe(content), indent=2))
     plots: list[tuple[str, str]] = []

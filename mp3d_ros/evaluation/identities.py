@@ -34,10 +34,6 @@ class IdentitySummary:
     id_switches: int
     ids_per_person: float  # mean over the identities that carried an id
 
-    def as_dict(self) -> dict[str, float]:
-        return {"people": self.people, "matched": self.matched, "tracked": self.tracked,
-                "id_switches": self.id_switches, "ids_per_person": self.ids_per_person}
-
 
 def identity_summary(frames: Iterable[tuple[People, People]], gate_px: float = 40.0
                      ) -> IdentitySummary | None:

@@ -11,7 +11,7 @@ three plots: 3DPCK against the threshold, root depth error against distance, per
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -267,7 +267,7 @@ def write_report(result: ReplayResult, folder: str | Path, sequence: str) -> dic
         "backward_stamps": result.backward_stamps, "tracker_resets": result.tracker_resets,
         "latency_ms": latency_summary_ms(result), "metrics": metrics,
         "depth_by_distance": depth_bias_table(matches), "found": found_summary(matches),
-        "identities": None if identities is None else identities.as_dict(), "floor": result.floor,
+        "identities": None if identities is None else asdict(identities), "floor": result.floor,
     }
     (folder / "metrics.json").write_text(json.dumps(json_safe(content), indent=2))
     plots: list[tuple[str, str]] = []

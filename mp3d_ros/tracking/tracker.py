@@ -178,7 +178,6 @@ class Tracker:
         self._tracks = _Tracks.empty()
         self._next_id = 1
         self._last_stamp_s: float | None = None
-        self._motion: tuple[float, np.ndarray, np.ndarray] | None = None
         self.resets = 0
 
     def reset(self) -> None:
@@ -230,10 +229,10 @@ class Tracker:
 
         track_rows, detections = self._associate(roots, root_cov_m2, candidates)
         self._correct(track_rows, roots[detections], root_cov_m2[detections], stamp_s)
-        unmatched = np.ones(len(self._tracks), dtype=bool)
-        unmatched[track_rows] = False
-        self._tracks.misses[unmatched] += 1
         t = self._tracks
+        unmatched = np.ones(len(t), dtype=bool)
+        unmatched[track_rows] = False
+        t.misses[unmatched] += 1
         coasting = unmatched & (t.track_id > 0) & (t.misses < self.config.death_misses) & (
             stamp_s - t.last_hit_s <= self.config.max_coast_s)
         unseen = np.ones(len(people), dtype=bool)
@@ -260,15 +259,6 @@ class Tracker:
         t.age_frames[:] += 1
         if dt_s <= 0 or not len(t):
             return
-        F, Q = self._motion_model(dt_s)
-        t.state[:] = t.state @ F.T
-        t.cov[:] = F @ t.cov @ F.T + Q
-
-    def _motion_model(self, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """Transition F and white-noise-acceleration process noise Q over ``dt_s`` (the last one is
-        kept: frames mostly come at one rate)."""
-        if self._motion is not None and self._motion[0] == dt_s:
-            return self._motion[1], self._motion[2]
         F = np.eye(6)
         F[:3, 3:] = dt_s * np.eye(3)
         q = self.config.accel_sigma_mps2 ** 2
@@ -276,8 +266,8 @@ class Tracker:
         Q[:3, :3] = q * dt_s ** 3 / 3 * np.eye(3)
         Q[:3, 3:] = Q[3:, :3] = q * dt_s ** 2 / 2 * np.eye(3)
         Q[3:, 3:] = q * dt_s * np.eye(3)
-        self._motion = (dt_s, F, Q)
-        return F, Q
+        t.state[:] = t.state @ F.T
+        t.cov[:] = F @ t.cov @ F.T + Q
 
     def _correct(self, track_rows: np.ndarray, roots_m: np.ndarray, covs_m2: np.ndarray,
                  stamp_s: float) -> None:

@@ -12,7 +12,10 @@ directly: each frame's detections are the projected joints of a rendered scene o
   on a GPU also replayed from a CUDA graph as the estimator runs it;
 - ``unpack``: the packed rows to the host and into :class:`~mp3d_ros.geometry.people.People`;
 - ``tracking``: :meth:`Tracker.update` on the sequence;
-- ``PoseArray3D`` and ``markers``: the node's two messages, built from the tracked people.
+- ``PoseArray3D`` and ``markers``: the node's two messages, built from the tracked people;
+- ``lift + depth + tracking``: the two summed per frame (the CUDA graph's lift on a GPU).
+
+The crowd sizes take turns frame by frame, so a drift of the host's speed falls on all of them.
 """
 
 from __future__ import annotations
@@ -78,9 +81,11 @@ def timed_ms(function: Callable[[], object], device: torch.device) -> tuple[obje
     return result, 1e3 * (time.perf_counter() - start)
 
 
-def graph_replay_ms(model: MoveNetLift, batches: list[MoveNetPeople], cameras: CameraBatch) -> list[float]:
-    """ms per CUDA-graph replay of ``people_tensors`` with each frame's detections copied in."""
-    static = MoveNetPeople(*(getattr(batches[0], f.name).clone() for f in fields(MoveNetPeople)))
+def graph_replayer(model: MoveNetLift, first: MoveNetPeople, cameras: CameraBatch
+                   ) -> Callable[[MoveNetPeople], float]:
+    """A CUDA graph of ``people_tensors`` captured on ``first``; the returned function copies a
+    frame's detections in, replays the graph and returns its ms."""
+    static = MoveNetPeople(*(getattr(first, f.name).clone() for f in fields(MoveNetPeople)))
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -90,40 +95,66 @@ def graph_replay_ms(model: MoveNetLift, batches: list[MoveNetPeople], cameras: C
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         model.people_tensors(static, cameras).pack()
-    spent = []
-    for batch in batches:
+
+    def replay(batch: MoveNetPeople) -> float:
         static.keypoints_px.copy_(batch.keypoints_px)
         static.keypoint_scores.copy_(batch.keypoint_scores)
-        spent.append(timed_ms(graph.replay, model.device)[1])
-    return spent
+        return timed_ms(graph.replay, model.device)[1]
+
+    return replay
 
 
-def measure(model: MoveNetLift, people: int, frames: int, seed: int) -> dict[str, list[float]]:
-    """Per-stage ms of ``frames`` frames with ``people`` people."""
-    batches, cameras = scene_detections(people, frames, seed, model)
-    store = typestore()
-    classes = MessageClasses.from_typestore(store)
-    tracker = Tracker()
-    spans: dict[str, list[float]] = {"lift + depth (eager)": [], "unpack": [], "tracking": [],
-                                     "PoseArray3D": [], "markers": [], "people": []}
-    for index, batch in enumerate(batches):
-        tensors, ms = timed_ms(lambda: model.people_tensors(batch, cameras), model.device)
-        spans["lift + depth (eager)"].append(ms)
-        found, ms = timed_ms(lambda: unpack_people(tensors.pack().cpu().numpy(), MUPOTS_17.name)[0],
-                             torch.device("cpu"))
-        spans["unpack"].append(ms)
+class PeopleStages:
+    """One crowd size's frames and the stages' state (tracker, messages, graph)."""
+
+    def __init__(self, model: MoveNetLift, people: int, frames: int, seed: int) -> None:
+        self.model = model
+        self.batches, self.cameras = scene_detections(people, frames, seed, model)
+        self.classes = MessageClasses.from_typestore(typestore())
+        self.tracker = Tracker()
+        self.replay = (graph_replayer(model, self.batches[0], self.cameras)
+                       if model.device.type == "cuda" else None)
+        self.spans: dict[str, list[float]] = {name: [] for name in (
+            "lift + depth (eager)", "unpack", "tracking", "PoseArray3D", "markers", "people")}
+        if self.replay is not None:
+            self.spans["lift + depth (CUDA graph)"] = []
+
+    def frame(self, index: int) -> None:
+        """Run and time every stage on frame ``index``."""
+        batch, cameras, cpu = self.batches[index], self.cameras, torch.device("cpu")
+        tensors, ms = timed_ms(lambda: self.model.people_tensors(batch, cameras), self.model.device)
+        self.spans["lift + depth (eager)"].append(ms)
+        if self.replay is not None:
+            self.spans["lift + depth (CUDA graph)"].append(self.replay(batch))
+        found, ms = timed_ms(lambda: unpack_people(tensors.pack().cpu().numpy(), MUPOTS_17.name)[0], cpu)
+        self.spans["unpack"].append(ms)
         stamp_ns = 1_700_000_000_000_000_000 + index * 33_333_333
-        tracked, ms = timed_ms(lambda: tracker.update(found, stamp_ns * 1e-9), torch.device("cpu"))
-        spans["tracking"].append(ms)
-        header = make_header(classes, stamp_ns, "camera")
-        spans["PoseArray3D"].append(timed_ms(lambda: people_to_pose_array(tracked, header, classes),
-                                             torch.device("cpu"))[1])
-        spans["markers"].append(timed_ms(lambda: people_to_markers(tracked, header, classes),
-                                         torch.device("cpu"))[1])
-        spans["people"].append(float(len(found)))
-    if model.device.type == "cuda":
-        spans["lift + depth (CUDA graph)"] = graph_replay_ms(model, batches, cameras)
-    return spans
+        tracked, ms = timed_ms(lambda: self.tracker.update(found, stamp_ns * 1e-9), cpu)
+        self.spans["tracking"].append(ms)
+        header = make_header(self.classes, stamp_ns, "camera")
+        self.spans["PoseArray3D"].append(
+            timed_ms(lambda: people_to_pose_array(tracked, header, self.classes), cpu)[1])
+        self.spans["markers"].append(timed_ms(lambda: people_to_markers(tracked, header, self.classes), cpu)[1])
+        self.spans["people"].append(float(len(found)))
+
+
+def measure(model: MoveNetLift, counts: list[int], frames: int, seed: int) -> dict[int, dict[str, list[float]]]:
+    """Per-stage ms of ``frames`` frames for each crowd size in ``counts``.
+
+    The crowd sizes take turns frame by frame (in alternating order), so a drift of the host's
+    speed during the run, which was larger than the differences measured, falls on all of them
+    alike. The last row adds each frame's lift + depth (the graph on a GPU) and tracking: the sum
+    issue 19's "flat in people" is about.
+    """
+    crowds = {count: PeopleStages(model, count, frames, seed) for count in counts}
+    for index in range(frames):
+        for count in (counts if index % 2 == 0 else counts[::-1]):
+            crowds[count].frame(index)
+    lift = "lift + depth (CUDA graph)" if model.device.type == "cuda" else "lift + depth (eager)"
+    for crowd in crowds.values():
+        crowd.spans["lift + depth + tracking"] = [
+            a + b for a, b in zip(crowd.spans[lift], crowd.spans["tracking"])]
+    return {count: crowd.spans for count, crowd in crowds.items()}
 
 
 def main() -> None:
@@ -137,10 +168,8 @@ def main() -> None:
     counts = [int(v) for v in args.people.split(",")]
     model = MoveNetLift.from_files(find_share_path(MOVENET_WEIGHTS), find_share_path(LIFTER_WEIGHTS),
                                    MoveNetLiftConfig(max_people=SLOTS), device=args.device)
-    results = {}
-    for count in counts:
-        spans = measure(model, count, args.frames + args.warmup, args.seed)
-        results[count] = {name: values[args.warmup:] for name, values in spans.items()}
+    results = {count: {name: values[args.warmup:] for name, values in spans.items()}
+               for count, spans in measure(model, counts, args.frames + args.warmup, args.seed).items()}
     stages = [s for s in results[counts[0]] if s != "people"]
     name = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n{name}, {args.frames} frames; people found per frame: "

@@ -149,6 +149,24 @@ def test_a_standing_person_placed_too_near_is_put_back_on_the_floor(distance: fl
     np.testing.assert_allclose(project(out.keypoints_m, CAMERA), people.uv_px, atol=1e-6)  # same rays
 
 
+@pytest.mark.parametrize("distance", [3.0, 6.0, 10.0])
+def test_a_walkers_raised_ankle_meets_its_own_raised_plane(distance: float) -> None:
+    """Heel off: the back ankle stands 4 cm over the front one. Its ray meets the floor raised by
+    that rise (at the floor's scale, from the lifted pose), so both ankles give the true depth."""
+    pose = camera_pose(1.3, 5.0)
+    truth = standing_person(distance, 0.3, 1.0, pose)
+    up = FloorPlane.from_camera_pose(*pose).up_cam
+    truth[10] += 0.04 * up  # the right ankle rises straight up
+    people = people_of(truth[None] * 0.8, sigma_m=2.0)
+    plane = FloorPlane.from_camera_pose(*pose)
+    config = FloorConfig(ankle_height_m=0.07, sigma_inflation=1.0)
+    cue = floor_depth(people, CAMERA, plane, config)
+    assert cue.valid[0] and cue.ankle[0].all()
+    assert cue.scale[0] == pytest.approx(1 / 0.8, rel=1e-9)
+    out = apply_floor(people, CAMERA, plane, config)
+    assert out.height_m[0] == pytest.approx(1.72, abs=1e-6)  # from the lower ankle
+
+
 def test_fusion_weighs_the_two_cues_by_their_sigmas() -> None:
     pose = camera_pose(1.4, 8.0)
     truth = standing_person(4.0, 0.0, 1.0, pose)

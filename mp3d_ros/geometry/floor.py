@@ -3,10 +3,18 @@
 A mobile robot knows where its floor is: tf2 gives the camera's pose in a ground frame whose z = 0
 plane is the floor (``base_footprint``), or a fixed camera has a known height and pitch. In the
 camera optical frame the floor is ``{p : n . p = -h}`` with ``n`` the unit "up" vector and ``h``
-the camera's height over the floor. A person's ankle joint stands ``a`` (the ankle height) above
-it, so the ankle's undistorted ray ``r = [x, y, 1]`` meets the raised plane at depth
+the camera's height over the floor. A person's lowest standing ankle stands ``a`` (the ankle
+height) above it, so that ankle's undistorted ray ``r = [x, y, 1]`` meets the raised plane at depth
 
     t = (a - h) / (n . r)        (valid where n . r < 0: the ray points down, and t > 0).
+
+A walker's other ankle is often a few centimetres higher (the heel rises before the toe leaves the
+floor). The lifted pose gives that rise, ``Delta``, at its own scale: at depth ``t`` instead of the
+lifted ankle's ``Z_a`` the rise is ``Delta t / Z_a``, so that ankle's ray meets its plane at
+
+    t = (a - h) / (n . r - Delta / Z_a),
+
+which is the formula above with ``n . r`` shifted; the sigma below uses the shifted value.
 
 Its standard deviation follows by first-order propagation from the 2D keypoint noise
 (``sigma_px`` across the ray), the plane's tilt (``tilt_sigma_rad`` about both horizontal axes),
@@ -104,7 +112,8 @@ class FloorPlane:
 class FloorConfig:
     """Anthropometric defaults and the standing test of the floor cue.
 
-    ``ankle_height_m``: height of the ankle keypoint (lateral malleolus) over the floor: 0.039 of
+    ``ankle_height_m``: height of the lowest standing ankle keypoint (lateral malleolus) over the
+    floor (a raised ankle adds its rise in the lifted pose, see the module docstring): 0.039 of
     stature in Drillis and Contini's segment proportions (6.6 cm at 1.70 m) plus about 2.5 cm of
     shoe sole; the sd covers statures and shoes. ``sigma_px``: 2D ankle keypoint noise across the
     ray in source pixels (``Estimator`` replaces it by a fixed error in network-input pixels divided
@@ -119,11 +128,12 @@ class FloorConfig:
     nearly graze the floor). ``max_disagreement``: a floor depth further than this many combined
     sigmas from the other cues' depth is an outlier (a misplaced ankle, a raised floor) and is not
     used. ``sigma_inflation``: measured inflation factor of the person's terms of the sigma
-    (``sigma_px`` and ``ankle_height_sigma_m``), 1 for the noise model's own sigma; 1.42 puts 68.3 %
+    (``sigma_px`` and ``ankle_height_sigma_m``), 1 for the noise model's own sigma; 1.29 puts 68.3 %
     of the floor cue's own depth errors within 1 sigma on renders with an exact floor plane
-    (``benchmarks/calibrate_depth_sigma.py``, 2026-12-03). It was 1.91 while the renders' feet had
-    no heel and stood on their toes, the lowest ankle 0.117 m over the floor (0.109 m now, walking
-    and stepping included): a bias the noise model lacks.
+    (``benchmarks/calibrate_depth_sigma.py``, 2026-12-03, with a raised ankle's rise taken from
+    the lifted pose; 1.42 while every standing ankle was put at ``ankle_height_m``). It was 1.91
+    while the renders' feet had no heel and stood on their toes, the lowest ankle 0.117 m over the
+    floor (0.109 m now, walking and stepping included): a bias the noise model lacks.
     """
 
     ankle_height_m: float = 0.09
@@ -134,7 +144,7 @@ class FloorConfig:
     min_leg_verticality: float = 0.8
     max_relative_sigma: float = 0.5
     max_disagreement: float = 3.0
-    sigma_inflation: float = 1.42
+    sigma_inflation: float = 1.29
     ankles: tuple[str, str] = ("left_ankle", "right_ankle")
     hips: tuple[str, str] = ("left_hip", "right_hip")
     head: str = "head_top"
@@ -155,8 +165,13 @@ class FloorDepth:
 
 
 def ray_floor_depth(rays: np.ndarray, plane: FloorPlane, fx_px: float, fy_px: float,
-                    config: FloorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    config: FloorConfig, rise_per_depth: np.ndarray | float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Depth ``t`` (along z) where rays ``(*, 3)`` ``[x, y, 1]`` meet the floor raised by the ankle height.
+
+    ``rise_per_depth`` (broadcast against the rays' ``*``): each ray's ankle rise over the lowest
+    standing ankle divided by its depth, both in the lifted pose (``Delta / Z_a`` of the module
+    docstring); 0 for the lowest ankle.
 
     Returns ``(t, sigma_independent, sigma_common)``: the 2D-noise part of the sigma, independent
     between rays, and the part common to every ray of the frame (plane height, tilt, ankle height).
@@ -164,7 +179,7 @@ def ray_floor_depth(rays: np.ndarray, plane: FloorPlane, fx_px: float, fy_px: fl
     """
     rays = np.asarray(rays, dtype=np.float64)
     up = plane.up_cam
-    along = rays @ up  # n . r
+    along = rays @ up - rise_per_depth  # n . r, shifted by a raised ankle's rise
     offset = config.ankle_height_m - plane.camera_height_m
     with np.errstate(divide="ignore", invalid="ignore"):
         depth = offset / along
@@ -199,6 +214,15 @@ def _standing_ankles(people: People, plane: FloorPlane, config: FloorConfig) -> 
             & (verticality >= config.min_leg_verticality) & (leg_length > 0))
 
 
+def _rise_over_lowest(ankles_m: np.ndarray, standing: np.ndarray, plane: FloorPlane) -> np.ndarray:
+    """(P, 2) height of each ankle over the lowest standing ankle of its person, lifted pose, metres
+    (0 where the ankle does not stand)."""
+    heights = ankles_m @ plane.up_cam
+    lowest = np.min(np.where(standing, heights, np.inf), axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return np.where(standing, heights - lowest, 0.0)
+
+
 def floor_depth(people: People, intrinsics: Intrinsics, plane: FloorPlane,
                 config: FloorConfig = FloorConfig()) -> FloorDepth:
     """The floor cue for every person (see the module docstring).
@@ -213,10 +237,15 @@ def floor_depth(people: People, intrinsics: Intrinsics, plane: FloorPlane,
     joints = people.joint_set
     ankles = [joints.index(name) for name in config.ankles]
     rays = pixel_rays(people.uv_px[:, ankles], intrinsics)  # (P, 2, 3)
-    depth, sigma_ind, sigma_com = ray_floor_depth(rays, plane, intrinsics.K[0, 0], intrinsics.K[1, 1], config)
     ankle_z = people.keypoints_m[:, ankles, 2]
+    standing = _standing_ankles(people, plane, config)
     with np.errstate(divide="ignore", invalid="ignore"):
-        usable = _standing_ankles(people, plane, config) & np.isfinite(depth) & (ankle_z > 0)
+        rise_per_depth = np.where(standing, _rise_over_lowest(people.keypoints_m[:, ankles], standing, plane)
+                                  / ankle_z, 0.0)
+    depth, sigma_ind, sigma_com = ray_floor_depth(rays, plane, intrinsics.K[0, 0], intrinsics.K[1, 1], config,
+                                                  rise_per_depth)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        usable = standing & np.isfinite(depth) & (ankle_z > 0)
         usable &= np.hypot(sigma_ind, sigma_com) <= config.max_relative_sigma * depth
         scale = depth / ankle_z
         weight = np.where(usable, 1.0 / np.maximum(sigma_ind / ankle_z, 1e-12) ** 2, 0.0)
@@ -230,11 +259,11 @@ def floor_depth(people: People, intrinsics: Intrinsics, plane: FloorPlane,
 
 def _stature_m(keypoints_m: np.ndarray, used_ankles: np.ndarray, ankles: list[int], head: int,
                up: np.ndarray, ankle_height_m: float) -> np.ndarray:
-    """(P,) top of head over the floor: head height over the used ankles plus the ankle height."""
+    """(P,) top of head over the floor: head height over the lowest used ankle plus the ankle height."""
     heights = keypoints_m @ up
-    count = np.maximum(used_ankles.sum(axis=1), 1)
-    ankle_height = np.where(used_ankles, heights[:, ankles], 0.0).sum(axis=1) / count
-    return np.where(used_ankles.any(axis=1), heights[:, head] - ankle_height + ankle_height_m, 0.0)
+    lowest = np.min(np.where(used_ankles, heights[:, ankles], np.inf), axis=1)
+    with np.errstate(invalid="ignore"):
+        return np.where(used_ankles.any(axis=1), heights[:, head] - lowest + ankle_height_m, 0.0)
 
 
 def apply_floor(people: People, intrinsics: Intrinsics, plane: FloorPlane | None,

@@ -242,9 +242,8 @@ def floor_depth(people: People, intrinsics: Intrinsics, plane: FloorPlane,
     with np.errstate(divide="ignore", invalid="ignore"):
         rise_per_depth = np.where(standing, _rise_over_lowest(people.keypoints_m[:, ankles], standing, plane)
                                   / ankle_z, 0.0)
-    depth, sigma_ind, sigma_com = ray_floor_depth(rays, plane, intrinsics.K[0, 0], intrinsics.K[1, 1], config,
-                                                  rise_per_depth)
-    with np.errstate(divide="ignore", invalid="ignore"):
+        depth, sigma_ind, sigma_com = ray_floor_depth(rays, plane, intrinsics.K[0, 0], intrinsics.K[1, 1],
+                                                      config, rise_per_depth)
         usable = standing & np.isfinite(depth) & (ankle_z > 0)
         usable &= np.hypot(sigma_ind, sigma_com) <= config.max_relative_sigma * depth
         scale = depth / ankle_z

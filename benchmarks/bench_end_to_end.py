@@ -15,7 +15,8 @@ node's ``decode_ahead`` do on a GPU): the median and p90 time between finished f
 frames per second. ``--people N`` replaces the bag by rendered 640x480 scenes of N people (JPEG
 CompressedImage messages), to compare 1 and 20 people. ``--backend auto`` (the default) chooses as
 the node does (onnxruntime through the cached export on a CPU, torch on a GPU);
-``--backend onnxruntime`` exports the model to a temporary ONNX file first.
+``--backend onnxruntime`` exports the model to a temporary ONNX file first, at the input size the
+model runs at on ``--device``.
 """
 
 from __future__ import annotations
@@ -146,12 +147,12 @@ def make_estimator(args: argparse.Namespace, folder: Path):
         from mp3d_ros.inference.pipelines import load_pipeline
 
         path = folder / "model.onnx"
-        export_onnx(load_pipeline(model, input_size=args.input_size), path)
+        # At the input the model runs at on that device (movenet-lift: 512 x 384 on a GPU).
+        export_onnx(load_pipeline(model, input_size=args.input_size, cuda=args.device == "cuda"), path)
         model = str(path)
     graph = {"auto": "auto", "on": True, "off": False}[args.cuda_graph]
     return Estimator(model, backend=args.backend, device=args.device, threads=args.threads,
-                     input_size=None if model.endswith(".onnx") else args.input_size,
-                     cuda_graph=graph if args.backend != "onnxruntime" else False)
+                     input_size=None if model.endswith(".onnx") else args.input_size, cuda_graph=graph)
 
 
 def format_table(rows: list[dict[str, float]], title: str) -> str:

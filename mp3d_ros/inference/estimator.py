@@ -18,12 +18,15 @@ A frame goes through three timed stages (``last_timings_ms``):
    letterboxed and normalised (:func:`mp3d_ros.inference.preprocess.letterbox_tensors`);
 2. ``network``: the network;
 3. ``decode``: decoding to people in the source image's pixels and the camera's metres, back-
-   projected with the live intrinsics, on the network's device for torch (in torch on the CPU for
-   onnxruntime), then one copy of the packed result that the host slices into :class:`People`.
+   projected with the live intrinsics, in torch on the network's device (onnxruntime's GPU
+   providers write their maps into torch tensors there, :mod:`mp3d_ros.inference.onnx_binding`),
+   then one copy of the packed result that the host slices into :class:`People`.
 
 With ``cuda_graph`` stage 1's device part is one CUDA graph and the network with stage 3's device
 part another, per batch layout (image sizes and lens families), replayed over static input
-buffers; ``network`` then includes the device-side decoding.
+buffers; ``network`` then includes the device-side decoding. onnxruntime's network runs on its
+own stream, outside torch's capture: it is called between the two graphs, and the decoding is a
+graph of its own.
 
 On a GPU the stages are timed with CUDA events recorded on the stream between them: no
 synchronisation between stages, one wait on the last event after the result is already on the host.
@@ -50,6 +53,7 @@ from mp3d_ros.geometry.camera import ImageTransform, Intrinsics, letterbox_trans
 from mp3d_ros.geometry.camera_torch import camera_rows
 from mp3d_ros.geometry.floor import FloorConfig, FloorPlane, apply_floor
 from mp3d_ros.geometry.people import People
+from mp3d_ros.inference.onnx_binding import TENSORRT_LIBRARIES, BoundSession, tensorrt_libraries_found
 from mp3d_ros.inference.pipelines import Pipeline, load_pipeline, pipeline_from_onnx_metadata
 from mp3d_ros.inference.preprocess import check_rgb_image, letterbox_tensors
 from mp3d_ros.model.checkpoint import fits_float16, model_file_error
@@ -71,19 +75,19 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 ONNX_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-def use_cuda_graph(requested: bool | str, device: torch.device, backend: str) -> bool:
-    """Whether to replay CUDA graphs: ``"auto"`` means yes for the torch backend on CUDA.
+def use_cuda_graph(requested: bool | str, device: torch.device) -> bool:
+    """Whether to replay CUDA graphs: ``"auto"`` means yes on CUDA, for either backend (with
+    onnxruntime the graph holds the pre-processing and the decoding around its network).
 
     Raises:
-        ValueError: ``True`` off CUDA or with another backend, or a value that is neither bool nor "auto".
+        ValueError: ``True`` off CUDA, or a value that is neither bool nor "auto".
     """
     if requested == "auto":
-        return device.type == "cuda" and backend == "torch"
+        return device.type == "cuda"
     if not isinstance(requested, bool):
         raise ValueError(f"cuda_graph must be True, False or 'auto', got {requested!r}")
-    if requested and (device.type != "cuda" or backend != "torch"):
-        raise ValueError(f"cuda_graph=True needs the torch backend on device='cuda' "
-                         f"(got {backend} on {device.type})")
+    if requested and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs device='cuda' (got {device.type})")
     return requested
 
 
@@ -112,12 +116,11 @@ class LayoutCache(OrderedDict):
         return value
 
 
-def _run_stages(runner: "TorchRunner | OnnxRunner", images: Sequence[np.ndarray], rows: np.ndarray,
+def _run_stages(runner: "_Runner", images: Sequence[np.ndarray], rows: np.ndarray,
                 lenses: tuple[str, ...], clock: _StageClock) -> np.ndarray:
     """A frame stage by stage (no CUDA graph): packed people (B, K, C) on the host."""
-    pipeline = runner.pipeline
     pixels = [torch.from_numpy(np.ascontiguousarray(image)).to(runner.device) for image in images]
-    batch = letterbox_tensors(pixels, pipeline.input_size, pipeline.normalization, runner.dtype)
+    batch = runner.letterbox(pixels)
     clock.mark("preprocess")
     outputs = runner.network(batch)
     clock.mark("network")
@@ -126,7 +129,8 @@ def _run_stages(runner: "TorchRunner | OnnxRunner", images: Sequence[np.ndarray]
 
 
 class _Graph:
-    """``function()`` captured as one CUDA graph over static buffers; ``output`` is its result."""
+    """``function()`` captured as one CUDA graph over static buffers; ``output`` is its result,
+    :meth:`replay` runs it again."""
 
     def __init__(self, function: Callable[[], torch.Tensor]) -> None:
         stream = torch.cuda.Stream()
@@ -148,24 +152,21 @@ class _FrameGraphs:
 
     Each frame is copied into pinned host buffers and from there, asynchronously, into the static
     uint8 images and camera rows on the device (the driver would stage a pageable upload through
-    its own buffers, blocking the host); the pre-processing graph and the network-and-decoding
-    graph replay, and one copy brings the packed people back. Two graphs rather than one keep the
-    stage timings apart for microseconds.
+    its own buffers, blocking the host); the pre-processing graph and the runner's network and
+    decoding (:meth:`_Runner.network_and_decode`: one graph for torch) replay, and one copy brings
+    the packed people back. Two graphs rather than one keep the stage timings apart for microseconds.
     """
 
-    def __init__(self, runner: "TorchRunner", images: Sequence[np.ndarray], rows: np.ndarray,
+    def __init__(self, runner: "_Runner", images: Sequence[np.ndarray], rows: np.ndarray,
                  lenses: tuple[str, ...]) -> None:
-        pipeline = runner.pipeline
         self.host_images = [torch.empty(image.shape, dtype=torch.uint8, pin_memory=True) for image in images]
         self.host_rows = torch.empty(rows.shape, dtype=torch.float64, pin_memory=True)
         self.images = [torch.empty_like(host, device=runner.device) for host in self.host_images]
         self.rows = torch.empty_like(self.host_rows, device=runner.device)
         self._upload(images, rows)  # the warm-ups below then see a real frame
-        self.preprocess = _Graph(lambda: letterbox_tensors(
-            self.images, pipeline.input_size, pipeline.normalization, runner.dtype))
+        self.preprocess = _Graph(lambda: runner.letterbox(self.images))
         self.preprocess.replay()
-        self.network_and_decode = _Graph(
-            lambda: runner.decode(runner.network(self.preprocess.output), self.rows, lenses))
+        self.network_and_decode = runner.network_and_decode(self.preprocess.output, self.rows, lenses)
         self.host_output = torch.empty_like(self.network_and_decode.output, device="cpu", pin_memory=True)
 
     def _upload(self, images: Sequence[np.ndarray], rows: np.ndarray) -> None:
@@ -187,6 +188,45 @@ class _FrameGraphs:
         return self.host_output.numpy().copy()  # the buffer is the next frame's
 
 
+class _Runner:
+    """What both backends share: a frame stage by stage, or, with ``cuda_graph``, replayed as CUDA
+    graphs captured once per batch layout (:class:`_FrameGraphs`, at most
+    :data:`MAX_GRAPH_LAYOUTS` kept). Subclasses set the attributes and :meth:`network`."""
+
+    pipeline: Pipeline
+    device: torch.device
+    dtype: torch.dtype
+    decode: Callable[..., torch.Tensor]
+    cuda_graph: bool
+    name: str
+
+    def __init__(self) -> None:
+        self._graphs = LayoutCache()
+
+    def letterbox(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B, 3, H, W) network input of uint8 images on :attr:`device`."""
+        return letterbox_tensors(images, self.pipeline.input_size, self.pipeline.normalization, self.dtype)
+
+    def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def network_and_decode(self, batch: torch.Tensor, rows: torch.Tensor,
+                           lenses: tuple[str, ...]) -> "_Graph | _SessionThenGraph":
+        """The network and decoding of the static ``batch`` as something to replay (its ``output``
+        the packed people): one CUDA graph."""
+        return _Graph(lambda: self.decode(self.network(batch), rows, lenses))
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, lenses: tuple[str, ...],
+                 clock: _StageClock) -> np.ndarray:
+        """Packed people (B, K, C) of a batch on the host (:meth:`PeopleTensors.pack`)."""
+        if not self.cuda_graph:
+            return _run_stages(self, images, rows, lenses, clock)
+        graphs = self._graphs.get_or_build(layout_key(images, lenses),
+                                           lambda: _FrameGraphs(self, images, rows, lenses))
+        return graphs(images, rows, clock)
+
+
 def network_at(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """``module`` on ``device`` at ``dtype``, except batch norms whose statistics ``dtype`` cannot
     hold: they stay float32 (batch norm takes float16 inputs with float32 statistics, as under
@@ -204,7 +244,7 @@ def network_at(module: torch.nn.Module, device: torch.device, dtype: torch.dtype
     return module
 
 
-class TorchRunner:
+class TorchRunner(_Runner):
     """Runs a pipeline in torch on ``device`` (network at ``dtype``, decoding in float32/64).
 
     With ``cuda_graph`` every batch layout is captured once as CUDA graphs (:class:`_FrameGraphs`);
@@ -213,6 +253,7 @@ class TorchRunner:
 
     def __init__(self, pipeline: Pipeline, device: torch.device, dtype: torch.dtype,
                  cuda_graph: bool = False, compile_network: bool = False) -> None:
+        super().__init__()
         if cuda_graph and device.type != "cuda":
             raise ValueError("cuda_graph=True needs device='cuda'")
         if device.type == "cuda":
@@ -233,48 +274,79 @@ class TorchRunner:
         self.module, self.pipeline, self.device, self.dtype = module, pipeline, device, dtype
         self.decode = decode
         self.cuda_graph = cuda_graph
-        self._graphs = LayoutCache()
         self.name = f"torch:{device.type}:{_dtype_name(dtype)}" + (":cuda-graph" if cuda_graph else "") \
             + (":compiled" if compile_network else "")
 
     def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.module(batch)
 
-    @torch.inference_mode()
-    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, lenses: tuple[str, ...],
-                 clock: _StageClock) -> np.ndarray:
-        """Packed people (B, K, C) of a batch on the host (:meth:`PeopleTensors.pack`)."""
-        if not self.cuda_graph:
-            return _run_stages(self, images, rows, lenses, clock)
-        graphs = self._graphs.get_or_build(layout_key(images, lenses),
-                                           lambda: _FrameGraphs(self, images, rows, lenses))
-        return graphs(images, rows, clock)
+
+class _SessionThenGraph:
+    """onnxruntime's network into its bound output tensors, then the decoding of those tensors
+    replayed as a CUDA graph. onnxruntime runs on its own stream, outside what torch captures, so
+    it is called each frame; ``output`` is the graph's packed people."""
+
+    def __init__(self, bound: BoundSession, batch: torch.Tensor,
+                 decode: Callable[[tuple[torch.Tensor, ...]], torch.Tensor]) -> None:
+        self.bound, self.batch = bound, batch
+        bound.run(batch)  # the warm-ups of the capture decode a real frame
+        self.decode = _Graph(lambda: decode(bound.outputs))
+        self.output = self.decode.output
+
+    def replay(self) -> None:
+        self.bound.run(self.batch)
+        self.decode.replay()
 
 
-class OnnxRunner:
-    """Runs an exported network with onnxruntime (best available execution provider); decoding
-    runs in torch on the CPU."""
+class OnnxRunner(_Runner):
+    """Runs an exported network with onnxruntime, its best execution provider (the session's).
 
-    def __init__(self, session: Any, pipeline: Pipeline) -> None:
+    With a CPU provider the maps come back as arrays and decoding runs in torch on the CPU. With
+    a GPU provider (CUDA or TensorRT) on ``device`` cuda the image is letterboxed on the GPU,
+    onnxruntime reads it and writes the maps into torch tensors there (:class:`BoundSession`), and
+    decoding runs on the GPU: with ``cuda_graph`` as a CUDA graph per batch layout, so that only
+    the packed people cross to the host.
+    """
+
+    def __init__(self, session: Any, pipeline: Pipeline, device: torch.device = torch.device("cpu"),
+                 cuda_graph: bool = False) -> None:
+        super().__init__()
+        provider = session.get_providers()[0]
+        on_gpu = device.type == "cuda" and provider != "CPUExecutionProvider"
+        if device.type == "cuda" and not on_gpu:
+            LOGGER.warning("onnxruntime started no GPU provider (it runs %s), so the network and its "
+                           "decoding run on the CPU", session.get_providers())
         self.session = session
-        self.pipeline = pipeline
         self.output_names = list(pipeline.output_names)
-        self.decode = pipeline.decode_rows
         self.input_name = session.get_inputs()[0].name
-        self.device = torch.device("cpu")
+        self.device = device if on_gpu else torch.device("cpu")
         self.dtype = torch.float32
-        self.name = f"onnxruntime:{session.get_providers()[0]}"
+        self.pipeline = pipeline.to(self.device)
+        self.decode = self.pipeline.decode_rows
+        self.cuda_graph = bool(cuda_graph) and on_gpu
+        self._bound = LayoutCache()
+        self.name = f"onnxruntime:{provider}" + (":cuda-graph" if self.cuda_graph else "")
+
+    def letterbox(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        # onnxruntime reads plain NCHW memory; torch letterboxes channels-last.
+        return super().letterbox(images).contiguous()
+
+    def _bound_session(self, batch: torch.Tensor) -> BoundSession:
+        return self._bound.get_or_build(tuple(batch.shape),
+                                        lambda: BoundSession(self.session, self.output_names, batch))
 
     def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.device.type != "cpu":
+            return self._bound_session(batch).run(batch)
         feed = {self.input_name: batch.contiguous().numpy()}
         outputs = self.session.run(self.output_names, feed)
         return tuple(torch.from_numpy(np.ascontiguousarray(o)) for o in outputs)
 
-    @torch.inference_mode()
-    def __call__(self, images: Sequence[np.ndarray], rows: np.ndarray, lenses: tuple[str, ...],
-                 clock: _StageClock) -> np.ndarray:
-        """Packed people (B, K, C) of a batch (:meth:`PeopleTensors.pack`)."""
-        return _run_stages(self, images, rows, lenses, clock)
+    def network_and_decode(self, batch: torch.Tensor, rows: torch.Tensor,
+                           lenses: tuple[str, ...]) -> _SessionThenGraph:
+        """onnxruntime into bound tensors, then the decoding as one CUDA graph."""
+        return _SessionThenGraph(BoundSession(self.session, self.output_names, batch), batch,
+                                 lambda maps: self.decode(maps, rows, lenses))
 
 
 def check_onnx_session(session: Any, pipeline: Pipeline, path: Path) -> None:
@@ -339,6 +411,10 @@ def open_onnx_session(path: Path, device: torch.device, threads: int | None = No
     import onnxruntime
 
     available = set(onnxruntime.get_available_providers())
+    if device.type == "cuda" and "TensorrtExecutionProvider" in available and not tensorrt_libraries_found():
+        LOGGER.info("onnxruntime has a TensorRT provider but TensorRT's library (%s) is not found: "
+                    "TensorRT is not tried", " or ".join(TENSORRT_LIBRARIES))
+        available.discard("TensorrtExecutionProvider")
     engine_cache = _tensorrt_engine_cache() if "TensorrtExecutionProvider" in available \
         and device.type == "cuda" else None
     providers = onnx_providers(available, device, fp16, engine_cache)
@@ -405,8 +481,9 @@ class Estimator:
         max_people: most people reported per image.
         cuda_graph: replay the pre-processing, and the network with the device-side decoding, as
             CUDA graphs per batch layout (CUDA only); ``last_timings_ms["network"]`` then
-            includes that decoding. ``"auto"`` (default): on for the torch backend on CUDA
-            (:func:`use_cuda_graph`), so the node, replay and evaluation run at graph speed
+            includes that decoding (with onnxruntime, whose network runs outside the graph, its
+            network too). ``"auto"`` (default): on on CUDA (:func:`use_cuda_graph`), for a
+            GPU provider of onnxruntime too, so the node, replay and evaluation run at graph speed
             without a flag. A layout (image sizes, lens families) is captured when first seen
             (about 3 warm-up runs and one capture; :meth:`warmup` does it before the first
             frame); at most :data:`MAX_GRAPH_LAYOUTS` are kept, least recently used dropped.
@@ -458,7 +535,7 @@ class Estimator:
                              "(write one with mp3d-export)")
         if backend == "torch" and is_onnx:
             raise ValueError(f"backend torch cannot run the ONNX file {model}")
-        graphs = use_cuda_graph(cuda_graph, self.device, backend)
+        graphs = use_cuda_graph(cuda_graph, self.device)
         if is_onnx:
             path = Path(model)
             if not path.is_file():
@@ -470,7 +547,8 @@ class Estimator:
             if input_size is not None and tuple(input_size) != self.pipeline.input_size:
                 raise ValueError(f"model {path} was exported for input size "
                                  f"{self.pipeline.input_size}, not {tuple(input_size)}")
-            self.runner: TorchRunner | OnnxRunner = OnnxRunner(session, self.pipeline)
+            self.runner: TorchRunner | OnnxRunner = OnnxRunner(session, self.pipeline, self.device,
+                                                               cuda_graph=graphs)
         else:
             self.pipeline = load_pipeline(model, input_size=input_size, max_people=max_people,
                                           cuda=self.device.type == "cuda")

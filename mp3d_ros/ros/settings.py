@@ -57,7 +57,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   choices=("fp16", "bf16", "fp32")),
     ParameterSpec("cuda_graph", "auto", "Replay the network and its decoding as CUDA graphs, captured "
                   "at start for the warm-up frame size and on first sight of another image size or lens "
-                  "(at most 8 kept): 'auto' = on for the torch backend on a GPU, off otherwise.",
+                  "(at most 8 kept): 'auto' = on on a GPU (with onnxruntime: the pre-processing and the "
+                  "decoding around its network), off otherwise.",
                   choices=("auto", "on", "off")),
     ParameterSpec("compile", False, "torch.compile the network and its decoding; adds tens of seconds "
                   "to the start (and to each new image size)."),

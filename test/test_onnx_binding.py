@@ -120,3 +120,15 @@ def test_onnxruntime_on_the_gpu_graph_equals_eager_and_torch(tmp_path) -> None:
         np.testing.assert_allclose(a.keypoints_m, b.keypoints_m, atol=1e-4)
         np.testing.assert_allclose(a.keypoints_m, c.keypoints_m, atol=2e-3)
     assert len(graph.runner._graphs) == 2
+
+
+def test_export_for_the_gpu_takes_the_models_gpu_input(tmp_path, capsys) -> None:
+    from mp3d_ros.cli import export
+    from mp3d_ros.inference.movenet_lift import MoveNetLiftConfig
+
+    path = tmp_path / "movenet_lift_gpu.onnx"
+    assert export.main(["--model", "movenet-lift", "--gpu", "--out", str(path)]) == 0
+    gpu_size = load_pipeline("movenet-lift", cuda=True).input_size
+    assert gpu_size != MoveNetLiftConfig().input_size  # the CPU's differs, so the flag did something
+    assert Estimator(str(path), device="cpu").input_size == gpu_size
+    assert f"{gpu_size[0]}x{gpu_size[1]}" in capsys.readouterr().out

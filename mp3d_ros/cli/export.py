@@ -2,6 +2,7 @@
 
     mp3d-export --checkpoint C.pt --out model.onnx [--float16-weights]
     mp3d-export --model movenet-lift --out movenet_lift.onnx
+    mp3d-export --model movenet-lift --gpu --out movenet_lift_gpu.onnx   # for onnxruntime-gpu / TensorRT
 
 What the file holds and how it is verified: :mod:`mp3d_ros.inference.export`.
 """
@@ -26,7 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--checkpoint", help="checkpoint (.pt) of the papers' network")
     source.add_argument("--model", help="model name, e.g. movenet-lift")
     parser.add_argument("--out", required=True, help="ONNX file to write")
-    parser.add_argument("--input-size", type=size_wxh, default=None, help="WxH (default: the model's)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--input-size", type=size_wxh, default=None, help="WxH (default: the model's CPU input)")
+    size.add_argument("--gpu", action="store_true",
+                      help="at the input the model runs at on a GPU (movenet-lift 512x384, a checkpoint's "
+                           "cuda_input_size), for onnxruntime's CUDA and TensorRT providers")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--float16-weights", action="store_true",
                         help="store the weights as float16 (half the file; still computed in float32)")
@@ -34,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="largest relative difference to torch that is accepted")
     args = parser.parse_args(argv)
     try:
-        pipeline = load_pipeline(args.checkpoint or args.model, input_size=args.input_size)
+        pipeline = load_pipeline(args.checkpoint or args.model, input_size=args.input_size, cuda=args.gpu)
         check = export_onnx(pipeline, args.out, args.opset, args.tolerance,
                             float16_weights=args.float16_weights)
     except BAD_INPUT as error:

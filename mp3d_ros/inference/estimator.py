@@ -338,7 +338,7 @@ class OnnxRunner(_Runner):
     def network(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.device.type != "cpu":
             return self._bound_session(batch).run(batch)
-        feed = {self.input_name: batch.contiguous().numpy()}
+        feed = {self.input_name: batch.numpy()}  # contiguous: see letterbox
         outputs = self.session.run(self.output_names, feed)
         return tuple(torch.from_numpy(np.ascontiguousarray(o)) for o in outputs)
 

@@ -77,6 +77,7 @@ class BoundSession:
         self.output_names = list(output_names)
         self.shape = tuple(batch.shape)
         self.binding = session.io_binding()
+        self._bound_input: tuple[int, torch.dtype] | None = None  # address and type of the bound input
         device_type, device_id = _device_of(batch)
         self._bind_input(batch)
         for name in self.output_names:  # onnxruntime allocates these, once
@@ -95,13 +96,17 @@ class BoundSession:
                                      list(output.shape), output.data_ptr())
 
     def _bind_input(self, batch: torch.Tensor) -> None:
+        """Bind ``batch`` as the input; one bound before at the same address (a graph's static
+        input) stays bound."""
         if tuple(batch.shape) != self.shape:
             raise ValueError(f"a session bound for inputs of shape {self.shape} got {tuple(batch.shape)}")
         if batch.dtype not in _NUMPY_TYPES or not batch.is_contiguous():
             raise ValueError(f"the bound input must be a contiguous tensor of a bindable type, "
                              f"got {batch.dtype} with strides {batch.stride()}")
-        self.binding.bind_input(self.input_name, *_device_of(batch), _NUMPY_TYPES[batch.dtype],
-                                list(batch.shape), batch.data_ptr())
+        if (batch.data_ptr(), batch.dtype) != self._bound_input:
+            self.binding.bind_input(self.input_name, *_device_of(batch), _NUMPY_TYPES[batch.dtype],
+                                    list(batch.shape), batch.data_ptr())
+            self._bound_input = (batch.data_ptr(), batch.dtype)
 
     def run(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The outputs for ``batch`` (same shape as at construction), written into :attr:`outputs`.

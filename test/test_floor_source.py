@@ -69,6 +69,25 @@ def test_a_fixed_camera_gives_the_same_plane_every_frame() -> None:
     assert source.plane("any", 0).camera_height_m == 1.5
 
 
+def test_the_plane_uncertainty_reaches_fixed_and_tf_planes() -> None:
+    fixed = FloorSource.from_height_pitch(1.5, 10.0, tilt_sigma_rad=0.003, height_sigma_m=0.01).plane("c", 0)
+    assert (fixed.tilt_sigma_rad, fixed.height_sigma_m) == (0.003, 0.01)
+    source = FloorSource(ground_frame="ground", tilt_sigma_rad=0.004, height_sigma_m=0.0)
+    source.tree.add_message(tf_message([("ground", "cam", 0, RigidTransform(np.eye(3), np.array([0, 0, 1.0])))]),
+                            static=True)
+    plane = source.plane("cam", 5)
+    assert (plane.tilt_sigma_rad, plane.height_sigma_m, plane.camera_height_m) == (0.004, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("flag", ["--floor-tilt-sigma-rad=-0.1", "--floor-height-sigma-m=2"])
+def test_replay_refuses_a_negative_or_huge_plane_sigma(flag, capsys) -> None:
+    from mp3d_ros.cli.replay import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["some_bag", "--camera-height-m", "1.2", flag])
+    assert exit_info.value.code == 2 and flag.split("=")[0] in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flags, floor_people", [([], False), (["--ground-frame", "ground"], True),
                                                  (["--camera-height-m", "1.2", "--camera-pitch-deg", "5"], None)])
 def test_replay_of_the_sample_bag_uses_its_tf_static_floor(flags, floor_people, tmp_path, capsys,

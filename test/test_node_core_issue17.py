@@ -232,6 +232,17 @@ def test_ground_frame_passes_the_floor_at_the_image_stamp() -> None:
     np.testing.assert_allclose(floor.up_cam, [0.0, -1.0, 0.0], atol=1e-9)  # optical y points down
 
 
+def test_the_floor_uncertainty_parameters_reach_the_plane() -> None:
+    estimator = FloorEstimator()
+    processor, _, _, _ = make_processor(estimator, ground_frame="base_footprint",
+                                        floor_tilt_sigma_rad=0.002, floor_height_sigma_m=0.005)
+    assert processor.process(frame_for(image_msg(7 * MS), info_msg(7 * MS))) is not None
+    (floor,) = estimator.floors
+    assert (floor.tilt_sigma_rad, floor.height_sigma_m) == (0.002, 0.005)
+    with pytest.raises(SettingsError, match="floor_tilt_sigma_rad"):
+        NodeSettings.from_values({"floor_tilt_sigma_rad": -0.01})
+
+
 def test_a_missing_ground_transform_is_counted_and_the_frame_still_processed() -> None:
     estimator = FloorEstimator()
     processor, _, lines, _ = make_processor(estimator, ground_frame="nowhere")

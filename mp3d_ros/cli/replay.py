@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mp3d_ros.evaluation.floor_source import TF_TYPE, FloorSource
+from mp3d_ros.geometry.floor import FloorPlane
 from mp3d_ros.evaluation.replay import (
     ReplayInputError,
     check_output_bag,
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     floor.add_argument("--camera-height-m", type=float, help="camera height over the floor (fixed camera)")
     floor.add_argument("--camera-pitch-deg", type=float, default=0.0,
                        help="with --camera-height-m: downward pitch of the optical axis")
+    floor.add_argument("--floor-tilt-sigma-rad", type=float, default=FloorPlane.tilt_sigma_rad,
+                       help="standard deviation of the floor plane's orientation about each horizontal "
+                            "axis (the node's floor_tilt_sigma_rad)")
+    floor.add_argument("--floor-height-sigma-m", type=float, default=FloorPlane.height_sigma_m,
+                       help="standard deviation of the camera's height over the floor (the node's "
+                            "floor_height_sigma_m)")
     parser.add_argument("--sync-slop-s", type=float, default=DEFAULT_SYNC_SLOP_S,
                         help="largest stamp difference, seconds, pairing an image with its CameraInfo "
                              "(the node's sync_slop_s)")
@@ -73,8 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give either --ground-frame or --camera-height-m, not both")
     if args.camera_height_m is not None and not 0.0 < args.camera_height_m < 100.0:
         parser.error(f"--camera-height-m must be in (0, 100) m, got {args.camera_height_m}")
-    floor = (FloorSource(ground_frame=args.ground_frame) if args.ground_frame else
-             FloorSource.from_height_pitch(args.camera_height_m, args.camera_pitch_deg)
+    for name, value, high in (("--floor-tilt-sigma-rad", args.floor_tilt_sigma_rad, 0.5),
+                              ("--floor-height-sigma-m", args.floor_height_sigma_m, 1.0)):
+        if not 0.0 <= value <= high:
+            parser.error(f"{name} must be in [0, {high}], got {value}")
+    noise = {"tilt_sigma_rad": args.floor_tilt_sigma_rad, "height_sigma_m": args.floor_height_sigma_m}
+    floor = (FloorSource(ground_frame=args.ground_frame, **noise) if args.ground_frame else
+             FloorSource.from_height_pitch(args.camera_height_m, args.camera_pitch_deg, **noise)
              if args.camera_height_m is not None else None)
     bound_malloc()  # before the model and the bag allocate: see mp3d_ros.evaluation.memory
     try:

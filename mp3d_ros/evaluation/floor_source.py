@@ -87,10 +87,16 @@ class FloorSource:
     fixed: FloorPlane | None = None
     tree: TransformTree = field(default_factory=TransformTree)
     misses: int = 0
+    tilt_sigma_rad: float = FloorPlane.tilt_sigma_rad
+    height_sigma_m: float = FloorPlane.height_sigma_m
 
     @classmethod
-    def from_height_pitch(cls, camera_height_m: float, pitch_deg: float) -> "FloorSource":
-        return cls(fixed=FloorPlane.from_height_pitch(camera_height_m, pitch_deg))
+    def from_height_pitch(cls, camera_height_m: float, pitch_deg: float,
+                          tilt_sigma_rad: float = FloorPlane.tilt_sigma_rad,
+                          height_sigma_m: float = FloorPlane.height_sigma_m) -> "FloorSource":
+        plane = FloorPlane.from_height_pitch(camera_height_m, pitch_deg, tilt_sigma_rad=tilt_sigma_rad,
+                                             height_sigma_m=height_sigma_m)
+        return cls(fixed=plane, tilt_sigma_rad=tilt_sigma_rad, height_sigma_m=height_sigma_m)
 
     def plane(self, camera_frame: str, stamp_ns: int) -> FloorPlane | None:
         """The floor in ``camera_frame`` at ``stamp_ns``; None (and counted) when TF cannot say."""
@@ -100,4 +106,5 @@ class FloorSource:
         if pose is None:
             self.misses += 1
             return None
-        return FloorPlane.from_camera_pose(pose.rotation, pose.translation_m)
+        return FloorPlane.from_camera_pose(pose.rotation, pose.translation_m,
+                                           tilt_sigma_rad=self.tilt_sigma_rad, height_sigma_m=self.height_sigma_m)

@@ -118,9 +118,13 @@ def finite_people(people: People) -> tuple[People, int]:
     return (people if not bad else people.select(finite)), bad
 
 
-def floor_from_transform(ground_from_camera: RigidTransform) -> FloorPlane:
-    """The floor (z = 0 of the ground frame) from tf2's ``ground_frame <- camera optical frame``."""
-    return FloorPlane.from_camera_pose(ground_from_camera.rotation, ground_from_camera.translation_m)
+def floor_from_transform(ground_from_camera: RigidTransform,
+                         tilt_sigma_rad: float = FloorPlane.tilt_sigma_rad,
+                         height_sigma_m: float = FloorPlane.height_sigma_m) -> FloorPlane:
+    """The floor (z = 0 of the ground frame) from tf2's ``ground_frame <- camera optical frame``,
+    with the plane's uncertainty (``floor_tilt_sigma_rad``, ``floor_height_sigma_m``)."""
+    return FloorPlane.from_camera_pose(ground_from_camera.rotation, ground_from_camera.translation_m,
+                                       tilt_sigma_rad=tilt_sigma_rad, height_sigma_m=height_sigma_m)
 
 
 def select_people(people: People, score_threshold: float, max_people: int) -> People:
@@ -340,7 +344,8 @@ class FrameProcessor:
         if not ground:
             return None
         try:
-            return floor_from_transform(self._lookup(ground, frame.frame_id, frame.stamp_ns))
+            return floor_from_transform(self._lookup(ground, frame.frame_id, frame.stamp_ns),
+                                        self.settings.floor_tilt_sigma_rad, self.settings.floor_height_sigma_m)
         except Exception as error:  # noqa: BLE001 - tf2 raises several unrelated types
             with self.stats.lock:
                 self.stats.floor_unavailable += 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import AbstractSet as Set
 from typing import Any, Mapping, Sequence, Union
 
+from mp3d_ros.geometry.floor import FloorPlane
 from mp3d_ros.messages.pairing import DEFAULT_SYNC_SLOP_S
 from mp3d_ros.tracking.tracker import TrackerConfig
 
@@ -91,6 +92,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "up at each image stamp (ground_frame <- image frame) and people's depth also comes "
                   "from where their feet meet the floor; without the transform the frame is estimated "
                   "without the floor (counted in /diagnostics)."),
+    ParameterSpec("floor_tilt_sigma_rad", FloorPlane.tilt_sigma_rad, "Standard deviation, radians, of "
+                  "the floor plane's orientation from ground_frame about each horizontal axis (camera "
+                  "mount calibration, the robot rocking on its wheels). The floor depth's sigma grows "
+                  "with it as t^2 for far people, so it decides how much a far person's depth trusts "
+                  "the floor against their body size: lower it for a rigid, calibrated mount.",
+                  0.0, 0.5),
+    ParameterSpec("floor_height_sigma_m", FloorPlane.height_sigma_m, "Standard deviation, metres, of the "
+                  "camera's height over the floor from ground_frame.", 0.0, 1.0),
     ParameterSpec("publish_people", True, "Publish ~/people (people_msgs/msg/People: tracked people in "
                   "the output frame, for navigation) when people_msgs is installed."),
     ParameterSpec("publish_tf", False, "Broadcast a TF frame 'person_<track id>' at each confirmed "
@@ -183,6 +192,8 @@ class NodeSettings:
     target_frame: str
     transform_timeout_s: float
     ground_frame: str
+    floor_tilt_sigma_rad: float
+    floor_height_sigma_m: float
     publish_people: bool
     publish_tf: bool
     publish_markers: bool

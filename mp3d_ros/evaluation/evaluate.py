@@ -30,6 +30,7 @@ import numpy as np
 from mp3d_ros.data.mppe import AnnotatedImage, h36m_action_name, read_3dmppe_json
 from mp3d_ros.data.panoptic import panoptic_activity, read_panoptic_smap_json
 from mp3d_ros.evaluation.depth_bias import DepthMatches, torso_in_image
+from mp3d_ros.evaluation.identity_check import check_identities, format_identity_check
 from mp3d_ros.evaluation.metrics import (
     H36M_CONVENTIONS,
     JOINT_GROUPS,
@@ -391,10 +392,12 @@ def report(dataset: str, frames: tuple[list, list]) -> tuple[str, dict]:
     predictions, truth = frames
     if dataset in ("mupots", "synthetic"):
         result = evaluate_mupots(predictions, truth)
+        result["identity_check"] = check_identities(predictions, truth)
         text = "\n\n".join([_wrap(MUPOTS_CONVENTIONS), mupots_summary_table(result),
                              mupots_sequence_table(result, "all"),
                              mupots_sequence_table(result, "matched"),
-                             mupots_joint_group_table(result)])
+                             mupots_joint_group_table(result),
+                             format_identity_check(result["identity_check"])])
     elif dataset == "panoptic":
         result = evaluate_panoptic(predictions, truth, group_of=panoptic_activity)
         text = _wrap(PANOPTIC_CONVENTIONS) + "\n\n" + panoptic_table(result)

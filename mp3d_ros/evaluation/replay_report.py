@@ -18,6 +18,7 @@ import numpy as np
 
 from mp3d_ros.evaluation.depth_bias import DepthMatches, depth_bias_table, found_summary
 from mp3d_ros.evaluation.identities import IdentitySummary, identity_summary
+from mp3d_ros.evaluation.identity_check import check_identities, format_identity_check
 from mp3d_ros.evaluation.evaluate import (
     format_depth_bias,
     format_found,
@@ -103,9 +104,12 @@ def _scored_frames(result: ReplayResult, sequence: str) -> tuple[list, list]:
 
 
 def replay_metrics(result: ReplayResult, sequence: str) -> dict | None:
-    """The MuPoTS-3D protocol over every scored ground-truth message (None when there is none)."""
+    """The MuPoTS-3D protocol over every scored ground-truth message, with the identity check of
+    its matches (:mod:`mp3d_ros.evaluation.identity_check`); None when there is none."""
     predictions, truth = _scored_frames(result, sequence)
-    return evaluate_mupots(predictions, truth) if truth else None
+    if not truth:
+        return None
+    return {**evaluate_mupots(predictions, truth), "identity_check": check_identities(predictions, truth)}
 
 
 def latency_summary_ms(result: ReplayResult) -> dict[str, float]:
@@ -194,6 +198,8 @@ def summary_text(result: ReplayResult, sequence: str, metrics: dict | None = Non
                      f"{metrics['counts']['gt_people']} people; {scored.missed_people} people in "
                      f"{scored.missed_frames} skipped or unreadable frames counted as missed")
         lines.append(mupots_summary_table(metrics))
+        if "identity_check" in metrics:
+            lines.append(format_identity_check(metrics["identity_check"]))
         lines.append("root depth by true distance (median predicted / true; share of errors inside 1 and 2 "
                      "reported sigma):")
         matches = replay_depth_matches(result)

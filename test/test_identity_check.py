@@ -16,22 +16,16 @@ from mp3d_ros.evaluation.identity_check import (
 )
 from mp3d_ros.evaluation.metrics import FrameGroundTruth, FramePrediction, match_people_mupots
 from mp3d_ros.geometry.skeleton import MUPOTS_17
+from test_metrics import person
 
 J = MUPOTS_17.num_joints
 ROOT = MUPOTS_17.root
-FOCAL_PX, CENTER_PX = 1500.0, 1000.0
-POSE_MM = np.array([
-    [0, -720, 10], [0, -500, 0], [-180, -480, 0], [-200, -200, 50], [-210, 50, 120],
-    [180, -480, 0], [200, -200, 50], [210, 50, 120], [-100, 0, 0], [-110, 420, -40],
-    [-115, 830, 0], [100, 0, 0], [110, 420, -40], [115, 830, 0], [0, 0, 0], [0, -250, 20],
-    [0, -620, 30],
-], dtype=float)
 
 
 def people(roots_mm) -> tuple[np.ndarray, np.ndarray]:
-    """(P, 17, 2) pixels and (P, 17, 3) mm of POSE_MM at each root, seen by a 1500 px camera."""
-    xyz = POSE_MM[None] + np.asarray(roots_mm, dtype=float).reshape(-1, 1, 3)
-    return xyz[..., :2] / xyz[..., 2:] * FOCAL_PX + CENTER_PX, xyz
+    """(P, 17, 2) pixels and (P, 17, 3) mm of test_metrics' pose at each root."""
+    seen = [person(root) for root in roots_mm]
+    return np.array([uv for uv, _ in seen]), np.array([xyz for _, xyz in seen])
 
 
 def test_fit_is_the_shift_over_the_persons_size_and_needs_three_shared_joints():

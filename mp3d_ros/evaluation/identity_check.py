@@ -34,6 +34,8 @@ from mp3d_ros.evaluation.metrics import (
     FrameGroundTruth,
     FramePrediction,
     match_people_mupots,
+    mrpe,
+    predicted_joints_present,
 )
 
 __all__ = ["skeleton_fit", "match_one_to_one", "check_identities", "format_identity_check"]
@@ -54,7 +56,7 @@ def skeleton_fit(gt_uv_px: np.ndarray, gt_labelled: np.ndarray, pred_uv_px: np.n
     gt = np.asarray(gt_uv_px, dtype=np.float64)
     pred = np.asarray(pred_uv_px, dtype=np.float64)
     labelled = np.asarray(gt_labelled, dtype=bool) & np.isfinite(gt).all(-1)
-    present = np.isfinite(pred).all(-1) & ~(np.nan_to_num(pred) == 0).all(-1)
+    present = predicted_joints_present(pred)
     if not len(gt) or not len(pred):
         return np.full((len(gt), len(pred)), np.inf)
     masked = np.where(labelled[..., None], gt, np.nan)
@@ -87,17 +89,15 @@ def match_one_to_one(fit: np.ndarray, max_fit: float = MAX_FIT) -> np.ndarray:
     return matching
 
 
-def _root_errors_mm(pred: FramePrediction, gt_root_mm: np.ndarray, matching: np.ndarray) -> np.ndarray:
-    """(G,) Euclidean root error of each matched person (NaN where unmatched or not finite)."""
-    errors = np.full(len(matching), np.nan)
+def _root_deltas_mm(pred: FramePrediction, gt_root_mm: np.ndarray, matching: np.ndarray) -> np.ndarray:
+    """(M, 3) predicted minus true root of the M people ``matching`` pairs with a prediction."""
     matched = np.flatnonzero(matching >= 0)
-    errors[matched] = np.linalg.norm(pred.keypoints_mm[matching[matched], ROOT] - gt_root_mm[matched], axis=-1)
-    return errors
+    return pred.keypoints_mm[matching[matched], ROOT] - gt_root_mm[matched]
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+def _mrpe_mm(delta_mm: np.ndarray) -> float:
+    """MRPE (:func:`~mp3d_ros.evaluation.metrics.mrpe`) over the finite (N, 3) root deltas."""
+    return mrpe(delta_mm[np.isfinite(delta_mm).all(-1)])["total"]
 
 
 def check_identities(
@@ -111,31 +111,30 @@ def check_identities(
         "mrpe_mm_rest"}, "one_to_one": {"matched", "mrpe_mm"}, "max_fit"}``; MRPE is the mean
         Euclidean root error in millimetres over the people with a finite root (NaN when none).
     """
-    protocol: list[float] = []
-    misassigned: list[bool] = []
-    one_to_one: list[float] = []
+    protocol: list[np.ndarray] = []
+    misassigned: list[np.ndarray] = []
+    one_to_one: list[np.ndarray] = []
     for pred, gt in zip(predictions, ground_truth):
         keep = gt.valid
         gt_uv, gt_labelled, gt_root = gt.uv_px[keep], gt.labelled[keep], gt.keypoints_mm[keep, ROOT]
         greedy = match_people_mupots(gt_uv, gt_labelled, pred.uv_px)
         fit = skeleton_fit(gt_uv, gt_labelled, pred.uv_px)
-        for person, index in enumerate(greedy):
-            if index < 0:
-                continue
-            others = np.delete(fit[:, index], person)
-            misassigned.append(bool(others.size and others.min() < fit[person, index]))
-        protocol += _root_errors_mm(pred, gt_root, greedy)[greedy >= 0].tolist()
-        paired = match_one_to_one(fit, max_fit)
-        one_to_one += _root_errors_mm(pred, gt_root, paired)[paired >= 0].tolist()
-    wrong = np.array(misassigned, dtype=bool)
-    errors = np.array(protocol)
+        people = np.flatnonzero(greedy >= 0)
+        given = fit[people, greedy[people]]
+        others = fit[:, greedy[people]].copy()  # (G, M): every person's fit to each matched prediction
+        others[people, np.arange(len(people))] = np.inf
+        misassigned.append(others.min(axis=0, initial=np.inf) < given)
+        protocol.append(_root_deltas_mm(pred, gt_root, greedy))
+        one_to_one.append(_root_deltas_mm(pred, gt_root, match_one_to_one(fit, max_fit)))
+    wrong = np.concatenate([np.zeros(0, dtype=bool), *misassigned])
+    errors = np.concatenate([np.zeros((0, 3)), *protocol])
+    paired = np.concatenate([np.zeros((0, 3)), *one_to_one])
     return {
         "protocol": {
-            "matched": len(errors), "misassigned": int(wrong.sum()), "mrpe_mm": _mean(protocol),
-            "mrpe_mm_misassigned": _mean(errors[wrong].tolist()),
-            "mrpe_mm_rest": _mean(errors[~wrong].tolist()),
+            "matched": len(errors), "misassigned": int(wrong.sum()), "mrpe_mm": _mrpe_mm(errors),
+            "mrpe_mm_misassigned": _mrpe_mm(errors[wrong]), "mrpe_mm_rest": _mrpe_mm(errors[~wrong]),
         },
-        "one_to_one": {"matched": len(one_to_one), "mrpe_mm": _mean(one_to_one)},
+        "one_to_one": {"matched": len(paired), "mrpe_mm": _mrpe_mm(paired)},
         "max_fit": max_fit,
     }
 

@@ -55,6 +55,8 @@ __all__ = [
     "JOINT_GROUPS",
     "match_people_mupots",
     "match_people_by_root",
+    "predicted_joints_present",
+    "mrpe",
     "rescale_to_gt_bones",
     "ap_root",
     "evaluate_mupots",
@@ -174,7 +176,7 @@ class FrameGroundTruth:
             object.__setattr__(self, name, value)
 
 
-def _pred_present(uv_px: np.ndarray) -> np.ndarray:
+def predicted_joints_present(uv_px: np.ndarray) -> np.ndarray:
     """(..., J) bool: a predicted 2D joint exists (finite and not the (0, 0) 'missing' marker)."""
     finite = np.isfinite(uv_px).all(-1)
     origin = (np.nan_to_num(uv_px) == 0).all(-1)
@@ -193,7 +195,7 @@ def match_people_mupots(
     gt = np.asarray(gt_uv_px, dtype=np.float64)[:, MATCHING_JOINTS]
     pred = np.asarray(pred_uv_px, dtype=np.float64)[:, MATCHING_JOINTS]
     gt_ok = np.asarray(gt_labelled, dtype=bool)[:, MATCHING_JOINTS] & np.isfinite(gt).all(-1)
-    pred_ok = _pred_present(pred)
+    pred_ok = predicted_joints_present(pred)
     with np.errstate(invalid="ignore"):
         close = (np.abs(gt[:, None] - pred[None]) < threshold_px).all(-1)  # (G, P, 13)
     counts = (close & gt_ok[:, None] & pred_ok[None]).sum(-1)
@@ -218,7 +220,7 @@ def match_people_by_root(
     gt = np.asarray(gt_root_uv_px, dtype=np.float64).reshape(-1, 2)
     pred = np.asarray(pred_root_uv_px, dtype=np.float64).reshape(-1, 2)
     distance = np.linalg.norm(gt[:, None] - pred[None], axis=-1)
-    distance[:, ~_pred_present(pred)] = np.inf
+    distance[:, ~predicted_joints_present(pred)] = np.inf
     distance[~np.isfinite(distance)] = np.inf
     matching = np.full(len(gt), -1, dtype=np.int64)
     taken = np.zeros(len(pred), dtype=bool)
@@ -407,7 +409,7 @@ def evaluate_mupots(
     delta = np.concatenate([f.root_delta_mm for f in frames]) if frames else np.zeros((0, 3))
     delta = delta[np.isfinite(delta).all(-1)]
     result["ap_root_25"] = ap_root(predictions, ground_truth, root_threshold_mm)
-    result["mrpe_mm"] = _mrpe(delta)
+    result["mrpe_mm"] = mrpe(delta)
     result["per_sequence"] = per_sequence
     result["counts"] = {
         "frames": len(frames), "sequences": len(by_sequence),
@@ -423,7 +425,7 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _mrpe(delta_mm: np.ndarray) -> dict[str, float]:
+def mrpe(delta_mm: np.ndarray) -> dict[str, float]:
     """RootNet's MRPE: mean Euclidean root error and mean absolute error per axis (mm)."""
     if len(delta_mm) == 0:
         return {"total": float("nan"), "x": float("nan"), "y": float("nan"), "z": float("nan")}
@@ -530,9 +532,9 @@ def evaluate_h36m(
 
     def summary(delta: list, joint: list, people: int) -> dict[str, float]:
         delta_mm = np.array(delta, dtype=np.float64).reshape(-1, 3)
-        mrpe = _mrpe(delta_mm[np.isfinite(delta_mm).all(-1)])
-        return {"mrpe_mm": mrpe["total"], "mrpe_x_mm": mrpe["x"], "mrpe_y_mm": mrpe["y"],
-                "mrpe_z_mm": mrpe["z"], "mpjpe_mm": float(np.mean(joint)) if joint else float("nan"),
+        root = mrpe(delta_mm[np.isfinite(delta_mm).all(-1)])
+        return {"mrpe_mm": root["total"], "mrpe_x_mm": root["x"], "mrpe_y_mm": root["y"],
+                "mrpe_z_mm": root["z"], "mpjpe_mm": float(np.mean(joint)) if joint else float("nan"),
                 "people": float(people), "matched": float(len(delta))}
 
     per_group = {name: summary(acc["delta"], acc["joint"], acc["people"][0])

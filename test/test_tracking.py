@@ -317,6 +317,31 @@ def test_low_scores_and_empty_frames_pass_through_untracked() -> None:
     assert len(tracker.update(People.empty(SKELETON), 0.1)) == 0
 
 
+@given(seed=st.integers(0, 10_000), tracks=st.integers(1, 12), detections=st.integers(1, 12))
+def test_association_costs_equal_per_pair_solves(seed: int, tracks: int, detections: int) -> None:
+    """The closed-form costs of all pairs against a loop of LAPACK solves, gates included."""
+    rng = np.random.default_rng(seed)
+    config = TrackerConfig(birth_hits=1)
+    tracker = Tracker(config)
+    start = rng.uniform([-3.0, -0.5, 1.0], [3.0, 0.5, 14.0], (tracks, 3))
+    for k in range(3):  # walking tracks with grown, correlated covariances
+        tracker.update(make_people(start + 0.05 * k + rng.normal(0, 0.02, start.shape),
+                                   rng.uniform(0.05, 1.0)), 0.1 * k)
+    rows = np.arange(len(tracker.tracks))
+    roots = start[rng.integers(0, tracks, detections)] + rng.normal(0, 0.4, (detections, 3))
+    roots[:, 2] = np.abs(roots[:, 2]) + 0.5
+    covs = root_covariance_cam(roots, rng.uniform(0.02, 1.5, detections)) + 0.05 ** 2 * np.eye(3)
+    expected = np.full((len(rows), detections), 1e9)
+    for t in rows:
+        for d in range(detections):
+            innovation = roots[d] - tracker._tracks.state[t, :3]
+            gate = config.gate_m ** 2 * np.eye(3) + config.gate_chi2 * covs[d]
+            mahalanobis2 = innovation @ np.linalg.solve(tracker._tracks.cov[t, :3, :3] + covs[d], innovation)
+            if innovation @ np.linalg.solve(gate, innovation) <= 1.0 and mahalanobis2 <= config.gate_chi2:
+                expected[t, d] = mahalanobis2
+    np.testing.assert_allclose(tracker._cost(rows, roots, covs), expected, rtol=1e-9)
+
+
 @pytest.mark.parametrize("field_name, value", [
     ("gate_m", 0.0), ("gate_chi2", -1.0), ("birth_hits", 0), ("death_misses", 0),
     ("max_coast_s", float("nan")), ("min_score", 1.5),

@@ -36,6 +36,37 @@ __all__ = ["TrackerConfig", "Tracker", "TrackSummary", "root_covariance_cam"]
 # after the assignment.
 _INFEASIBLE_COST = 1e9
 
+# Upper triangle of a symmetric 3 x 3 matrix, row by row: [a, b, c, d, e, f] is
+# [[a, b, c], [b, d, e], [c, e, f]].
+_UPPER_ROWS = np.array([0, 0, 0, 1, 1, 2])
+_UPPER_COLS = np.array([0, 1, 2, 1, 2, 2])
+_PACKED_TO_FULL = np.array([0, 1, 2, 1, 3, 4, 2, 4, 5])
+_PACKED_IDENTITY = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+# The adjugate's upper triangle in the same order, each entry ``m[p] m[q] - m[r] m[s]``.
+_ADJUGATE_TERMS = np.array([[3, 2, 1, 0, 1, 0], [5, 4, 4, 5, 2, 3], [4, 1, 2, 2, 0, 1], [4, 5, 3, 2, 4, 1]])
+# v^T A v over A's upper triangle: the off-diagonal products count twice.
+_OFF_DIAGONAL_TWICE = np.array([1.0, 2.0, 2.0, 1.0, 2.0, 1.0])
+
+
+def _packed_symmetric(matrices: np.ndarray) -> np.ndarray:
+    """(..., 6) upper triangles of (..., 3, 3) symmetric matrices."""
+    return matrices[..., _UPPER_ROWS, _UPPER_COLS]
+
+
+def _packed_outer(vectors: np.ndarray) -> np.ndarray:
+    """(..., 6) weighted upper triangles of ``v v^T`` for (..., 3) vectors, so that ``v^T A v`` is
+    their dot product with the packed ``A``."""
+    return vectors[..., _UPPER_ROWS] * vectors[..., _UPPER_COLS] * _OFF_DIAGONAL_TWICE
+
+
+def _adjugate(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Packed adjugates (..., 6) and determinants (...,) of packed symmetric 3 x 3 matrices
+    (..., 6): ``M^-1 = adj(M) / det(M)`` as elementwise arithmetic, which for a few hundred small
+    matrices costs less than one batched LAPACK call."""
+    terms = packed[..., _ADJUGATE_TERMS]
+    adjugate = terms[..., 0, :] * terms[..., 1, :] - terms[..., 2, :] * terms[..., 3, :]
+    return adjugate, np.einsum("...i,...i->...", packed[..., :3], adjugate[..., :3])
+
 
 def root_covariance_cam(
     root_m: np.ndarray, root_sigma_m: np.ndarray, angular_sigma_rad: float = 0.01
@@ -279,8 +310,9 @@ class Tracker:
         t = self._tracks
         states, covs = t.state[track_rows], t.cov[track_rows]
         innovation = roots_m - states[:, :3]
-        S = covs[:, :3, :3] + covs_m2
-        gain = np.linalg.solve(S, covs[:, :3, :]).transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
+        adjugate, determinant = _adjugate(_packed_symmetric(covs[:, :3, :3] + covs_m2))
+        gain = covs[:, :, :3] @ (adjugate[:, _PACKED_TO_FULL].reshape(-1, 3, 3)
+                                 / determinant[:, None, None])  # P H^T S^-1
         joseph = np.broadcast_to(np.eye(6), covs.shape).copy()
         joseph[:, :, :3] -= gain
         covs = joseph @ covs @ joseph.transpose(0, 2, 1) + gain @ covs_m2 @ gain.transpose(0, 2, 1)
@@ -334,31 +366,26 @@ class Tracker:
         return np.concatenate(track_rows), np.concatenate(detections)
 
     def _cost(self, track_rows: np.ndarray, roots: np.ndarray, covs: np.ndarray) -> np.ndarray:
-        """(T, D) squared Mahalanobis distances, gated pairs set to ``_INFEASIBLE_COST``."""
-        positions = self._tracks.state[track_rows, :3]
-        position_covs = self._tracks.cov[track_rows, :3, :3]
-        innovation = roots[None, :, :] - positions[:, None, :]  # (T, D, 3)
-        # The distance gate first: in a crowd most pairs are metres apart, and solving only the
-        # pairs near enough keeps the cost of association from growing with T x D solves.
-        gated = np.matmul(innovation.transpose(1, 0, 2), self._gate_inverse(covs)).transpose(1, 0, 2)
-        near = (gated * innovation).sum(-1) <= 1.0
-        cost = np.full(near.shape, _INFEASIBLE_COST)
-        t_near, d_near = np.nonzero(near)
-        if len(t_near):
-            S = position_covs[t_near] + covs[d_near]  # (K, 3, 3)
-            pair_innovation = innovation[t_near, d_near]
-            solved = np.linalg.solve(S, pair_innovation[..., None])[..., 0]
-            mahalanobis2 = np.einsum("ki,ki->k", pair_innovation, solved)
-            cost[t_near, d_near] = np.where(mahalanobis2 <= self.config.gate_chi2, mahalanobis2,
-                                            _INFEASIBLE_COST)
-        return cost
+        """(T, D) squared Mahalanobis distances, gated pairs set to ``_INFEASIBLE_COST``.
 
-    def _gate_inverse(self, covs_m2: np.ndarray) -> np.ndarray:
-        """(D, 3, 3) inverses of the distance gate's ellipsoids ``gate_m^2 I + gate_chi2 R`` of
-        detections with covariances ``R``: ``gate_m`` bounds what a track's own uncertainty may
-        add, and a detection's own noise (a monocular depth's, along its viewing ray) widens the
-        gate only as far as the Mahalanobis gate would accept it."""
-        return np.linalg.inv(self.config.gate_m ** 2 * np.eye(3) + self.config.gate_chi2 * covs_m2)
+        A pair must also lie inside the distance gate's ellipsoid ``gate_m^2 I + gate_chi2 R`` of
+        the detection's covariance ``R``: ``gate_m`` bounds what a track's own uncertainty may add,
+        and a detection's own noise (a monocular depth's, along its viewing ray) widens the gate
+        only as far as the Mahalanobis gate would accept it.
+        """
+        innovation = roots[None, :, :] - self._tracks.state[track_rows, None, :3]  # (T, D, 3)
+        outer = _packed_outer(innovation)  # (T, D, 6)
+        detection_covs = _packed_symmetric(covs)  # (D, 6)
+        track_covs = self._tracks.cov[track_rows[:, None], _UPPER_ROWS, _UPPER_COLS]  # (T, 6)
+        gate_adjugate, gate_determinant = _adjugate(
+            self.config.gate_m ** 2 * _PACKED_IDENTITY + self.config.gate_chi2 * detection_covs)
+        pair_adjugate, pair_determinant = _adjugate(track_covs[:, None, :] + detection_covs)
+        # Every pair in closed form, in a fixed number of elementwise NumPy calls: a crowd's few
+        # hundred pairs cost little more than one person's pair, where per-pair LAPACK solves grew
+        # with the pairs (issue 19, benchmarks/RESULTS.md).
+        near = np.einsum("tdi,di->td", outer, gate_adjugate) <= gate_determinant
+        mahalanobis2 = np.einsum("tdi,tdi->td", outer, pair_adjugate) / pair_determinant
+        return np.where(near & (mahalanobis2 <= self.config.gate_chi2), mahalanobis2, _INFEASIBLE_COST)
 
     # ------------------------------------------------------------------ output
 

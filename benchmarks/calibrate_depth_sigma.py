@@ -2,13 +2,17 @@
 those measurements give on held-out scenes (issue 16, item 3: uncertainty that means what it says).
 
     python benchmarks/calibrate_depth_sigma.py --mocap ../shared/mocap [--images 150]
-        [--seed 21] [--held-out-seed 22]
+        [--seed 21] [--held-out-seed 22] [--max-depth-m 10]
 
 Scenes are ``depth_by_distance.py``'s (640 x 480, people 2-10 m, cameras 0.8-1.8 m high, mocap
-poses). On the calibration seed the script measures, against the ground truth of matched people:
+poses); ``--max-depth-m`` places people farther, to check the sigmas beyond the 10 m the defaults
+were measured to. On the calibration seed the script measures, against the ground truth of
+matched people:
 
 1. MoveNet's 2D keypoint error in network-input pixels against the projected joints (robust sd per
-   axis, 1.4826 MAD), for the 12 COCO keypoints the depth uses, and the ankles' own;
+   axis, 1.4826 MAD), for the 12 COCO keypoints the depth uses, and the ankles' own; the part of
+   it independent of the person's mean error; and the error of each limb and width segment's
+   image length, by distance and length (what the bones fit reads of the 2D noise);
 2. the lifter's relative-depth error per joint and segment-length error, both at the 1.70 m scale
    of the prior (the truth rescaled by the person's drawn stature), and the statures;
 3. each cue's root-depth error against the sigma it reports, with the measured noise levels.
@@ -64,7 +68,7 @@ from mp3d_ros.synthetic.scenes import (
 )
 
 SCENES = load_config(SynthRecipe, find_share_path("config/synth/depth_scenes.yaml")).scene
-BANDS_M = tuple(band for band in DISTANCE_BANDS_M if 2.0 <= band[0] < 10.0)  # 2-4 ... 8-10
+BANDS_M = tuple(band for band in DISTANCE_BANDS_M if band[0] >= 2.0)  # 2-4 ... 8-10, beyond 10
 ADULT_M = 1.5  # renders draw a quarter children at 1.0-1.5 m, adults from survey statures
 KEYPOINT_GATE_PX = 40.0  # median keypoint distance of a detection to its true person
 # The 12 COCO keypoints with a joint of the rendered skeleton (the ones the depth uses).
@@ -119,15 +123,16 @@ def statures_m(config: SceneConfig, seed: int, index: int, mocap, frame: Synthet
     return np.array([p.shape.height_m for p in people])
 
 
-def render_split(seed: int, images: int, mocap, input_size: tuple[int, int]) -> list[Scene]:
+def render_split(seed: int, images: int, mocap, input_size: tuple[int, int],
+                 config: SceneConfig = SCENES) -> list[Scene]:
     """The ``images`` scenes of ``seed``, rendered on the CPU."""
     out = []
     for index in range(images):
-        frame = generate_image(SCENES, seed, index, mocap)
+        frame = generate_image(config, seed, index, mocap)
         pose = ground_from_camera(frame.R_cam_world, frame.camera_height_m)
         plane = FloorPlane.from_camera_pose(*pose, tilt_sigma_rad=0.0, height_sigma_m=0.0)
         letterbox = letterbox_transform(frame.intrinsics.size, input_size).A[:2, :2]
-        out.append(Scene(frame, ground_truth_people(frame), statures_m(SCENES, seed, index, mocap, frame),
+        out.append(Scene(frame, ground_truth_people(frame), statures_m(config, seed, index, mocap, frame),
                          plane, float(np.sqrt(abs(np.linalg.det(letterbox))))))
     return out
 
@@ -140,6 +145,15 @@ class Ingredients:
     """Measured errors of matched people, one entry per seen keypoint / joint / segment / person."""
 
     error_input_px: list = field(default_factory=list)  # (2,) detected - true, network-input px
+    # (2,) the same less the person's mean error over its seen keypoints, scaled by sqrt(n / (n - 1))
+    # for the mean's own noise: the part that changes segment lengths, which a shift of the whole
+    # person does not.
+    independent_input_px: list = field(default_factory=list)
+    # Detected less true image length of each seen limb and width segment, network-input px, and
+    # its true length: what the bones fit reads of the 2D noise.
+    segment_length_error_px: list = field(default_factory=list)
+    segment_length_px: list = field(default_factory=list)
+    segment_length_depth_m: list = field(default_factory=list)
     error_joint: list = field(default_factory=list)  # COCO_WITH_JOINT index of each 2D error
     error_depth_m: list = field(default_factory=list)  # true root depth of each 2D error
     rel_error_m: list = field(default_factory=list)  # lifted - true relative depth at 1.70 m
@@ -197,11 +211,18 @@ def _add_person(out: Ingredients, scene: Scene, uv: np.ndarray, seen: np.ndarray
     truth = frame.keypoints_cam_m[t]
     depth = float(truth[MUCO_21.root, 2])
     truth_scale = height_m / scene.statures_m[t]
+    coco = [COCO_17.index(name) for name in COCO_WITH_JOINT]
+    used = seen[coco]
+    errors = (uv[coco] - frame.keypoints_img_px[t, [MUCO_21.index(n) for n in COCO_WITH_JOINT]]) * scene.zoom
+    count = int(used.sum())
+    independent = ((errors - errors[used].mean(axis=0)) * np.sqrt(count / (count - 1)) if count > 1
+                   else np.full_like(errors, np.nan))
     for k, name in enumerate(COCO_WITH_JOINT):
         c, m, j = COCO_17.index(name), MUCO_21.index(name), MUPOTS_17.index(name)
         if not seen[c]:
             continue
-        out.error_input_px.append((uv[c] - frame.keypoints_img_px[t, m]) * scene.zoom)
+        out.error_input_px.append(errors[k])
+        out.independent_input_px.append(independent[k])
         lifted_rel = pose_m[j, 2] - pose_m[MUPOTS_17.root, 2]
         out.rel_error_m.append(lifted_rel - (truth[m, 2] - truth[MUCO_21.root, 2]) * truth_scale)
         out.error_joint.append(k)
@@ -209,6 +230,16 @@ def _add_person(out: Ingredients, scene: Scene, uv: np.ndarray, seen: np.ndarray
         out.error_depth_m.append(depth)
         out.rel_depth_m.append(depth)
     both = _segment_seen(seen)
+    true_px = frame.keypoints_img_px[t, [MUCO_21.index(n) for n in COCO_WITH_JOINT]] * scene.zoom
+    detected_px = true_px + errors
+    limbs = both[:len(SEGMENTS)]
+    for (a, b), seen_both in zip(SEGMENTS, limbs):
+        if seen_both:
+            ia, ib = COCO_WITH_JOINT.index(a), COCO_WITH_JOINT.index(b)
+            length = float(np.linalg.norm(true_px[ia] - true_px[ib]))
+            out.segment_length_error_px.append(float(np.linalg.norm(detected_px[ia] - detected_px[ib])) - length)
+            out.segment_length_px.append(length)
+            out.segment_length_depth_m.append(depth)
     ratio = _segment_lengths(pose_m, MUPOTS_17) / (_segment_lengths(truth, MUCO_21) * truth_scale)
     out.segment_rel_error.extend((ratio[both] - 1).tolist())
     out.segment_depth_m.extend([depth] * int(both.sum()))
@@ -227,7 +258,7 @@ def priors_from(measured: dict[str, np.ndarray], base: Priors, zoom: float) -> P
                    segment_rel_sigma=_round(robust_sd(measured["segment_rel_error"]), 0.005),
                    rel_depth_sigma_m=_round(rel_depth, 0.005), sigma_inflation=1.0)
     # One sigma for both axes: the RMS of the two axes' robust sds.
-    keypoint = _round(float(np.sqrt(np.mean(robust_sd(measured["error_input_px"], axis=0) ** 2))), 0.05)
+    keypoint = _round(_axes_sd(measured["error_input_px"]), 0.05)
     # The floor cue's ankle error is across the ray, nearly the image's vertical axis.
     ankle = _round(robust_sd(measured["error_input_px"][ankles, 1]), 0.05)
     floor = replace(base.floor, sigma_px=round(ankle / zoom, 2), sigma_inflation=1.0)
@@ -338,7 +369,8 @@ def inflated(priors: Priors, body: float, floor: float) -> Priors:
 
 
 def _band_names() -> list[tuple[str, float, float]]:
-    return [(f"{low:g}-{high:g}", low, high) for low, high in BANDS_M] + [("all 2-10", 2.0, 10.0)]
+    return [(f"{low:g}-{high:g}" if np.isfinite(high) else f"> {low:g}", low, high)
+            for low, high in BANDS_M] + [("all > 2", 2.0, np.inf)]
 
 
 def _in_band(depth_m: np.ndarray, name: str) -> np.ndarray:
@@ -347,13 +379,19 @@ def _in_band(depth_m: np.ndarray, name: str) -> np.ndarray:
 
 
 def _bands(depth_m: np.ndarray):
-    """(name, mask) of each distance band and of all 2-10 m."""
+    """(name, mask) of each distance band and of all people beyond 2 m."""
     for name, _, _ in _band_names():
         yield name, _in_band(depth_m, name)
 
 
 def _median(values: np.ndarray) -> float:
     return float(np.median(values)) if len(values) else float("nan")
+
+
+def _axes_sd(errors: np.ndarray) -> float:
+    """One sd for (N, 2) errors: the RMS of the two axes' robust sds (rows with NaN left out)."""
+    errors = errors[np.isfinite(errors).all(axis=1)]
+    return float(np.sqrt(np.mean(robust_sd(errors, axis=0) ** 2))) if len(errors) else float("nan")
 
 
 def _rms(values: np.ndarray) -> float:
@@ -368,13 +406,30 @@ def ingredient_table(m: dict[str, np.ndarray]) -> str:
     for name, e in _bands(m["error_depth_m"]):
         r, s = _in_band(m["rel_depth_m"], name), _in_band(m["segment_depth_m"], name)
         err, ankle_v = m["error_input_px"][e], m["error_input_px"][e & ankles, 1]
+        independent = m["independent_input_px"][e]
+        independent = independent[np.isfinite(independent).all(axis=1)]
         rows.append([name, int(e.sum()), robust_sd(err[:, 0]), robust_sd(err[:, 1]), _median(err[:, 1]),
-                     _rms(err), robust_sd(ankle_v), _median(ankle_v),
+                     _rms(err), _axes_sd(independent), robust_sd(ankle_v), _median(ankle_v),
                      rms_over_joints(m["rel_error_m"][r], m["rel_joint"][r]), _rms(m["rel_error_m"][r]),
                      robust_sd(m["segment_rel_error"][s]), _median(m["segment_rel_error"][s])])
     return format_table(["band (m)", "2D errors", "sd u px", "sd v px", "median v px", "rms px",
-                         "ankle sd v px", "ankle median v px", "rel depth sd m", "rel depth rms m",
+                         "independent sd px", "ankle sd v px", "ankle median v px", "rel depth sd m", "rel depth rms m",
                          "segment sd", "segment median"], rows, digits=3)
+
+
+def segment_2d_table(m: dict[str, np.ndarray]) -> str:
+    """Per band and per true image length: the 2D length error of limb and width segments (input
+    px), against what independent keypoint errors of the measured sd would give (sqrt 2 times it)."""
+    rows = []
+    lengths = m["segment_length_px"]
+    for name, band in _bands(m["segment_length_depth_m"]):
+        for low, high in ((0.0, 8.0), (8.0, 16.0), (16.0, np.inf)):
+            pick = band & (lengths >= low) & (lengths < high)
+            errors = m["segment_length_error_px"][pick]
+            rows.append([name, f"{low:g}-{high:g}" if np.isfinite(high) else f"> {low:g}", int(pick.sum()),
+                         _median(lengths[pick]), _median(errors), robust_sd(errors)])
+    return format_table(["band (m)", "true length px", "segments", "median length px",
+                         "median error px", "error sd px"], rows, digits=3)
 
 
 def joint_table(m: dict[str, np.ndarray]) -> str:
@@ -455,24 +510,30 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=21, help="calibration seed")
     parser.add_argument("--held-out-seed", type=int, default=22)
     parser.add_argument("--mocap", default=None, help="BVH folder (../shared/mocap); else walking people")
+    parser.add_argument("--max-depth-m", type=float, default=SCENES.depth_range_m[1],
+                        help="farthest people, metres (the scenes' recipe: 10)")
     args = parser.parse_args()
+    if not args.max_depth_m > SCENES.depth_range_m[0]:
+        parser.error(f"--max-depth-m must exceed {SCENES.depth_range_m[0]:g} m, got {args.max_depth_m}")
+    config = replace(SCENES, depth_range_m=(SCENES.depth_range_m[0], args.max_depth_m))
     started = time.perf_counter()
     mocap = load_mocap_poses(args.mocap, MUCO_21, fps=SCENES.fps) if args.mocap else None
     estimator = Estimator("movenet-lift", device="cpu")
     model = estimator.pipeline.model
-    calibration = render_split(args.seed, args.images, mocap, model.cfg.input_size)
+    calibration = render_split(args.seed, args.images, mocap, model.cfg.input_size, config)
     measured = measure_ingredients(model, calibration, GUESSED.body.height_m).arrays()
     priors = priors_from(measured, GUESSED, calibration[0].zoom)
     calibration_errors = cue_errors(estimator, calibration, priors).arrays()
     factors = choose_inflation(calibration_errors)
     final = inflated(priors, *factors)
     calibration_final = cue_errors(estimator, calibration, final).arrays()
-    held_out = render_split(args.held_out_seed, args.images, mocap, model.cfg.input_size)
+    held_out = render_split(args.held_out_seed, args.images, mocap, model.cfg.input_size, config)
     runs = {name: cue_errors(estimator, held_out, p).arrays()
             for name, p in (("guessed", GUESSED), ("measured", priors), ("measured+inflation", final))}
     runs["shipped defaults"] = cue_errors(estimator, held_out, code_defaults(), shipped=True).arrays()
     use_priors(estimator, code_defaults())
-    print(f"movenet-lift at {model.cfg.input_size[0]} x {model.cfg.input_size[1]} on 640 x 480 renders, {args.images} images per split, calibration "
+    print(f"movenet-lift at {model.cfg.input_size[0]} x {model.cfg.input_size[1]} on 640 x 480 renders of people "
+          f"{config.depth_range_m[0]:g}-{config.depth_range_m[1]:g} m, {args.images} images per split, calibration "
           f"seed {args.seed}, held-out seed {args.held_out_seed}, mocap {'yes' if args.mocap else 'no'}")
     _print_measured(measured)
     print("\n## Calibration seed, measured noise levels, no inflation\n")
@@ -490,6 +551,9 @@ def _print_measured(measured: dict[str, np.ndarray]) -> None:
     print("\n## Measured on the calibration seed: 2D error (network-input px), lifter errors, by true depth\n")
     print(ingredient_table(measured))
     print("\n" + joint_table(measured))
+    print(f"\nlimb and width segments' image length, detected - true (independent keypoint errors of "
+          f"the measured sd would give a length sd of {np.sqrt(2) * _axes_sd(measured['error_input_px']):.2f} px)\n")
+    print(segment_2d_table(measured))
     print(f"\nmatched people {len(statures)}: adults (>= {ADULT_M} m) {len(adults)}, stature "
           f"{np.mean(adults):.3f} +- {np.std(adults):.3f} m; lowest true ankle over the floor median "
           f"{np.median(measured['ankle_height_m']):.3f} m, robust sd {robust_sd(measured['ankle_height_m']):.3f} m")

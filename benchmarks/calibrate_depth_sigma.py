@@ -154,6 +154,7 @@ class Ingredients:
     segment_length_error_px: list = field(default_factory=list)
     segment_length_px: list = field(default_factory=list)
     segment_length_depth_m: list = field(default_factory=list)
+    segment_person_px: list = field(default_factory=list)  # the person's true image height, input px
     error_joint: list = field(default_factory=list)  # COCO_WITH_JOINT index of each 2D error
     error_depth_m: list = field(default_factory=list)  # true root depth of each 2D error
     rel_error_m: list = field(default_factory=list)  # lifted - true relative depth at 1.70 m
@@ -231,6 +232,8 @@ def _add_person(out: Ingredients, scene: Scene, uv: np.ndarray, seen: np.ndarray
         out.rel_depth_m.append(depth)
     both = _segment_seen(seen)
     true_px = frame.keypoints_img_px[t, [MUCO_21.index(n) for n in COCO_WITH_JOINT]] * scene.zoom
+    focal_px = float(np.sqrt(frame.intrinsics.fx * frame.intrinsics.fy))
+    person_px = focal_px * float(scene.statures_m[t]) / depth * scene.zoom
     detected_px = true_px + errors
     limbs = both[:len(SEGMENTS)]
     for (a, b), seen_both in zip(SEGMENTS, limbs):
@@ -240,6 +243,7 @@ def _add_person(out: Ingredients, scene: Scene, uv: np.ndarray, seen: np.ndarray
             out.segment_length_error_px.append(float(np.linalg.norm(detected_px[ia] - detected_px[ib])) - length)
             out.segment_length_px.append(length)
             out.segment_length_depth_m.append(depth)
+            out.segment_person_px.append(person_px)
     ratio = _segment_lengths(pose_m, MUPOTS_17) / (_segment_lengths(truth, MUCO_21) * truth_scale)
     out.segment_rel_error.extend((ratio[both] - 1).tolist())
     out.segment_depth_m.extend([depth] * int(both.sum()))
@@ -263,6 +267,20 @@ def priors_from(measured: dict[str, np.ndarray], base: Priors, zoom: float) -> P
     ankle = _round(robust_sd(measured["error_input_px"][ankles, 1]), 0.05)
     floor = replace(base.floor, sigma_px=round(ankle / zoom, 2), sigma_inflation=1.0)
     return Priors(body, keypoint, floor, ankle)
+
+
+def segment_noise_line(measured: dict[str, np.ndarray], bins: int = 8) -> tuple[float, float]:
+    """``(a, b)`` of the segment lengths' 2D error sd ``a + b h`` (input px) against the person's
+    image height ``h`` (input px): robust sds in ``bins`` quantile bins of ``h``, a line through
+    them weighted by their counts."""
+    heights, errors = measured["segment_person_px"], measured["segment_length_error_px"]
+    edges = np.quantile(heights, np.linspace(0.0, 1.0, bins + 1))
+    which = np.clip(np.searchsorted(edges, heights, side="right") - 1, 0, bins - 1)
+    centres = np.array([np.median(heights[which == k]) for k in range(bins)])
+    sds = np.array([robust_sd(errors[which == k]) for k in range(bins)])
+    counts = np.array([np.sum(which == k) for k in range(bins)])
+    slope, intercept = np.polyfit(centres, sds, 1, w=np.sqrt(counts))
+    return float(intercept), float(slope)
 
 
 def _round(value: float, step: float) -> float:
@@ -554,6 +572,9 @@ def _print_measured(measured: dict[str, np.ndarray]) -> None:
     print(f"\nlimb and width segments' image length, detected - true (independent keypoint errors of "
           f"the measured sd would give a length sd of {np.sqrt(2) * _axes_sd(measured['error_input_px']):.2f} px)\n")
     print(segment_2d_table(measured))
+    base_px, per_height = segment_noise_line(measured)
+    print(f"\nsegment length 2D sd against the person's image height h (input px): {base_px:.3f} + "
+          f"{per_height:.4f} h px")
     print(f"\nmatched people {len(statures)}: adults (>= {ADULT_M} m) {len(adults)}, stature "
           f"{np.mean(adults):.3f} +- {np.std(adults):.3f} m; lowest true ankle over the floor median "
           f"{np.median(measured['ankle_height_m']):.3f} m, robust sd {robust_sd(measured['ankle_height_m']):.3f} m")

@@ -39,7 +39,7 @@ from mp3d_ros.inference.preprocess import letterbox_batch
 from mp3d_ros.messages.conversions import MessageClasses, make_header, people_to_pose_array
 from mp3d_ros.messages.markers import people_to_markers
 from mp3d_ros.messages.typestore import typestore
-from mp3d_ros.model.codec.decode import unpack_people
+from mp3d_ros.model.codec.decode import PeopleTensors, unpack_people
 from mp3d_ros.model.movenet import MoveNetPeople
 from mp3d_ros.resources import find_share_path
 from mp3d_ros.synthetic.scenes import SceneConfig, generate_image
@@ -121,23 +121,24 @@ class PeopleStages:
         if self.replay is not None:
             self.spans["lift + depth (CUDA graph)"] = []
 
-    def eager(self, index: int) -> torch.Tensor:
-        """Time the eager lift + depth of frame ``index``; its packed people."""
+    def eager(self, index: int) -> PeopleTensors:
+        """Time the eager lift + depth of frame ``index``; its people."""
         batch = self.batches[index]
         tensors, ms = timed_ms(lambda: self.model.people_tensors(batch, self.cameras), self.model.device)
         self.spans["lift + depth (eager)"].append(ms)
-        return tensors.pack()
+        return tensors
 
     def frame(self, index: int) -> None:
         """Run and time the stages of frame ``index`` in the estimator's order (on a GPU the CUDA
         graph's lift; the eager one ran in :meth:`eager`'s own pass)."""
         batch, cpu = self.batches[index], torch.device("cpu")
         if self.replay is None:
-            packed = self.eager(index)
+            tensors = self.eager(index)
+            found, ms = timed_ms(lambda: unpack_people(tensors.pack().cpu().numpy(), MUPOTS_17.name)[0], cpu)
         else:
-            packed, ms = self.replay(batch)
-            self.spans["lift + depth (CUDA graph)"].append(ms)
-        found, ms = timed_ms(lambda: unpack_people(packed.cpu().numpy(), MUPOTS_17.name)[0], cpu)
+            packed, graph_ms = self.replay(batch)  # the graph packs the rows itself
+            self.spans["lift + depth (CUDA graph)"].append(graph_ms)
+            found, ms = timed_ms(lambda: unpack_people(packed.cpu().numpy(), MUPOTS_17.name)[0], cpu)
         self.spans["unpack"].append(ms)
         stamp_ns = 1_700_000_000_000_000_000 + index * 33_333_333
         tracked, ms = timed_ms(lambda: self.tracker.update(found, stamp_ns * 1e-9), cpu)

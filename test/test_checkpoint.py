@@ -124,7 +124,8 @@ def test_onnx_float16_weights_keep_values_beyond_float16_in_float32() -> None:
         [helper.make_node("Mul", ["x", "scale"], ["scaled"]), helper.make_node("Add", ["scaled", "variance"], ["y"])],
         "float16_storage", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], initializer=[big, small])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # The IR version of opset 17, not the installed onnx's newest, which an older onnxruntime refuses.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     store_weights_in_float16(model)
     onnx.checker.check_model(model, full_check=True)
     kinds = {i.name: i.data_type for i in model.graph.initializer}

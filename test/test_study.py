@@ -40,6 +40,8 @@ schedule: {{steps: {steps}, warmup_steps: 1}}
 augment: {{occluder_probability: 0.0}}
 init: {{backbone_weights: {weights}}}
 normalization: movenet
+# The CPU: bit-identical runs are what the lockstep test asks for, and a GPU's kernels are not.
+device: cpu
 log_every: 1
 checkpoint_every: 100
 progress: false

@@ -47,14 +47,12 @@ from mp3d_ros.evaluation.depth_calibration import (
 from mp3d_ros.evaluation.evaluate import format_table
 from mp3d_ros.geometry.absolute_depth import SEGMENTS, BodyPrior
 from mp3d_ros.geometry.camera import letterbox_transform
-from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.geometry.floor import FloorConfig, FloorPlane, apply_floor, floor_depth
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import COCO_17, MUCO_21, MUPOTS_17
 from mp3d_ros.inference import Estimator
 from mp3d_ros.inference.estimator import ANKLE_SIGMA_INPUT_PX
-from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift, MoveNetLiftConfig
-from mp3d_ros.inference.preprocess import letterbox_batch
+from mp3d_ros.inference.movenet_lift import MoveNetLift, MoveNetLiftConfig
 from mp3d_ros.messages.synthetic_bag import ground_truth_people
 from mp3d_ros.resources import find_share_path
 from mp3d_ros.synthetic import scenes
@@ -190,13 +188,8 @@ def measure_ingredients(model: MoveNetLift, split: list[Scene], height_m: float)
     muco = [MUCO_21.index(n) for n in COCO_WITH_JOINT]
     for scene in split:
         frame = scene.frame
-        batch, transforms = letterbox_batch([frame.image], model.cfg.input_size, RAW_PIXELS, model.device)
-        cameras = CameraBatch.build(transforms, [frame.intrinsics], model.device)
-        with torch.no_grad():
-            detections = model.decode(model(batch))
-            lifted = model.lift_people(detections, cameras)
-        keep = (detections.scores[0] >= model.cfg.min_person_score).numpy()
-        uv, seen, pose = (t[0].numpy()[keep] for t in (lifted.uv_px, lifted.seen, lifted.pose_m))
+        lifted, _, _ = model.lift_image(frame.image, frame.intrinsics)
+        uv, seen, pose = (t.numpy() for t in (lifted.uv_px, lifted.seen, lifted.pose_m))
         pose = pose * (height_m / model.lifter.cfg.canonical_height_m)
         for p, t in match_keypoints(uv[:, coco], seen[:, coco], frame.keypoints_img_px[:, muco],
                                     KEYPOINT_GATE_PX):

@@ -26,11 +26,9 @@ from mp3d_ros.config import load_config
 from mp3d_ros.evaluation.depth_calibration import match_keypoints
 from mp3d_ros.evaluation.evaluate import format_table
 from mp3d_ros.geometry.absolute_depth import SEGMENTS
-from mp3d_ros.geometry.camera_torch import CameraBatch
 from mp3d_ros.geometry.skeleton import COCO_17, MUCO_21, MUPOTS_17, JointSet
 from mp3d_ros.inference import Estimator
-from mp3d_ros.inference.movenet_lift import RAW_PIXELS, MoveNetLift
-from mp3d_ros.inference.preprocess import letterbox_batch
+from mp3d_ros.inference.movenet_lift import MoveNetLift
 from mp3d_ros.model.movenet import MoveNetPeople
 from mp3d_ros.resources import find_share_path
 from mp3d_ros.synthetic.bvh import load_mocap_poses
@@ -69,17 +67,10 @@ def measure(model: MoveNetLift, frames: list[SyntheticFrame]) -> dict[str, np.nd
     scale = model.lifter.cfg.canonical_height_m / HEIGHT_M
     out: dict[str, list] = {"depth_m": [], "movenet": [], "true": []}
     for frame in frames:
-        batch, transforms = letterbox_batch([frame.image], model.cfg.input_size, RAW_PIXELS, model.device)
-        cameras = CameraBatch.build(transforms, [frame.intrinsics], model.device)
-        with torch.no_grad():
-            detections = model.decode(model(batch))
-            lifted = model.lift_people(detections, cameras)
-        keep = (detections.scores[0] >= model.cfg.min_person_score).numpy()
-        uv, seen = lifted.uv_px[0].numpy()[keep], lifted.seen[0].numpy()[keep]
-        poses = lifted.pose_m[0].numpy()[keep]
+        lifted, letterbox, cameras = model.lift_image(frame.image, frame.intrinsics)
+        uv, seen, poses = (t.numpy() for t in (lifted.uv_px, lifted.seen, lifted.pose_m))
         for p, t in match_keypoints(uv[:, coco], seen[:, coco], frame.keypoints_img_px[:, muco], KEYPOINT_GATE_PX):
-            with torch.no_grad():
-                from_truth = model.lift_people(true_joint_detection(frame, t, transforms[0].A), cameras).pose_m
+            from_truth = model.lift_people(true_joint_detection(frame, t, letterbox.A), cameras).pose_m
             true_lengths = segment_lengths(frame.keypoints_cam_m[t], MUCO_21) * scale
             out["depth_m"].append(frame.keypoints_cam_m[t, MUCO_21.root, 2])
             out["movenet"].append(segment_lengths(poses[p], MUPOTS_17) / true_lengths)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from mp3d_ros.geometry.absolute_depth import BodyPrior, estimate_root_depth
-from mp3d_ros.geometry.camera import Intrinsics
+from mp3d_ros.geometry.camera import ImageTransform, Intrinsics
 from mp3d_ros.geometry.camera_torch import CameraBatch, map_points_px, pixel_rays, project
 from mp3d_ros.geometry.people import People
 from mp3d_ros.geometry.skeleton import COCO_17, MUPOTS_17, index_map
@@ -155,16 +155,31 @@ class MoveNetLift(nn.Module):
         on_cpu = maps.center.device.type == "cpu"
         return decode_movenet(maps, self.decode_cfg, self.cfg.min_person_score if on_cpu else None)
 
+    def _input(self, image_rgb: np.ndarray, intrinsics: Intrinsics
+               ) -> tuple[torch.Tensor, ImageTransform, CameraBatch]:
+        """One (H, W, 3) uint8 RGB image as a letterboxed batch of one, its letterbox and camera."""
+        intrinsics.check_image_size(image_rgb.shape[1], image_rgb.shape[0])
+        batch, transforms = letterbox_batch([image_rgb], self.cfg.input_size, RAW_PIXELS, self.device)
+        return batch, transforms[0], CameraBatch.build(transforms, [intrinsics], self.device)
+
     @torch.no_grad()
     def estimate(self, image_rgb: np.ndarray, intrinsics: Intrinsics) -> People:
         """People in one (H, W, 3) uint8 RGB image taken with the camera ``intrinsics``."""
-        intrinsics.check_image_size(image_rgb.shape[1], image_rgb.shape[0])
-        batch, transforms = letterbox_batch(
-            [image_rgb], self.cfg.input_size, RAW_PIXELS, self.device
-        )
-        cameras = CameraBatch.build(transforms, [intrinsics], self.device)
+        batch, _, cameras = self._input(image_rgb, intrinsics)
         people = self.people_tensors(self.decode(self(batch)), cameras)
         return unpack_people(people.pack().cpu().numpy(), MUPOTS_17.name)[0]
+
+    @torch.no_grad()
+    def lift_image(self, image_rgb: np.ndarray, intrinsics: Intrinsics
+                   ) -> tuple[LiftedPeople, ImageTransform, CameraBatch]:
+        """Steps 1-2 of one image for diagnostics: the lifted people whose score is kept (the
+        leading image axis dropped, one row a person, MoveNet's order), the letterbox and the
+        camera. Benchmarks measure MoveNet and the lifter against ground truth with it."""
+        batch, transform, cameras = self._input(image_rgb, intrinsics)
+        detections = self.decode(self(batch))
+        lifted = self.lift_people(detections, cameras)
+        keep = detections.scores[0] >= self.cfg.min_person_score
+        return LiftedPeople(*(t[0][keep] for t in lifted)), transform, cameras
 
     @torch.no_grad()
     def lift_people(self, detections: MoveNetPeople, cameras: CameraBatch) -> LiftedPeople:

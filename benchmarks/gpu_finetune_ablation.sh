@@ -11,7 +11,8 @@
 # (default models/synthetic_lite.pt; backbone: from the start), STEPS, SEEDS, LR, WARMUP,
 # VARIANTS ("name:override ..." with overrides of mp3d-train's --set; default HMOR's ordinal
 # losses at weight 1 against 0), RECIPE (the scenes' mp3d-synth recipe; default
-# config/synth/train.yaml).
+# config/synth/train.yaml), WORKERS (loader workers per run, default the config's 15; the data
+# do not depend on it, so two seeds can train side by side on one GPU with half each).
 # Score the checkpoints with mp3d-eval on config/synth's test splits afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ INIT="${INIT:-models/synthetic_lite.pt}"
 STEPS="${STEPS:-1500}"; SEEDS="${SEEDS:-3 4}"; LR="${LR:-3e-4}"; WARMUP="${WARMUP:-100}"
 VARIANTS="${VARIANTS:-hmor:loss.hmor=1.0 no_hmor:loss.hmor=0.0}"
 RECIPE="${RECIPE:-config/synth/train.yaml}"
+WORKERS="${WORKERS:-15}"
 if [[ "$MOCAP" == *.tar.xz ]]; then  # a carried archive: unpack once, next to it
     folder="$(dirname "$MOCAP")/mocap"
     [[ -d "$folder" ]] || tar -xJf "$MOCAP" -C "$(dirname "$MOCAP")"
@@ -36,7 +38,7 @@ for seed in $SEEDS; do
         [[ "$INIT" == backbone ]] && init=()
         python -m mp3d_ros.cli.train --config config/train/synthetic_scenes.yaml \
             --set "schedule.steps=$STEPS" --set "schedule.warmup_steps=$WARMUP" --set "optim.lr=$LR" \
-            --set "seed=$seed" --set "$override" "${init[@]}" \
+            --set "seed=$seed" --set "workers=$WORKERS" --set "$override" "${init[@]}" \
             --set "datasets=[{kind: scenes, path: $RECIPE, mocap: $MOCAP}]" \
             --set "validation.kind=''" --set validate_every=0 --set "checkpoint_every=$STEPS" \
             --set keep_checkpoints=1 --set "out_dir=$run" --set progress=false \

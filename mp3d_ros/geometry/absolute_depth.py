@@ -175,13 +175,30 @@ def _one_hot(joints: Sequence[int], like: torch.Tensor) -> torch.Tensor:
     return torch.stack([eye[j] for j in joints])
 
 
+@dataclass(frozen=True)
+class _SegmentNoise:
+    """What :func:`_residual_covariance` needs of S segments that does not change with the depth:
+    the (S, J) joint coefficients ``c``, their products ``c_kj c_lj`` (S, S, J) and the lengths'
+    own variances ``(segment_rel_sigma L_k)^2`` on a diagonal (P, S, S). Built once per fit, so the
+    Gauss-Newton steps do not repeat them (each repetition is a kernel in the CUDA graph)."""
+
+    coefficients: torch.Tensor
+    pair: torch.Tensor
+    length_variance: torch.Tensor
+
+
+def _segment_noise(coefficients: torch.Tensor, length_m: torch.Tensor, prior: BodyPrior) -> _SegmentNoise:
+    """:class:`_SegmentNoise` of segments with joint ``coefficients`` (S, J) and lengths (P, S)."""
+    return _SegmentNoise(coefficients, coefficients[:, None, :] * coefficients[None, :, :],
+                         torch.diag_embed((prior.segment_rel_sigma * length_m) ** 2))
+
+
 def _residual_covariance(
-    coefficients: torch.Tensor,
+    noise: _SegmentNoise,
     direction: torch.Tensor,
     rays: torch.Tensor,
     rel: torch.Tensor,
     depth_m: torch.Tensor,
-    length_m: torch.Tensor,
     ray_sigma: torch.Tensor | float,
     prior: BodyPrior,
 ) -> torch.Tensor:
@@ -195,13 +212,12 @@ def _residual_covariance(
     # Broadcast products rather than batched matmuls: the matrices are tiny (S <= 10, J = 17).
     lateral = ((depth_m[:, None] + rel) * ray_sigma) ** 2  # (P, J)
     in_plane = (direction[:, :, None, :2] * direction[:, None, :, :2]).sum(-1)  # (P, S, S)
-    pair = coefficients[:, None, :] * coefficients[None, :, :]  # (S, S, J): c_kj c_lj
-    shared = (pair * lateral[:, None, None, :]).sum(-1)
+    shared = (noise.pair * lateral[:, None, None, :]).sum(-1)
     # along[p, k, j] = c_kj (u_k . r_j): how joint j's depth noise moves residual k.
-    along = coefficients * (direction[:, :, None, :] * rays[:, None, :, :]).sum(-1)
+    along = noise.coefficients * (direction[:, :, None, :] * rays[:, None, :, :]).sum(-1)
     depth_part = (along[:, :, None] * along[:, None]).sum(-1)
     cov = in_plane * shared + prior.rel_depth_sigma_m**2 * depth_part
-    return cov + torch.diag_embed((prior.segment_rel_sigma * length_m) ** 2)
+    return cov + noise.length_variance
 
 
 def _whitened_products(
@@ -248,18 +264,24 @@ def _closed_form_root(ray_a, ray_b, rel_a, rel_b, length_m) -> tuple[torch.Tenso
 @dataclass(frozen=True)
 class _BoneTerms:
     """The seen segments of P people as :func:`_gauss_newton_step` takes them: ``D_k = Z a_k +
-    b_k`` (each (P, S, 3)), the lifted lengths and use mask (P, S), the count of segments whose
-    closed form exists (P,), and the (S, J) joint coefficients."""
+    b_k`` (each (P, S, 3)), the use mask (P, S), the count of segments whose closed form exists
+    (P,), and what does not change from step to step: the logs of the lifted lengths, 0 where
+    unused (P, S), the coefficients' squares (S, J), the residuals' scale ``mask_k mask_l /
+    (L_k L_l)`` and the unused segments' unit diagonal (P, S, S), and the :class:`_SegmentNoise`."""
 
     a: torch.Tensor
     b: torch.Tensor
-    length: torch.Tensor
     mask: torch.Tensor
     count: torch.Tensor
-    coefficients: torch.Tensor
+    log_lifted: torch.Tensor
+    squared_coefficients: torch.Tensor
+    lifted_outer: torch.Tensor
+    mask_outer: torch.Tensor
+    unused: torch.Tensor
+    noise: _SegmentNoise
 
 
-def _bone_terms(rays, rel, pose_m, seen, segments) -> tuple[_BoneTerms, torch.Tensor, torch.Tensor]:
+def _bone_terms(rays, rel, pose_m, seen, segments, prior) -> tuple[_BoneTerms, torch.Tensor, torch.Tensor]:
     """:class:`_BoneTerms`, the Gauss-Newton start (the mean of the per-segment closed forms) and
     the number of seen segments, each (P,)."""
     i, j = [a for a, _ in segments], [b for _, b in segments]
@@ -273,14 +295,21 @@ def _bone_terms(rays, rel, pose_m, seen, segments) -> tuple[_BoneTerms, torch.Te
     start = use & ok
     count = start.sum(-1)
     z = torch.where(start, z_root, torch.zeros_like(z_root)).sum(-1) / count.clamp_min(1)
-    terms = _BoneTerms(a, b, length, use.to(rays.dtype), count, coefficients)
+    mask = use.to(rays.dtype)
+    lifted = torch.where(mask > 0, length, torch.ones_like(length))
+    terms = _BoneTerms(
+        a, b, mask, count, lifted.log(), coefficients.square(),
+        lifted[:, :, None] * lifted[:, None, :], mask[:, :, None] * mask[:, None, :],
+        torch.diag_embed(1 - mask), _segment_noise(coefficients, length, prior))
     return terms, z.clamp_min(_MIN_DEPTH_M), use.sum(-1)
 
 
 def _bones_information(z, terms: _BoneTerms, rays, rel, ray_sigma, prior):
     """:func:`_gauss_newton_step` over ``terms``: the next depth and ``J^T Sigma^-1 J`` at ``z``."""
-    return _gauss_newton_step(z, terms.a, terms.b, terms.length, terms.mask, terms.count,
-                              terms.coefficients, rays, rel, ray_sigma, prior)
+    return _gauss_newton_step(z, terms.a, terms.b, terms.mask, terms.count, terms.log_lifted,
+                              terms.squared_coefficients, terms.lifted_outer, terms.mask_outer, terms.unused,
+                              terms.noise.coefficients, terms.noise.pair, terms.noise.length_variance,
+                              rays, rel, ray_sigma, prior)
 
 
 def _bones(terms: _BoneTerms, start, rays, rel, ray_sigma, prior):
@@ -299,22 +328,23 @@ def _bones(terms: _BoneTerms, start, rays, rel, ray_sigma, prior):
 
 
 @compiled_once
-def _gauss_newton_step(z, a, b, length, mask, count, coefficients, rays, rel, ray_sigma, prior):
+def _gauss_newton_step(z, a, b, mask, count, log_lifted, squared_coefficients, lifted_outer,
+                       mask_outer, unused, coefficients, pair, length_variance, rays, rel, ray_sigma, prior):
     """One step of :func:`_bones` (Gauss-Newton in ``log Z``): the new depth and ``J^T Sigma^-1 J``
-    (with ``J = de/dZ``) at the old one, each (P,)."""
+    (with ``J = de/dZ``) at the old one, each (P,). A compiled region: the :class:`_BoneTerms` come
+    as their tensors."""
     vector = z[:, None, None] * a + b
     norm = vector.norm(dim=-1).clamp_min(1e-9)
     direction = vector / norm[..., None]
-    lifted = torch.where(mask > 0, length, torch.ones_like(length))
     lateral = ((z[:, None] + rel) * ray_sigma) ** 2  # (P, J): 2D noise variance per image axis
-    spread = (coefficients.square()[None] * lateral[:, None]).sum(-1)  # (P, S): s_k
+    spread = (squared_coefficients[None] * lateral[:, None]).sum(-1)  # (P, S): s_k
     excess = spread * direction[..., 2].square() / norm.square()  # beta_k
-    residual = (norm.log() - lifted.log() - excess) * mask
+    residual = (norm.log() - log_lifted - excess) * mask
     jacobian = (a * direction).sum(-1) / norm * mask
-    cov = _residual_covariance(coefficients, direction, rays, rel, z, length, ray_sigma, prior)
-    cov = cov / (lifted[:, :, None] * lifted[:, None, :])
+    noise = _SegmentNoise(coefficients, pair, length_variance)
+    cov = _residual_covariance(noise, direction, rays, rel, z, ray_sigma, prior) / lifted_outer
     # Unused segments: decoupled unit-variance rows with zero residual and Jacobian.
-    cov = cov * mask[:, :, None] * mask[:, None, :] + torch.diag_embed(1 - mask)
+    cov = cov * mask_outer + unused
     information, numerator = _whitened_products(cov, jacobian, residual)
     # The step in log Z (Jacobian Z J): log lengths are linear in log Z for segments seen side-on,
     # so a start far off is corrected in one step instead of crawling back from the clamp.
@@ -340,14 +370,14 @@ def _torso_round(ray_hip, ray_sh, rays_hip, rays_sh, rel_hip, rel_sh, rels_hip, 
 @dataclass(frozen=True)
 class _TorsoTerms:
     """The torso segment of P people: the midpoint rays (P, 3) and relative depths (P,) of hips and
-    shoulders, the lifted torso length (P,) and the (1, J) joint coefficients of the segment."""
+    shoulders, the lifted torso length (P,) and the segment's :class:`_SegmentNoise`."""
 
     ray_hip: torch.Tensor
     ray_sh: torch.Tensor
     rel_hip: torch.Tensor
     rel_sh: torch.Tensor
     omega: torch.Tensor
-    coefficients: torch.Tensor
+    noise: _SegmentNoise
 
 
 def _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior):
@@ -369,8 +399,9 @@ def _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior):
         z_hip, ok, z_root, ray_hip, ray_sh = _torso_round(
             ray_hip, ray_sh, rays_hip, rays_sh, rel_hip, rel_sh, rels_hip, rels_sh, omega)
     valid = seen_all & ok & (z_root > _MIN_DEPTH_M)
+    coefficients = 0.5 * (_one_hot(shoulders, rays).sum(0) - _one_hot(hips, rays).sum(0))[None]
     torso = _TorsoTerms(ray_hip, ray_sh, rel_hip, rel_sh, omega,
-                        0.5 * (_one_hot(shoulders, rays).sum(0) - _one_hot(hips, rays).sum(0))[None])
+                        _segment_noise(coefficients, omega[:, None], prior))
     sigma = _torso_sigma(z_root, torso, rays, rel, ray_sigma, prior)
     return (
         torch.where(valid, z_root, torch.zeros_like(z_root)),
@@ -388,8 +419,8 @@ def _torso_sigma(z_root, torso: _TorsoTerms, rays, rel, ray_sigma, prior) -> tor
     norm = vector.norm(dim=-1).clamp_min(1e-9)
     direction = vector / norm[..., None]
     jacobian = ((torso.ray_sh - torso.ray_hip) * direction).sum(-1)
-    variance = _residual_covariance(torso.coefficients, direction[:, None], rays, rel, z_root,
-                                    torso.omega[:, None], ray_sigma, prior)[:, 0, 0]
+    variance = _residual_covariance(torso.noise, direction[:, None], rays, rel, z_root, ray_sigma,
+                                    prior)[:, 0, 0]
     return (variance / jacobian.square().clamp_min(1e-12)).sqrt()
 
 
@@ -431,7 +462,7 @@ def estimate_root_depth(
     segments = [(joint_set.index(a), joint_set.index(b)) for a, b in SEGMENTS]
     hips = [joint_set.index(n) for n in _HIPS]
     shoulders = [joint_set.index(n) for n in _SHOULDERS]
-    bone_terms, start, count = _bone_terms(rays, rel, pose_m, seen, segments)
+    bone_terms, start, count = _bone_terms(rays, rel, pose_m, seen, segments, prior)
     z_b, s_b, v_b = _bones(bone_terms, start, rays, rel, ray_sigma, prior)
     z_t, s_t, v_t, torso = _torso(rays, rel, pose_m, seen, hips, shoulders, ray_sigma, prior)
     s_b, s_t = s_b * prior.sigma_inflation, s_t * prior.sigma_inflation

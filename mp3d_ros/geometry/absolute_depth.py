@@ -93,7 +93,7 @@ _HIPS = ("left_hip", "right_hip")
 _SHOULDERS = ("left_shoulder", "right_shoulder")
 # Six steps: on 160 renders (259 people with segments) every depth after six was within 0.54 % of
 # the limit (32 steps), 95 % within 1e-5 (eight steps: 0.22 %); each further step is about 90
-# kernels in the CUDA graph and 0.4-0.6 ms on one CPU core (benchmarks/RESULTS.md, issue 19).
+# kernels in the CUDA graph and 0.3-0.7 ms on one CPU core (benchmarks/RESULTS.md, issue 19).
 _GAUSS_NEWTON_STEPS = 6
 _MAX_LOG_STEP = 3.0  # a factor of 20 per Gauss-Newton step at most
 _MIN_DEPTH_M = 0.1
